@@ -1,0 +1,439 @@
+//! Typed configuration: the TOML file an operator writes, parsed strictly and validated whole.
+//!
+//! Every table denies unknown keys, and a bad file is reported with *every* problem at once (not
+//! just the first one serde trips over): parsing repeatedly removes the offending key and tries
+//! again, then the semantic checks of [`Config::validate`] run on what is left. Defaults are
+//! chosen so that a config naming only `[openim]` runs safely on loopback. Every key is documented
+//! in `docs/config.md`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::admin_jwt::{self, IssuerConfig};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub openim: OpenImConfig,
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[server]`: the public listener and the guard stage of the pipeline.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger ones get 413 before they are buffered.
+    pub max_body_bytes: usize,
+    /// Largest total size of all request header names and values; larger → 431.
+    pub max_header_bytes: usize,
+    /// Most request headers accepted; more → 431.
+    pub max_headers: usize,
+    /// Deadline for a whole request, from routing to the last byte of the answer.
+    pub request_timeout_ms: u64,
+    /// How long a client may take to send its request headers (slowloris guard).
+    pub header_read_timeout_ms: u64,
+    /// On SIGTERM, how long in-flight requests may take to finish before connections are cut.
+    pub drain_timeout_ms: u64,
+    /// Requests handled at once; beyond that the gateway sheds load with 503.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            request_timeout_ms: 15_000,
+            header_read_timeout_ms: 10_000,
+            drain_timeout_ms: 10_000,
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+/// `[openim]`: where OpenIM's API gateway is and how imgate talks to it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenImConfig {
+    /// OpenIM's HTTP API gateway, e.g. `http://127.0.0.1:10002`.
+    pub api_url: String,
+    /// OpenIM's WebSocket msg gateway, e.g. `ws://127.0.0.1:10001`.
+    pub ws_url: String,
+    /// An `imAdminUser.userIDs` entry of OpenIM's `share.yml`.
+    #[serde(default = "default_admin_user_id")]
+    pub admin_user_id: String,
+    /// OpenIM's `share.yml secret`, inline (dev only) ...
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// ... or in a file (its content, trailing newline trimmed). Exactly one of the two.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Deadline for one call to OpenIM (connect + answer); a slower OpenIM gives 504.
+    #[serde(default = "default_openim_timeout")]
+    pub timeout_ms: u64,
+    /// Extra attempts for idempotent reads after a transport failure (never for writes).
+    #[serde(default = "default_read_retries")]
+    pub read_retries: u32,
+    /// Refresh the cached admin token when it has less than this left to live.
+    #[serde(default = "default_refresh_before")]
+    pub admin_token_refresh_before_secs: u64,
+    /// Largest OpenIM answer read; larger ones are a 502.
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: usize,
+}
+
+fn default_admin_user_id() -> String {
+    "imAdmin".into()
+}
+fn default_openim_timeout() -> u64 {
+    5_000
+}
+fn default_read_retries() -> u32 {
+    2
+}
+fn default_refresh_before() -> u64 {
+    3_600
+}
+fn default_max_response() -> usize {
+    8 * 1024 * 1024
+}
+
+/// `[gateway]`: the gateway's own identity towards clients.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// X25519 static keys (Noise IK responder keys). The first is the current key; a second one
+    /// is still accepted during a rotation. At most two.
+    pub keys: Vec<GatewayKeyConfig>,
+}
+
+/// One `[[gateway.keys]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayKeyConfig {
+    /// Public name of the key, served as `key_id`.
+    pub id: String,
+    /// File holding the 32-byte private key, base64 (as printed by `imgate keygen`).
+    pub private_key_file: PathBuf,
+}
+
+/// `[admin]`: who may call `/v1/admin/*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `[[admin.issuer]]` tables; with none, every admin route answers 401.
+    pub issuer: Vec<IssuerConfig>,
+}
+
+/// `[telemetry]`: logs and metrics.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `json` (one object per line) or `pretty`.
+    pub log_format: String,
+    /// A tracing filter, e.g. `info` or `host=debug,info`.
+    pub log_level: String,
+    /// Where Prometheus `/metrics` is served; unset = not served. Kept off the public listener.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { log_format: "json".into(), log_level: "info".into(), metrics_listen: None }
+    }
+}
+
+/// Every problem found in a configuration, one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// How many structural errors are collected before giving up (a file of garbage keys).
+const MAX_STRUCTURAL_ERRORS: usize = 100;
+
+impl Config {
+    /// Reads and parses a file; relative paths inside it are later resolved against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+        Config::parse(&text)
+    }
+
+    /// Parses TOML text, reporting every unknown key, wrong type and failed check at once.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![format!("TOML syntax: {e}")]))?;
+        let mut errors = Vec::new();
+        while errors.len() < MAX_STRUCTURAL_ERRORS {
+            match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
+                Ok(config) => {
+                    if errors.is_empty() {
+                        errors = config.validate();
+                    }
+                    return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) };
+                }
+                Err(e) => {
+                    let segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+                    let message = describe(&e);
+                    // A missing key cannot be removed to make progress: report it and stop.
+                    let removable = !e.inner().to_string().starts_with("missing field");
+                    errors.push(message);
+                    if !removable || !remove_at(&mut value, &segments) {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(ConfigErrors(errors))
+    }
+
+    /// Semantic checks that types alone cannot express. Returns every problem.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let s = &self.server;
+        if s.max_body_bytes == 0 || s.max_body_bytes > 64 * 1024 * 1024 {
+            errors.push("server.max_body_bytes: must be between 1 and 67108864".into());
+        }
+        if s.max_header_bytes < 1024 || s.max_header_bytes > 1024 * 1024 {
+            errors.push("server.max_header_bytes: must be between 1024 and 1048576".into());
+        }
+        if s.max_headers == 0 {
+            errors.push("server.max_headers: must be at least 1".into());
+        }
+        for (key, v) in [
+            ("server.request_timeout_ms", s.request_timeout_ms),
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.drain_timeout_ms", s.drain_timeout_ms),
+            ("openim.timeout_ms", self.openim.timeout_ms),
+        ] {
+            if v == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if s.max_concurrent_requests == 0 {
+            errors.push("server.max_concurrent_requests: must be at least 1".into());
+        }
+        if self.openim.timeout_ms >= s.request_timeout_ms {
+            errors.push(
+                "openim.timeout_ms: must be shorter than server.request_timeout_ms, so a slow OpenIM gives 504 before the request deadline"
+                    .into(),
+            );
+        }
+        errors.extend(self.openim.validate());
+        errors.extend(self.gateway.validate());
+        errors.extend(admin_jwt::validate_config(&self.admin.issuer).into_iter().map(|e| format!("admin.issuer: {e}")));
+        if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
+            errors.push(format!("telemetry.log_format: `{}` is not one of json, pretty", self.telemetry.log_format));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level) {
+            errors.push(format!("telemetry.log_level: {e}"));
+        }
+        errors
+    }
+}
+
+impl OpenImConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        match reqwest::Url::parse(&self.api_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => errors.push(format!("openim.api_url: `{}` is not an http(s) URL", self.api_url)),
+        }
+        match reqwest::Url::parse(&self.ws_url) {
+            Ok(u) if matches!(u.scheme(), "ws" | "wss") && u.host().is_some() => {}
+            _ => errors.push(format!("openim.ws_url: `{}` is not a ws(s) URL", self.ws_url)),
+        }
+        if self.admin_user_id.is_empty() {
+            errors.push("openim.admin_user_id: must not be empty".into());
+        }
+        match (&self.secret, &self.secret_file) {
+            (Some(_), Some(_)) => errors.push("openim.secret / openim.secret_file: set only one".into()),
+            (None, None) => errors.push("openim.secret / openim.secret_file: one is required".into()),
+            (Some(s), None) if s.is_empty() => errors.push("openim.secret: must not be empty".into()),
+            _ => {}
+        }
+        if self.max_response_bytes < 1024 {
+            errors.push("openim.max_response_bytes: must be at least 1024".into());
+        }
+        if self.read_retries > 5 {
+            errors.push("openim.read_retries: at most 5".into());
+        }
+        errors
+    }
+}
+
+impl GatewayConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.keys.len() > 2 {
+            errors.push("gateway.keys: at most two keys (the current one and the one being rotated out)".into());
+        }
+        if self.keys.len() == 2 && self.keys[0].id == self.keys[1].id {
+            errors.push(format!("gateway.keys: duplicate id `{}`", self.keys[0].id));
+        }
+        for k in &self.keys {
+            let ok = !k.id.is_empty()
+                && k.id.len() <= 64
+                && k.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                errors.push(format!("gateway.keys.id: `{}` must be 1-64 chars of [A-Za-z0-9._-]", k.id));
+            }
+        }
+        errors
+    }
+}
+
+/// Resolves a path from the config against the folder the config file is in.
+pub fn resolve(base_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+/// `path.to.key: what is wrong`, the form operators read.
+fn describe(e: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let path = e.path().to_string();
+    // toml's message may span lines; keep the first one, it carries the meaning.
+    let inner = e.inner().to_string();
+    let inner = inner.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid value").trim();
+    if path == "." || path.is_empty() {
+        inner.to_string()
+    } else {
+        format!("{path}: {inner}")
+    }
+}
+
+/// Removes the value at a serde_path_to_error path from a TOML tree; false if nothing was found.
+fn remove_at(value: &mut toml::Value, segments: &[String]) -> bool {
+    let Some((last, parents)) = segments.split_last() else { return false };
+    let mut cur = value;
+    for seg in parents {
+        cur = match (cur, seg.strip_prefix('[').and_then(|s| s.strip_suffix(']'))) {
+            (toml::Value::Array(a), Some(i)) => match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            (toml::Value::Table(t), None) => match t.get_mut(seg.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (cur, last.strip_prefix('[').and_then(|s| s.strip_suffix(']'))) {
+        (toml::Value::Array(a), Some(i)) => match i.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        (toml::Value::Table(t), None) => t.remove(last.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [openim]
+        api_url = "http://127.0.0.1:10002"
+        ws_url = "ws://127.0.0.1:10001"
+        secret = "openIM123"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(c.server.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(c.openim.admin_user_id, "imAdmin");
+        assert!(c.admin.issuer.is_empty());
+        assert_eq!(c.telemetry.metrics_listen, None);
+    }
+
+    #[test]
+    fn every_unknown_key_and_bad_type_is_reported_at_once() {
+        let text = r#"
+            [server]
+            listen = "not an address"
+            max_body_bytez = 5
+            [openim]
+            api_url = "http://127.0.0.1:10002"
+            ws_url = "ws://127.0.0.1:10001"
+            secret = "x"
+            timeout_ms = "fast"
+            colour = "blue"
+            [telemetry]
+            log_format = "xml"
+            [surprise]
+            a = 1
+        "#;
+        let errs = Config::parse(text).expect_err("invalid").0;
+        let all = errs.join("\n");
+        for needle in ["server.listen", "max_body_bytez", "openim.timeout_ms", "colour", "surprise"] {
+            assert!(all.contains(needle), "{needle} not named in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn semantic_errors_are_all_listed() {
+        let text = r#"
+            [server]
+            max_body_bytes = 0
+            request_timeout_ms = 1000
+            [openim]
+            api_url = "ftp://x"
+            ws_url = "http://x"
+            timeout_ms = 2000
+            [telemetry]
+            log_format = "xml"
+        "#;
+        let errs = Config::parse(text).expect_err("invalid").0;
+        let all = errs.join("\n");
+        for needle in [
+            "server.max_body_bytes",
+            "openim.timeout_ms",
+            "openim.api_url",
+            "openim.ws_url",
+            "openim.secret",
+            "telemetry.log_format",
+        ] {
+            assert!(all.contains(needle), "{needle} not named in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn missing_required_table_is_named() {
+        let errs = Config::parse("[server]\n").expect_err("invalid").0;
+        assert!(errs.iter().any(|e| e.contains("openim")), "{errs:?}");
+    }
+}

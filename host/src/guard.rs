@@ -1,0 +1,44 @@
+//! Pipeline stage "guard": cheap refusals before any real work — header limits, the request
+//! deadline and load shedding. (Body size is capped by tower-http's `RequestBodyLimitLayer`,
+//! placed by `pipeline.rs`.)
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// Too many headers or too many header bytes → 431; header names with `_` → 400 (they are
+/// ambiguous with `-` behind some proxies, attacks.md E8).
+pub async fn headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let cfg = &state.config.server;
+    let h = req.headers();
+    let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if h.len() > cfg.max_headers || bytes > cfg.max_header_bytes {
+        return ApiError::new(ErrorCode::HeadersTooLarge).with_detail(format!("{} headers, {bytes} bytes", h.len())).into_response();
+    }
+    if h.keys().any(|k| k.as_str().contains('_')) {
+        return ApiError::bad_request("header names must not contain '_'").into_response();
+    }
+    next.run(req).await
+}
+
+/// The whole request must be answered within `server.request_timeout_ms` → else 504 `timeout`.
+pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_millis(state.config.server.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(ErrorCode::Timeout).with_detail(format!("deadline of {limit:?} passed")).into_response(),
+    }
+}
+
+/// At most `server.max_concurrent_requests` at once; beyond that 503 at once instead of queueing.
+pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        return ApiError::new(ErrorCode::Overloaded).into_response();
+    };
+    next.run(req).await
+}

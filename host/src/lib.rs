@@ -1,0 +1,88 @@
+//! imgate: the gateway every OpenIM deployment runs in front of OpenIM.
+//!
+//! Clients never reach OpenIM's HTTP API: they call imgate, which authenticates them, applies
+//! policy, and calls OpenIM itself with tokens that never leave it. This crate is the gateway;
+//! the binary `imgate` (`main.rs`) is its command line.
+//!
+//! Codemap (each module opens with why it exists):
+//! - `config`    — the typed TOML config; every error reported at once.
+//! - `state`     — config → the services a request can reach ([`AppState`]).
+//! - `pipeline`  — THE order of request stages; read it first.
+//! - `telemetry` — request ids, JSON logs, Prometheus metrics.
+//! - `error`     — the single rescue point: error → status + stable code.
+//! - `guard`     — header limits, deadline, load shedding.
+//! - `routes`    — the route table and handlers.
+//! - `auth`      — admin JWTs (and, later, the client handshake and signed requests).
+//! - `openim`    — the only code that knows OpenIM's JSON, tokens and errCodes.
+//! - `keys`      — the gateway's X25519 keys, `imgate keygen`.
+//! - `server`    — the accept loop: header timeout, graceful drain.
+//! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
+
+pub mod auth;
+pub mod config;
+pub mod dev;
+pub mod error;
+mod guard;
+pub mod keys;
+pub mod openim;
+pub mod pipeline;
+mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use pipeline::app;
+pub use state::{build as build_state, AppState};
+
+/// Serves the gateway on `api` (and `/metrics` on `metrics`, if given) until `shutdown`
+/// resolves, then drains in-flight requests for at most `server.drain_timeout_ms`.
+pub async fn run(state: AppState, api: TcpListener, metrics: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send) {
+    let cfg = &state.config.server;
+    let opts = server::ServeOptions {
+        header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
+        drain: Duration::from_millis(cfg.drain_timeout_ms),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let metrics_task = metrics.map(|l| tokio::spawn(server::serve(l, pipeline::metrics_app(&state), opts, stopped())));
+    let api_task = server::serve(api, pipeline::app(state), opts, stopped());
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(api_task, signal);
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

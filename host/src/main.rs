@@ -1,0 +1,135 @@
+//! The `imgate` command line: serve, dev, check-config, keygen.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "imgate", version, about = "The gateway in front of OpenIM")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file.
+    Serve {
+        #[arg(short, long, default_value = "imgate.toml", env = "IMGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config file (and every file it names); print every problem; exit 1 if any.
+    CheckConfig { config: PathBuf },
+    /// Start an embedded OpenIM emulator and the gateway with generated dev keys; writes
+    /// `.imgate/dev/env.json` once everything answers. Runs until Ctrl-C / SIGTERM.
+    Dev {
+        /// Gateway port (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Where keys, config and env.json go.
+        #[arg(long, default_value = ".imgate/dev")]
+        dir: PathBuf,
+    },
+    /// Print a fresh X25519 key pair (gateway or device key) and an Ed25519 key pair (admin JWT).
+    Keygen,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen => keygen(),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Serve { config } => runtime().block_on(serve(config)),
+        Command::Dev { port, dir } => runtime().block_on(async move {
+            match host::dev::run(host::dev::DevOptions { port, dir }, host::shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("imgate dev: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<host::AppState, host::config::ConfigErrors> {
+    let config = host::Config::load(path)?;
+    let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    host::build_state(config, &base)
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: PathBuf) -> ExitCode {
+    let state = match load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    host::telemetry::init_logging(&state.config.telemetry);
+    let listen = state.config.server.listen;
+    let api = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = match state.config.telemetry.metrics_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("cannot listen on {addr} for metrics: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    tracing::info!(%listen, "imgate listening");
+    host::run(state, api, metrics, host::shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+fn keygen() -> ExitCode {
+    let x = host::keys::GatewayKey::generate("generated");
+    let admin = match host::keys::generate_admin_key() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("keygen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("# X25519 (gateway static key or device key), base64 of 32 bytes");
+    println!("x25519_private_key = \"{}\"", x.secret_b64());
+    println!("x25519_public_key  = \"{}\"", x.public_b64());
+    println!();
+    println!("# Ed25519 (admin JWT signing key, EdDSA): keep the private key with the token issuer,");
+    println!("# give the public key to imgate ([[admin.issuer]] keys)");
+    print!("{}", admin.private_pem);
+    print!("{}", admin.public_pem);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,349 @@
+//! One call to OpenIM: envelope, `operationID`, deadline, bounded retries for reads, token refresh.
+//!
+//! Every call carries a fresh `operationID` derived from the client's request id
+//! (`<request id>-<n>`), so a line in OpenIM's log leads back to the imgate request. A call has one
+//! deadline (`openim.timeout_ms`) that includes any retry. Only idempotent reads are retried, and
+//! only after a transport failure (the request may not have arrived); writes such as `send_msg`
+//! are never repeated on a transport failure, because OpenIM does not deduplicate them. The one
+//! repeat every call may get is after a stale-token errCode (1501/1506/1507): OpenIM rejects those
+//! before acting, so the call had no effect and is sent once more with a freshly fetched token.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::errors::{ErrCode, OpenImError};
+use super::ops::{self, Op};
+use super::tokens::{Token, TokenCache};
+use crate::telemetry::{Metrics, OpenImLabels, OperationLabels, ReasonLabels};
+
+/// Whose OpenIM token a call carries.
+#[derive(Debug, Clone, Copy)]
+pub enum As<'a> {
+    /// The admin token: only for operations a user could not do themselves.
+    Admin,
+    /// The user's own token for one platform, minted and cached by imgate.
+    User { user_id: &'a str, platform_id: i32 },
+}
+
+/// The request a call belongs to; gives each call its `operationID`.
+#[derive(Debug, Clone)]
+pub struct CallCtx {
+    request_id: Arc<str>,
+}
+
+impl CallCtx {
+    pub fn new(request_id: &str) -> CallCtx {
+        CallCtx { request_id: Arc::from(request_id) }
+    }
+
+    /// For work not caused by a client request (start-up checks, the demo).
+    pub fn background() -> CallCtx {
+        CallCtx::new(&format!("imgate-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    fn operation_id(&self, seq: &AtomicU64) -> String {
+        format!("{}-{}", self.request_id, seq.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What the client needs to know about the OpenIM it talks to.
+#[derive(Clone)]
+pub struct OpenImSettings {
+    pub api_url: String,
+    pub admin_user_id: String,
+    pub secret: String,
+    pub timeout: Duration,
+    pub read_retries: u32,
+    pub refresh_before: Duration,
+    pub max_response_bytes: usize,
+}
+
+/// OpenIM's answer to a passthrough call, as it sent it.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub body: Bytes,
+    pub err_code: i64,
+}
+
+/// OpenIM's envelope (contract §3.1).
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "errCode")]
+    err_code: i64,
+    #[serde(rename = "errMsg", default)]
+    err_msg: String,
+    #[serde(rename = "errDlt", default)]
+    err_dlt: String,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+}
+
+struct Answer {
+    status: u16,
+    body: Bytes,
+    envelope: Envelope,
+}
+
+impl Answer {
+    fn err_code(&self) -> ErrCode {
+        ErrCode::from_code(self.envelope.err_code)
+    }
+
+    fn into_data<T: DeserializeOwned>(self) -> Result<T, OpenImError> {
+        let env = self.envelope;
+        if env.err_code != 0 {
+            return Err(OpenImError::Api { code: ErrCode::from_code(env.err_code), msg: env.err_msg, detail: env.err_dlt });
+        }
+        // OpenIM omits `data` for empty answers; treat that as an empty object.
+        let data = env.data.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        serde_json::from_value(data).map_err(|e| OpenImError::BadResponse(format!("unexpected data: {e}")))
+    }
+}
+
+/// The OpenIM client. Cheap to clone; clones share the token cache.
+#[derive(Clone)]
+pub struct OpenIm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    settings: OpenImSettings,
+    tokens: TokenCache,
+    seq: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl OpenIm {
+    pub fn new(settings: OpenImSettings, metrics: Arc<Metrics>) -> Result<OpenIm, OpenImError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(settings.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| OpenImError::InvalidCall(format!("HTTP client: {e}")))?;
+        let base = settings.api_url.trim_end_matches('/').to_owned();
+        Ok(OpenIm {
+            inner: Arc::new(Inner { http, base, settings, tokens: TokenCache::default(), seq: AtomicU64::new(1), metrics }),
+        })
+    }
+
+    /// Calls `op` and decodes its `data`; a non-zero errCode becomes [`OpenImError::Api`].
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        ctx: &CallCtx,
+        op: Op,
+        body: &impl Serialize,
+        who: As<'_>,
+    ) -> Result<T, OpenImError> {
+        let body = serde_json::to_vec(body).map_err(|e| OpenImError::InvalidCall(e.to_string()))?;
+        self.answer(ctx, op.path, op.path, op.idempotent, &Bytes::from(body), who).await?.into_data()
+    }
+
+    /// Forwards a body to any OpenIM path with the given token and returns OpenIM's answer as sent
+    /// (errCode and all). Never retried after a transport failure: the operation is unknown.
+    pub async fn call_raw(&self, ctx: &CallCtx, path: &str, body: Bytes, who: As<'_>) -> Result<RawAnswer, OpenImError> {
+        let a = self.answer(ctx, "passthrough", path, false, &body, who).await?;
+        Ok(RawAnswer { status: a.status, err_code: a.envelope.err_code, body: a.body })
+    }
+
+    async fn answer(
+        &self,
+        ctx: &CallCtx,
+        label: &str,
+        path: &str,
+        idempotent: bool,
+        body: &Bytes,
+        who: As<'_>,
+    ) -> Result<Answer, OpenImError> {
+        match who {
+            As::Admin => self.as_admin(ctx, label, path, idempotent, body).await,
+            As::User { user_id, platform_id } => {
+                self.as_user(ctx, label, path, idempotent, body, user_id, platform_id).await
+            }
+        }
+    }
+
+    async fn as_admin(&self, ctx: &CallCtx, label: &str, path: &str, idempotent: bool, body: &Bytes) -> Result<Answer, OpenImError> {
+        let mut attempt = 0;
+        loop {
+            let token = self.admin_token(ctx).await?;
+            let a = self.exchange(ctx, label, path, idempotent, body, Some(&token.value)).await?;
+            if attempt == 0 && a.err_code().is_stale_token() {
+                tracing::info!(err_code = a.envelope.err_code, "admin token rejected by OpenIM; fetching a new one");
+                self.inner.tokens.drop_admin(&token).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(a);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn as_user(
+        &self,
+        ctx: &CallCtx,
+        label: &str,
+        path: &str,
+        idempotent: bool,
+        body: &Bytes,
+        user_id: &str,
+        platform_id: i32,
+    ) -> Result<Answer, OpenImError> {
+        if !super::is_user_platform(platform_id) {
+            // OpenIM would mint a token for platform 0 or 99 that its WebSocket then refuses (§4.2).
+            return Err(OpenImError::InvalidCall(format!("platform {platform_id} is not a user platform")));
+        }
+        let mut attempt = 0;
+        loop {
+            let token = self.user_token(ctx, user_id, platform_id).await?;
+            let a = self.exchange(ctx, label, path, idempotent, body, Some(&token.value)).await?;
+            if attempt == 0 && a.err_code().is_stale_token() {
+                tracing::info!(err_code = a.envelope.err_code, "user token rejected by OpenIM; minting a new one");
+                self.inner.tokens.drop_user(user_id, platform_id, &token).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(a);
+        }
+    }
+
+    /// The cached admin token, fetched when missing or close to expiry. Concurrent callers wait for
+    /// one fetch: each fetch demotes the previous admin token in OpenIM (§4.1), so fetching is rare.
+    async fn admin_token(&self, ctx: &CallCtx) -> Result<Token, OpenImError> {
+        let s = &self.inner.settings;
+        let mut slot = self.inner.tokens.admin.lock().await;
+        if let Some(t) = slot.as_ref().filter(|t| t.is_fresh(s.refresh_before)) {
+            return Ok(t.clone());
+        }
+        let reason = if slot.is_some() { "expiring" } else { "missing" };
+        self.inner.metrics.openim_admin_token_fetches.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
+        let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
+        let op = ops::GET_ADMIN_TOKEN;
+        let resp: ops::TokenResp = self.exchange(ctx, op.path, op.path, false, &body, None).await?.into_data()?;
+        let token = Token::new(resp.token, resp.expire_time_seconds);
+        *slot = Some(token.clone());
+        Ok(token)
+    }
+
+    /// The cached token of (user, platform), minted with the admin token when missing. Minting
+    /// kicks the previous token of that pair (multi-login policy 1), so it happens once per pair,
+    /// under that pair's lock.
+    async fn user_token(&self, ctx: &CallCtx, user_id: &str, platform_id: i32) -> Result<Token, OpenImError> {
+        let slot = self.inner.tokens.user_slot(user_id, platform_id);
+        let mut slot = slot.lock().await;
+        if let Some(t) = slot.as_ref().filter(|t| t.is_fresh(self.inner.settings.refresh_before)) {
+            return Ok(t.clone());
+        }
+        let req = ops::GetUserTokenReq { platform_id, user_id };
+        let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
+        let op = ops::GET_USER_TOKEN;
+        let resp: ops::TokenResp = self.as_admin(ctx, op.path, op.path, false, &body).await?.into_data()?;
+        self.inner.metrics.openim_user_token_mints.inc();
+        let token = Token::new(resp.token, resp.expire_time_seconds);
+        *slot = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets the cached tokens of a user on one platform (after a force_logout).
+    pub async fn forget_user_token(&self, user_id: &str, platform_id: i32) {
+        self.inner.tokens.forget_user(user_id, platform_id).await;
+    }
+
+    /// One HTTP exchange under the call deadline; retries reads after transport failures.
+    async fn exchange(
+        &self,
+        ctx: &CallCtx,
+        label: &str,
+        path: &str,
+        idempotent: bool,
+        body: &Bytes,
+        token: Option<&str>,
+    ) -> Result<Answer, OpenImError> {
+        let s = &self.inner.settings;
+        let op_id = ctx.operation_id(&self.inner.seq);
+        let started = Instant::now();
+        let attempts = if idempotent { 1 + s.read_retries } else { 1 };
+        let work = async {
+            let mut attempt = 1;
+            loop {
+                match self.once(path, &op_id, body, token).await {
+                    Err(OpenImError::Unavailable(e)) if attempt < attempts => {
+                        tracing::debug!(operation_id = %op_id, attempt, error = %e, "retrying idempotent OpenIM read");
+                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        let result = tokio::time::timeout(s.timeout, work).await.unwrap_or(Err(OpenImError::Timeout(s.timeout)));
+        let elapsed = started.elapsed();
+        let outcome = match &result {
+            Ok(a) if a.envelope.err_code == 0 => "ok".to_owned(),
+            Ok(a) => format!("errcode_{}", a.envelope.err_code),
+            Err(e) => e.outcome().to_owned(),
+        };
+        let m = &self.inner.metrics;
+        m.openim_calls.get_or_create(&OpenImLabels { operation: label.to_owned(), outcome: outcome.clone() }).inc();
+        m.openim_duration.get_or_create(&OperationLabels { operation: label.to_owned() }).observe(elapsed.as_secs_f64());
+        // Never the body or the token: only what identifies the call and how it went.
+        tracing::info!(operation_id = %op_id, openim_path = path, outcome = %outcome, latency_ms = elapsed.as_secs_f64() * 1000.0, "openim call");
+        result
+    }
+
+    async fn once(&self, path: &str, op_id: &str, body: &Bytes, token: Option<&str>) -> Result<Answer, OpenImError> {
+        let url = format!("{}{}", self.inner.base, path);
+        let mut req = self
+            .inner
+            .http
+            .post(url)
+            .header("operationID", op_id)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        let mut resp = req.send().await.map_err(|e| OpenImError::Unavailable(error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let max = self.inner.settings.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Err(OpenImError::BadResponse(format!("answer larger than {max} bytes")));
+        }
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| OpenImError::Unavailable(error_chain(&e)))? {
+            if buf.len() + chunk.len() > max {
+                return Err(OpenImError::BadResponse(format!("answer larger than {max} bytes")));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        // OpenIM answers 200 for every business error and 400 (with the envelope) for binding
+        // errors of its hand-written routes; anything else is not an answer imgate understands.
+        if status != 200 && status != 400 {
+            return Err(OpenImError::BadResponse(format!("HTTP status {status}")));
+        }
+        let envelope: Envelope =
+            serde_json::from_slice(&buf).map_err(|e| OpenImError::BadResponse(format!("not an OpenIM envelope: {e}")))?;
+        Ok(Answer { status, body: Bytes::from(buf), envelope })
+    }
+}
+
+/// reqwest's error with its causes ("error sending request: connection refused").
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

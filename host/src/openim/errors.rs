@@ -1,0 +1,145 @@
+//! OpenIM's failures as types: its `errCode` catalogue (contract §3.3) and transport faults.
+
+use std::time::Duration;
+
+/// An OpenIM `errCode`, named where imgate cares which one it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrCode {
+    ServerInternal,
+    Args,
+    NoPermission,
+    DuplicateKey,
+    RecordNotFound,
+    UserIdNotFound,
+    RegisteredAlready,
+    GroupIdNotFound,
+    GroupIdExisted,
+    NotInGroupYet,
+    DismissedAlready,
+    CannotAddYourself,
+    BlockedByPeer,
+    NotPeersFriend,
+    RelationshipAlready,
+    MutedInGroup,
+    MutedGroup,
+    TokenExpired,
+    TokenInvalid,
+    TokenMalformed,
+    TokenNotValidYet,
+    TokenUnknown,
+    TokenKicked,
+    TokenNotExist,
+    RateLimited,
+    Other(i64),
+}
+
+impl ErrCode {
+    pub fn from_code(code: i64) -> ErrCode {
+        match code {
+            500 => ErrCode::ServerInternal,
+            1001 => ErrCode::Args,
+            1002 => ErrCode::NoPermission,
+            1003 => ErrCode::DuplicateKey,
+            1004 => ErrCode::RecordNotFound,
+            1101 => ErrCode::UserIdNotFound,
+            1102 => ErrCode::RegisteredAlready,
+            1201 => ErrCode::GroupIdNotFound,
+            1202 => ErrCode::GroupIdExisted,
+            1203 => ErrCode::NotInGroupYet,
+            1204 => ErrCode::DismissedAlready,
+            1301 => ErrCode::CannotAddYourself,
+            1302 => ErrCode::BlockedByPeer,
+            1303 => ErrCode::NotPeersFriend,
+            1304 => ErrCode::RelationshipAlready,
+            1402 => ErrCode::MutedInGroup,
+            1403 => ErrCode::MutedGroup,
+            1501 => ErrCode::TokenExpired,
+            1502 => ErrCode::TokenInvalid,
+            1503 => ErrCode::TokenMalformed,
+            1504 => ErrCode::TokenNotValidYet,
+            1505 => ErrCode::TokenUnknown,
+            1506 => ErrCode::TokenKicked,
+            1507 => ErrCode::TokenNotExist,
+            429 => ErrCode::RateLimited,
+            other => ErrCode::Other(other),
+        }
+    }
+
+    pub fn code(self) -> i64 {
+        match self {
+            ErrCode::ServerInternal => 500,
+            ErrCode::Args => 1001,
+            ErrCode::NoPermission => 1002,
+            ErrCode::DuplicateKey => 1003,
+            ErrCode::RecordNotFound => 1004,
+            ErrCode::UserIdNotFound => 1101,
+            ErrCode::RegisteredAlready => 1102,
+            ErrCode::GroupIdNotFound => 1201,
+            ErrCode::GroupIdExisted => 1202,
+            ErrCode::NotInGroupYet => 1203,
+            ErrCode::DismissedAlready => 1204,
+            ErrCode::CannotAddYourself => 1301,
+            ErrCode::BlockedByPeer => 1302,
+            ErrCode::NotPeersFriend => 1303,
+            ErrCode::RelationshipAlready => 1304,
+            ErrCode::MutedInGroup => 1402,
+            ErrCode::MutedGroup => 1403,
+            ErrCode::TokenExpired => 1501,
+            ErrCode::TokenInvalid => 1502,
+            ErrCode::TokenMalformed => 1503,
+            ErrCode::TokenNotValidYet => 1504,
+            ErrCode::TokenUnknown => 1505,
+            ErrCode::TokenKicked => 1506,
+            ErrCode::TokenNotExist => 1507,
+            ErrCode::RateLimited => 429,
+            ErrCode::Other(c) => c,
+        }
+    }
+
+    /// The token imgate used is no longer good: expired, superseded (kicked) or dropped after the
+    /// admin grace period. OpenIM checks the token before it does anything, so the call had no
+    /// effect and may be repeated once with a fresh token — even a non-idempotent one.
+    pub fn is_stale_token(self) -> bool {
+        matches!(self, ErrCode::TokenExpired | ErrCode::TokenKicked | ErrCode::TokenNotExist)
+    }
+}
+
+/// Why a call to OpenIM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenImError {
+    /// Connection refused or reset before an answer: OpenIM is down or unreachable.
+    #[error("OpenIM unreachable: {0}")]
+    Unavailable(String),
+    /// No complete answer within the per-call deadline.
+    #[error("OpenIM did not answer within {0:?}")]
+    Timeout(Duration),
+    /// An answer that is not OpenIM's envelope (wrong status, not JSON, too large, cut short).
+    #[error("invalid answer from OpenIM: {0}")]
+    BadResponse(String),
+    /// OpenIM answered with a non-zero errCode.
+    #[error("OpenIM errCode {} ({msg}): {detail}", code.code())]
+    Api { code: ErrCode, msg: String, detail: String },
+    /// imgate refused to make the call (e.g. a platform id OpenIM would wrongly accept).
+    #[error("invalid OpenIM call: {0}")]
+    InvalidCall(String),
+}
+
+impl OpenImError {
+    pub fn err_code(&self) -> Option<ErrCode> {
+        match self {
+            OpenImError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            OpenImError::Unavailable(_) => "unavailable",
+            OpenImError::Timeout(_) => "timeout",
+            OpenImError::BadResponse(_) => "bad_response",
+            OpenImError::Api { .. } => "errcode",
+            OpenImError::InvalidCall(_) => "invalid_call",
+        }
+    }
+}

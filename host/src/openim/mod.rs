@@ -1,0 +1,23 @@
+//! The only code that knows OpenIM's JSON, its tokens and its errCodes.
+//!
+//! Everything else in imgate speaks imgate's own types and calls [`OpenIm`]. The client holds
+//! OpenIM's admin token and the users' OpenIM tokens; none of them ever leaves this module in a
+//! response (they never reach clients, logs or the audit trail). Layout:
+//! - `client.rs`: one call = envelope, `operationID`, timeout, bounded retries for reads, token refresh;
+//! - `tokens.rs`: the admin token and per-(user, platform) user tokens, cached, single-flight;
+//! - `errors.rs`: `errCode` → [`ErrCode`], transport failures → [`OpenImError`];
+//! - `ops.rs`: the operations imgate uses, with typed request and response bodies.
+
+mod client;
+mod errors;
+pub mod ops;
+mod tokens;
+
+pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer};
+pub use errors::{ErrCode, OpenImError};
+pub use ops::Op;
+
+/// OpenIM platform ids a user session may have (contract §4.3): 1–9 and 11. 10 is the admin platform.
+pub fn is_user_platform(platform_id: i32) -> bool {
+    matches!(platform_id, 1..=9 | 11)
+}

@@ -1,0 +1,68 @@
+//! OpenIM tokens held by imgate: the admin token and one token per (user, platform).
+//!
+//! Tokens are secrets: [`Token`] has no `Debug` output of its value, and nothing here logs one.
+//! Each slot sits behind its own async mutex, so one fetch serves every concurrent caller (a
+//! second fetch would supersede the first in OpenIM). A token is "fresh" until `refresh_before`
+//! (at most half its lifetime) before it expires; stale-token errCodes drop it at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An OpenIM token and when imgate must stop using it.
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub value: Arc<str>,
+    lifetime: Duration,
+    expires_at: Instant,
+}
+
+impl Token {
+    pub fn new(value: String, expire_time_seconds: i64) -> Token {
+        let lifetime = Duration::from_secs(u64::try_from(expire_time_seconds).unwrap_or(0));
+        Token { value: Arc::from(value), lifetime, expires_at: Instant::now() + lifetime }
+    }
+
+    pub fn is_fresh(&self, refresh_before: Duration) -> bool {
+        let margin = refresh_before.min(self.lifetime / 2);
+        Instant::now() + margin < self.expires_at
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Token>>>;
+
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    pub admin: tokio::sync::Mutex<Option<Token>>,
+    users: Mutex<HashMap<(String, i32), Slot>>,
+}
+
+impl TokenCache {
+    pub fn user_slot(&self, user_id: &str, platform_id: i32) -> Slot {
+        // A poisoned map only means another thread panicked mid-insert; the map itself is intact.
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.entry((user_id.to_owned(), platform_id)).or_default().clone()
+    }
+
+    /// Drops the admin token if it is still the one that was rejected (another caller may
+    /// already have replaced it).
+    pub async fn drop_admin(&self, rejected: &Token) {
+        let mut slot = self.admin.lock().await;
+        if slot.as_ref().is_some_and(|t| t.value == rejected.value) {
+            *slot = None;
+        }
+    }
+
+    pub async fn drop_user(&self, user_id: &str, platform_id: i32, rejected: &Token) {
+        let slot = self.user_slot(user_id, platform_id);
+        let mut slot = slot.lock().await;
+        if slot.as_ref().is_some_and(|t| t.value == rejected.value) {
+            *slot = None;
+        }
+    }
+
+    pub async fn forget_user(&self, user_id: &str, platform_id: i32) {
+        let slot = self.user_slot(user_id, platform_id);
+        *slot.lock().await = None;
+    }
+}

@@ -1,0 +1,175 @@
+//! `/v1/admin/*`: operator routes, each behind an admin JWT with a named scope (client-auth §7).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{require_admin, scopes};
+use crate::error::{ApiError, ErrorCode, ForeignEnvelope};
+use crate::openim::{ops, As, CallCtx, ErrCode, OpenImError};
+use crate::state::AppState;
+use crate::telemetry::RequestId;
+
+/// OpenIM routes the passthrough never forwards: their answers are OpenIM tokens, and OpenIM
+/// tokens never leave imgate (minting one would also kick imgate's own cached token).
+const PASSTHROUGH_DENIED: &[&str] = &["auth/get_admin_token", "auth/get_user_token"];
+
+/// `GET /v1/admin/health` (scope `imgate:admin`): the gateway runs and OpenIM answers it.
+pub async fn health(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state.admin, &headers, scopes::ADMIN)?;
+    let started = std::time::Instant::now();
+    let t: ops::ServerTimeResp =
+        state.openim.call(&CallCtx::new(rid.as_str()), ops::GET_SERVER_TIME, &json!({}), As::Admin).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "openim": { "reachable": true, "server_time_ms": t.server_time, "latency_ms": started.elapsed().as_millis() as u64 },
+    })))
+}
+
+/// `POST /v1/admin/openim/{*path}` (scope `openim:call`): forwards a JSON body to OpenIM with the
+/// admin token and answers with OpenIM's own envelope, for back-office tools.
+pub async fn openim_passthrough(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::OPENIM_CALL)?;
+    if !is_openim_path(&path) {
+        return Err(ApiError::bad_request("not an OpenIM API path"));
+    }
+    if PASSTHROUGH_DENIED.contains(&path.as_str()) {
+        return Err(ApiError::forbidden().with_message("OpenIM tokens never leave imgate"));
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(ApiError::bad_request("the body must be JSON"));
+    }
+    let result = state.openim.call_raw(&CallCtx::new(rid.as_str()), &format!("/{path}"), body, As::Admin).await;
+    let outcome = match &result {
+        Ok(a) => format!("errcode_{}", a.err_code),
+        Err(e) => e.outcome().to_owned(),
+    };
+    tracing::info!(target: "imgate::audit", event = "admin_openim_call", sub = %admin.subject, openim_path = %path, outcome = %outcome, "admin passthrough");
+    let answer = result?;
+    let mut res = Response::new(Body::from(answer.body));
+    *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.extensions_mut().insert(ForeignEnvelope);
+    Ok(res)
+}
+
+/// `a/b_c` segments of lowercase letters and `_`, as OpenIM's routes are; nothing else is sent on.
+fn is_openim_path(path: &str) -> bool {
+    path.len() <= 128
+        && path.split('/').count() >= 2
+        && path.split('/').all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterUsers {
+    users: Vec<NewUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    user_id: String,
+    nickname: String,
+    #[serde(default)]
+    face_url: String,
+}
+
+const MAX_USERS_PER_CALL: usize = 100;
+
+/// `POST /v1/admin/users` (scope `users:write`): registers users in OpenIM, all or none.
+pub async fn register_users(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::USERS_WRITE)?;
+    let req: RegisterUsers = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    validate_new_users(&req.users)?;
+    let users: Vec<ops::NewUser> = req
+        .users
+        .iter()
+        .map(|u| ops::NewUser { user_id: u.user_id.clone(), nickname: u.nickname.clone(), face_url: u.face_url.clone(), ex: String::new() })
+        .collect();
+    let ids: Vec<&str> = req.users.iter().map(|u| u.user_id.as_str()).collect();
+    let result: Result<ops::Empty, _> =
+        state.openim.call(&CallCtx::new(rid.as_str()), ops::USER_REGISTER, &ops::UserRegisterReq { users }, As::Admin).await;
+    let outcome = match &result {
+        Ok(_) => "registered",
+        Err(e) if e.err_code() == Some(ErrCode::RegisteredAlready) => "exists",
+        Err(_) => "failed",
+    };
+    tracing::info!(target: "imgate::audit", event = "admin_register_users", sub = %admin.subject, users = ?ids, outcome, "admin registered users");
+    match result {
+        Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "registered": ids })) ).into_response()),
+        Err(e @ OpenImError::Api { code: ErrCode::RegisteredAlready, .. }) => {
+            Err(ApiError::new(ErrorCode::Conflict).with_message("a user with one of these ids already exists; none was registered").with_detail(e.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// imgate's user id rule: 1–64 ASCII letters, digits or `_`. Stricter than OpenIM (which allows
+/// any Unicode letter), so homoglyphs, spaces and control characters never become identities.
+pub fn is_valid_user_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn validate_new_users(users: &[NewUser]) -> Result<(), ApiError> {
+    if users.is_empty() || users.len() > MAX_USERS_PER_CALL {
+        return Err(ApiError::bad_request(format!("users: between 1 and {MAX_USERS_PER_CALL} entries")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for u in users {
+        if !is_valid_user_id(&u.user_id) {
+            return Err(ApiError::bad_request("user_id: 1-64 characters of A-Z, a-z, 0-9 and _"));
+        }
+        if !seen.insert(u.user_id.as_str()) {
+            return Err(ApiError::bad_request("user_id: listed twice"));
+        }
+        if u.nickname.trim().is_empty() || u.nickname.chars().count() > 128 || u.nickname.chars().any(char::is_control) {
+            return Err(ApiError::bad_request("nickname: 1-128 characters, no control characters"));
+        }
+        if u.face_url.len() > 1024 || u.face_url.chars().any(char::is_control) {
+            return Err(ApiError::bad_request("face_url: at most 1024 characters, no control characters"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passthrough_paths_are_plain_openim_routes() {
+        assert!(is_openim_path("user/get_users_info"));
+        assert!(is_openim_path("msg/send_msg"));
+        for bad in ["", "user", "../auth/x", "user//x", "user/x?y", "user/X", "user/x/", "user/%2e"] {
+            assert!(!is_openim_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_ids_are_restricted() {
+        assert!(is_valid_user_id("alice_01"));
+        for bad in ["", "a b", "a\0", "alice ", "а", "a:b", &"x".repeat(65)] {
+            assert!(!is_valid_user_id(bad), "{bad:?}");
+        }
+    }
+}

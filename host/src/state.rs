@@ -1,0 +1,84 @@
+//! What every request can reach: the validated config and the services built from it.
+//!
+//! [`build`] turns a [`Config`] into an [`AppState`], loading every file the config names and
+//! reporting every problem at once (so `imgate check-config` finds them all). Handlers see the
+//! state only through `Arc`s; nothing in it is mutated after start-up except the caches inside
+//! the OpenIM client.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::auth::AdminVerifier;
+use crate::config::{resolve, Config, ConfigErrors};
+use crate::keys::{self, GatewayKey};
+use crate::openim::{OpenIm, OpenImSettings};
+use crate::telemetry::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub openim: OpenIm,
+    pub admin: Arc<AdminVerifier>,
+    pub gateway_keys: Arc<Vec<GatewayKey>>,
+    pub metrics: Arc<Metrics>,
+    /// Permits for requests in flight (the load-shedding guard).
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// Builds the state, resolving relative paths against `base_dir` (the config file's folder).
+pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> {
+    let mut errors = Vec::new();
+    let secret = match (&config.openim.secret, &config.openim.secret_file) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(file)) => {
+            let path = resolve(base_dir, file);
+            match std::fs::read_to_string(&path) {
+                Ok(s) if !s.trim().is_empty() => Some(s.trim_end_matches(['\r', '\n']).to_owned()),
+                Ok(_) => {
+                    errors.push(format!("openim.secret_file: {} is empty", path.display()));
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("openim.secret_file: {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            errors.push("openim.secret / openim.secret_file: one is required".into());
+            None
+        }
+    };
+    let admin = AdminVerifier::from_config(&config.admin.issuer, base_dir)
+        .map_err(|es| errors.extend(es.into_iter().map(|e| format!("admin.issuer: {e}"))))
+        .ok();
+    let gateway_keys = keys::load(&config.gateway.keys, base_dir).map_err(|es| errors.extend(es)).ok();
+    let metrics = Arc::new(Metrics::new());
+    let openim = secret.and_then(|secret| {
+        let o = &config.openim;
+        let settings = OpenImSettings {
+            api_url: o.api_url.clone(),
+            admin_user_id: o.admin_user_id.clone(),
+            secret,
+            timeout: Duration::from_millis(o.timeout_ms),
+            read_retries: o.read_retries,
+            refresh_before: Duration::from_secs(o.admin_token_refresh_before_secs),
+            max_response_bytes: o.max_response_bytes,
+        };
+        OpenIm::new(settings, metrics.clone()).map_err(|e| errors.push(format!("openim: {e}"))).ok()
+    });
+    match (openim, admin, gateway_keys) {
+        (Some(openim), Some(admin), Some(gateway_keys)) if errors.is_empty() => Ok(AppState {
+            in_flight: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
+            config: Arc::new(config),
+            openim,
+            admin: Arc::new(admin),
+            gateway_keys: Arc::new(gateway_keys),
+            metrics,
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}

@@ -1,0 +1,175 @@
+//! Request ids, JSON logs and Prometheus metrics: what an operator sees of the gateway.
+//!
+//! Each request gets a [`RequestId`] (the client's `X-Request-Id` when it is short and plain, a
+//! fresh one otherwise); it names the request's tracing span, comes back in the `X-Request-Id`
+//! response header and the error body, and prefixes every OpenIM `operationID` the request causes,
+//! so one id finds a request in imgate's log and in OpenIM's. Metrics live in a per-gateway
+//! [`Metrics`] registry (not a global one), so tests can run several gateways in one process.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tracing::Instrument;
+
+use crate::config::TelemetryConfig;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of one client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Accepts a client-chosen id only if it cannot inject anything into logs or OpenIM headers.
+    fn from_client(value: &HeaderValue) -> Option<RequestId> {
+        let s = value.to_str().ok()?;
+        let plain = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        plain.then(|| RequestId(Arc::from(s)))
+    }
+
+    pub fn generate() -> RequestId {
+        RequestId(Arc::from(uuid::Uuid::new_v4().simple().to_string()))
+    }
+}
+
+/// Pipeline stage "trace": assigns the request id, opens the request span, records metrics.
+pub async fn trace(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req.headers().get(REQUEST_ID_HEADER).and_then(RequestId::from_client).unwrap_or_else(RequestId::generate);
+    req.extensions_mut().insert(id.clone());
+    // The matched route template, never the raw path: raw paths may carry ids and blow up label sets.
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let span = tracing::info_span!("request", request_id = id.as_str(), method = %method, route = %route);
+    metrics.in_flight.inc();
+    let mut res = next.run(req).instrument(span.clone()).await;
+    metrics.in_flight.dec();
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), method: method.clone(), status }).inc();
+    metrics.http_duration.get_or_create(&RouteLabels { route, method }).observe(elapsed.as_secs_f64());
+    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request done"));
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    res
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpenImLabels {
+    pub operation: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric the gateway exports, registered in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: HistogramFamily<RouteLabels>,
+    pub in_flight: Gauge,
+    pub openim_calls: Family<OpenImLabels, Counter>,
+    pub openim_duration: HistogramFamily<OperationLabels>,
+    pub openim_admin_token_fetches: Family<ReasonLabels, Counter>,
+    pub openim_user_token_mints: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("imgate");
+        let m = Metrics {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency_histogram),
+            in_flight: Gauge::default(),
+            openim_calls: Family::default(),
+            openim_duration: Family::new_with_constructor(latency_histogram),
+            openim_admin_token_fetches: Family::default(),
+            openim_user_token_mints: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "Client requests by route, method and status", m.http_requests.clone());
+        registry.register("http_request_duration_seconds", "Client request latency", m.http_duration.clone());
+        registry.register("http_requests_in_flight", "Client requests being handled", m.in_flight.clone());
+        registry.register("openim_calls", "Calls to OpenIM by operation and outcome", m.openim_calls.clone());
+        registry.register("openim_call_duration_seconds", "OpenIM call latency", m.openim_duration.clone());
+        registry.register(
+            "openim_admin_token_fetches",
+            "Admin tokens fetched from OpenIM, by reason",
+            m.openim_admin_token_fetches.clone(),
+        );
+        registry.register("openim_user_token_mints", "User tokens minted in OpenIM", m.openim_user_token_mints.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Installs the global log subscriber (binary start-up only; tests do not call it).
+pub fn init_logging(cfg: &TelemetryConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if cfg.log_format == "pretty" {
+        builder.try_init()
+    } else {
+        builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init()
+    };
+    // A subscriber already installed (e.g. `imgate dev` embedding) is fine.
+    let _ = result;
+}

@@ -1,0 +1,147 @@
+//! Bad input and upstream faults: clear errors with stable codes, nothing passed on half-done.
+//! (attacks.md B6: E4/E5 limits, E10/E11 OpenIM hanging or dropping, E17 draining.)
+
+use std::time::Duration;
+
+use e2e::*;
+use serde_json::json;
+
+async fn closed_port_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    drop(l);
+    url
+}
+
+#[tokio::test]
+async fn openim_down_is_502_upstream_unavailable() {
+    let opts = Options { openim_api_url: Some(closed_port_url().await), ..Options::default() };
+    let h = Harness::start_with(opts).await;
+    let (status, body) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "upstream_unavailable");
+    // Internals (addresses, OS error text) stay in the log.
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
+    assert!(!body.to_string().to_lowercase().contains("refused"), "{body}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn openim_hanging_is_504_upstream_timeout() {
+    let opts = Options { openim_timeout_ms: 300, ..Options::default() };
+    let h = Harness::start_with(opts).await;
+    h.emu.set_fault(Fault::Hang);
+    let (status, body) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["code"], "upstream_timeout");
+    // Once OpenIM answers again, so does the gateway: nothing was left stuck.
+    h.emu.set_fault(Fault::None);
+    let (status, body) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.metric("imgate_http_requests_in_flight").await, Some(0.0));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn openim_dropping_the_connection_is_502_never_a_partial_200() {
+    let h = Harness::start().await;
+    h.emu.set_fault(Fault::CloseConnection);
+    let token = h.admin_jwt("openim:call");
+    let (status, body) = h.post("/v1/admin/openim/msg/get_server_time", Some(&token), &json!({})).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "upstream_unavailable");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_body_is_413_and_never_reaches_openim() {
+    let h = Harness::start().await; // max_body_bytes = 64 KiB
+    let token = h.admin_jwt("openim:call");
+    let big = json!({"userIDs": ["x".repeat(70 * 1024)]});
+    let (status, body) = h.post("/v1/admin/openim/user/get_users_info", Some(&token), &big).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "payload_too_large");
+    assert!(!h.emu.seen().iter().any(|s| s.path == "/user/get_users_info"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_are_431() {
+    let h = Harness::start().await;
+    let mut req = h.http.get(h.url("/healthz"));
+    for i in 0..80 {
+        req = req.header(format!("x-filler-{i}"), "v");
+    }
+    let (status, body) = into_json(req.send().await.expect("answer")).await;
+    assert_eq!((status, body["code"].as_str()), (431, Some("headers_too_large")), "{body}");
+    let req = h.http.get(h.url("/healthz")).header("x-big", "v".repeat(20 * 1024));
+    let (status, _) = into_json(req.send().await.expect("answer")).await;
+    assert_eq!(status, 431);
+    let req = h.http.get(h.url("/healthz")).header("x_user_id", "bob");
+    let (status, _) = into_json(req.send().await.expect("answer")).await;
+    assert_eq!(status, 400, "underscore header names are refused");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_the_error_shape() {
+    let h = Harness::start().await;
+    let (status, body) = h.get("/v1/nope", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], "not_found");
+    assert!(body["message"].is_string() && body["request_id"].is_string(), "{body}");
+    let (status, body) = h.post("/v1/admin/health", None, &json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (405, Some("method_not_allowed")), "{body}");
+    // A client-chosen request id is kept only if it is plain.
+    let res = h.http.get(h.url("/v1/nope")).header("x-request-id", "bad id\twith tab").send().await.expect("answer");
+    let rid = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    assert!(!rid.contains(' ') && !rid.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn gateway_key_is_served_for_discovery() {
+    let h = Harness::start().await;
+    let (status, body) = h.get("/v1/auth/gateway-key", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["protocol"], "Noise_IK_25519_ChaChaPoly_SHA256");
+    assert_eq!(body["prologue"], "imgate/1");
+    assert_eq!(body["key_id"], "gw-1");
+    assert_eq!(body["public_key"].as_str().map(str::len), Some(44), "32 bytes, base64 with padding");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
+    let mut h = Harness::start().await;
+    h.emu.set_fault(Fault::Delay(Duration::from_millis(400)));
+    let token = h.admin_jwt("imgate:admin");
+    let http = h.http.clone();
+    let url = h.url("/v1/admin/health");
+    let in_flight = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) });
+    // Wait (with a deadline) until the gateway itself counts the request as in flight.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while h.metric("imgate_http_requests_in_flight").await != Some(1.0) {
+        assert!(tokio::time::Instant::now() < deadline, "request never became in flight");
+        tokio::task::yield_now().await;
+    }
+    let server = h.begin_shutdown().expect("running");
+    let status = in_flight.await.expect("task").expect("the in-flight request was answered, not cut");
+    assert_eq!(status, 200);
+    server.await.expect("server stopped cleanly");
+    let refused = h.http.get(h.url("/healthz")).send().await;
+    assert!(refused.is_err(), "new connections are refused after shutdown");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_openim_calls() {
+    let h = Harness::start().await;
+    let (status, _) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
+    assert_eq!(status, 200);
+    let text = h.http.get(&h.metrics_url).send().await.expect("metrics").text().await.expect("text");
+    assert!(text.contains("imgate_http_requests_total{route=\"/v1/admin/health\",method=\"GET\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("imgate_openim_calls_total{operation=\"/msg/get_server_time\",outcome=\"ok\"} 1"), "{text}");
+    assert!(text.contains("imgate_openim_admin_token_fetches_total{reason=\"missing\"} 1"), "{text}");
+    h.shutdown().await;
+}

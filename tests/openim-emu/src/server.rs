@@ -1,0 +1,357 @@
+//! The HTTP API gateway: connection handling, the global middleware chain and the route table.
+//!
+//! OpenIM's gin chain (contract §1.1-§2) is reproduced in [`api_entry`]: fault injection (an
+//! emulator feature) → OPTIONS answer → `operationID` header → `token` header and verification
+//! (except the whitelist) → route lookup (404 text) → handler (JSON decode → Check → permission
+//! → business). Connections are served by a hand-written accept loop so that a
+//! [`Fault::CloseConnection`] can drop the TCP connection without answering.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Body;
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tower::ServiceExt;
+
+use crate::error::{envelope, ApiError};
+use crate::state::State;
+use crate::token;
+use crate::ws::WsRegistry;
+use crate::{Config, Fault, SeenRequest};
+
+/// What a handler returns: `Some(data)` or `None` for an empty response (no `data` key).
+pub type HResult = Result<Option<Value>, ApiError>;
+/// A route handler: synchronous, gets the request context and the raw body.
+pub type Handler = fn(&Ctx<'_>, &[u8]) -> HResult;
+
+/// Serialize a response payload.
+pub fn data<T: serde::Serialize>(v: T) -> HResult {
+    serde_json::to_value(v)
+        .map(Some)
+        .map_err(|e| ApiError::ServerInternal(e.to_string()))
+}
+
+/// Shared emulator state.
+pub struct App {
+    pub config: Config,
+    pub state: Mutex<State>,
+    pub fault: Mutex<Fault>,
+    pub seen: Mutex<Vec<SeenRequest>>,
+    pub ws: WsRegistry,
+    routes: HashMap<&'static str, Handler>,
+}
+
+impl App {
+    pub fn new(config: Config) -> App {
+        let mut routes = HashMap::new();
+        for (p, h) in crate::auth::routes()
+            .into_iter()
+            .chain(crate::user::routes())
+            .chain(crate::friend::routes())
+            .chain(crate::group::routes())
+            .chain(crate::msg::routes())
+            .chain(crate::conversation::routes())
+        {
+            routes.insert(p, h);
+        }
+        let mut st = State::default();
+        for id in &config.admin_user_ids {
+            st.add_user(crate::state::UserInfo {
+                user_id: id.clone(),
+                nickname: "superAdmin".into(),
+                app_manger_level: 2,
+                create_time: crate::state::now_ms(),
+                ..Default::default()
+            });
+        }
+        App {
+            config,
+            state: Mutex::new(st),
+            fault: Mutex::new(Fault::None),
+            seen: Mutex::new(Vec::new()),
+            ws: WsRegistry::default(),
+            routes,
+        }
+    }
+
+    /// Lock the database (a poisoned lock is recovered: the data is plain values).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_admin_id(&self, user_id: &str) -> bool {
+        self.config.admin_user_ids.iter().any(|a| a == user_id)
+    }
+}
+
+/// Per-request context handed to handlers.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub operation_id: String,
+    /// The token's userID ("" on whitelisted routes).
+    pub op_user: String,
+    pub platform_id: i32,
+}
+
+impl Ctx<'_> {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.app.lock()
+    }
+    pub fn config(&self) -> &Config {
+        &self.app.config
+    }
+    /// `IsAdmin(ctx)`: opUserID is a configured admin.
+    pub fn is_admin(&self) -> bool {
+        self.app.is_admin_id(&self.op_user)
+    }
+    /// `CheckAdmin`.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::NoPermission(format!(
+                "user {} is not admin userID",
+                self.op_user
+            )))
+        }
+    }
+    /// `CheckAccess(owner)`: opUserID == owner or admin.
+    pub fn check_access(&self, owner: &str) -> Result<(), ApiError> {
+        if self.op_user == owner || self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::NoPermission(format!(
+                "ownerUserID {owner} is not opUserID {}",
+                self.op_user
+            )))
+        }
+    }
+    /// `CheckAccessIn(ids...)`.
+    pub fn check_access_in(&self, ids: &[&str]) -> Result<(), ApiError> {
+        if ids.contains(&self.op_user.as_str()) || self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::NoPermission(format!(
+                "opUserID {} is not in {ids:?}",
+                self.op_user
+            )))
+        }
+    }
+}
+
+/// Paths that need no token (prefix match, §1.2).
+const WHITELIST: [&str; 2] = ["/auth/get_admin_token", "/auth/parse_token"];
+
+/// Per-connection handle a handler can use to drop its TCP connection.
+#[derive(Clone)]
+pub struct ConnKill(pub Arc<Notify>);
+
+/// Build the API router (everything goes through [`api_entry`]).
+pub fn api_router(app: Arc<App>) -> Router {
+    Router::new().fallback(api_entry).with_state(app)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+fn add_cors(headers: &mut HeaderMap) {
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    headers.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        "access-control-allow-credentials",
+        HeaderValue::from_static("false"),
+    );
+    headers.insert("access-control-max-age", HeaderValue::from_static("172800"));
+}
+
+/// Apply the configured fault. Returns only if the request should be handled.
+async fn apply_fault(app: &App, kill: Option<&ConnKill>) {
+    let fault = app.fault.lock().map(|f| f.clone()).unwrap_or(Fault::None);
+    match fault {
+        Fault::None => {}
+        Fault::Delay(d) => tokio::time::sleep(d).await,
+        Fault::Hang => std::future::pending::<()>().await,
+        Fault::CloseConnection => {
+            if let Some(k) = kill {
+                k.0.notify_one();
+            }
+            std::future::pending::<()>().await
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The whole gin middleware chain plus dispatch.
+async fn api_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
+    let kill = req.extensions().get::<ConnKill>().cloned();
+    apply_fault(&app, kill.as_ref()).await;
+    let (parts, body) = req.into_parts();
+    let mut resp = if parts.method == Method::OPTIONS {
+        (StatusCode::OK, "Options Request!").into_response()
+    } else if parts.method != Method::POST {
+        not_found()
+    } else {
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        handle_post(&app, parts.uri.path(), &parts.headers, &body)
+    };
+    add_cors(resp.headers_mut());
+    resp
+}
+
+fn not_found() -> Response {
+    let mut r = (StatusCode::NOT_FOUND, "404 page not found").into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// Steps operationID → token → route → handler; records a [`SeenRequest`].
+fn handle_post(app: &App, path: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let operation_id = header(headers, "operationid");
+    let mut seen = SeenRequest {
+        path: path.to_string(),
+        operation_id: (!operation_id.is_empty()).then(|| operation_id.clone()),
+        token_user_id: None,
+        token_platform_id: None,
+        err_code: 0,
+    };
+    let (status, result) = run_post(app, path, headers, body, &operation_id, &mut seen);
+    let resp = match result {
+        None => {
+            seen.err_code = 404;
+            not_found()
+        }
+        Some(Ok(d)) => json_response(status, envelope(None, d)),
+        Some(Err(e)) => {
+            seen.err_code = e.code();
+            json_response(e.http_status(), envelope(Some(&e), None))
+        }
+    };
+    if let Ok(mut s) = app.seen.lock() {
+        s.push(seen);
+    }
+    resp
+}
+
+/// `None` = unknown route (404).
+fn run_post(
+    app: &App,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    operation_id: &str,
+    seen: &mut SeenRequest,
+) -> (StatusCode, Option<HResult>) {
+    if operation_id.is_empty() {
+        return (
+            StatusCode::OK,
+            Some(Err(ApiError::Args("header must have operationID".into()))),
+        );
+    }
+    let mut op_user = String::new();
+    let mut platform_id = 0;
+    let tok = header(headers, "token");
+    if !tok.is_empty() {
+        let st = app.lock();
+        if let Ok(c) = token::verify(&st, &app.config.secret, &app.config.admin_user_ids, &tok) {
+            seen.token_user_id = Some(c.user_id.clone());
+            seen.token_platform_id = Some(c.platform_id);
+        }
+    }
+    if !WHITELIST.iter().any(|w| path.starts_with(w)) {
+        if tok.is_empty() {
+            return (
+                StatusCode::OK,
+                Some(Err(ApiError::Args("header must have token".into()))),
+            );
+        }
+        let verified = token::verify(
+            &app.lock(),
+            &app.config.secret,
+            &app.config.admin_user_ids,
+            &tok,
+        );
+        match verified {
+            Ok(c) => {
+                op_user = c.user_id;
+                platform_id = c.platform_id;
+            }
+            Err(e) => return (StatusCode::OK, Some(Err(e))),
+        }
+    }
+    let Some(handler) = app.routes.get(path) else {
+        return (StatusCode::OK, None);
+    };
+    let ctx = Ctx {
+        app,
+        operation_id: operation_id.to_string(),
+        op_user,
+        platform_id,
+    };
+    (StatusCode::OK, Some(handler(&ctx, body)))
+}
+
+/// Accept connections until `shutdown` flips; each connection can be dropped via [`ConnKill`].
+pub async fn serve(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                tokio::spawn(serve_conn(stream, router.clone(), shutdown.clone()));
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let kill = ConnKill(Arc::new(Notify::new()));
+    let k = kill.clone();
+    let svc = router.map_request(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(k.clone());
+        req.map(Body::new)
+    });
+    let svc = TowerToHyperService::new(svc);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = kill.0.notified() => {}
+        _ = shutdown.changed() => {}
+    }
+}
