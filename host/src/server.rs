@@ -79,7 +79,7 @@ fn spawn_connection(
         let mut conn = std::pin::pin!(conn);
         tokio::select! {
             res = conn.as_mut() => log_end(res),
-            _ = stop.wait_for(|stopping| *stopping) => {
+            () = stopping(&mut stop) => {
                 // Finish the request in flight, then close.
                 conn.as_mut().graceful_shutdown();
                 log_end(conn.await);
@@ -93,4 +93,9 @@ fn log_end(res: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(e) = res {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// Resolves once shutdown is signalled (or the signal sender is gone).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
