@@ -246,7 +246,7 @@ impl Config {
         }
         errors.extend(self.openim.validate());
         errors.extend(self.gateway.validate());
-        errors.extend(admin_jwt::validate_config(&self.admin.issuer).into_iter().map(|e| format!("admin.issuer: {e}")));
+        errors.extend(admin_jwt::validate_config(&self.admin.issuer));
         if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
             errors.push(format!("telemetry.log_format: `{}` is not one of json, pretty", self.telemetry.log_format));
         }

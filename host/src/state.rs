@@ -53,7 +53,7 @@ pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> 
         }
     };
     let admin = AdminVerifier::from_config(&config.admin.issuer, base_dir)
-        .map_err(|es| errors.extend(es.into_iter().map(|e| format!("admin.issuer: {e}"))))
+        .map_err(|es| errors.extend(es))
         .ok();
     let gateway_keys = keys::load(&config.gateway.keys, base_dir).map_err(|es| errors.extend(es)).ok();
     let metrics = Arc::new(Metrics::new());
