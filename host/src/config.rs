@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
 
@@ -139,6 +141,59 @@ pub struct AdminConfig {
     pub issuer: Vec<IssuerConfig>,
 }
 
+/// `[auth]`: user sessions and handshake limits (client-auth §3–5).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session with no accepted request for this long ends.
+    pub session_idle_timeout_secs: u64,
+    /// Absolute lifetime of a session (`expires_at`).
+    pub session_lifetime_secs: u64,
+    /// Lifetime of a bearer token (never beyond its session).
+    pub bearer_token_lifetime_secs: u64,
+    /// Handshakes per second per source address (IPv6: per /64).
+    pub handshakes_per_address_per_sec: u32,
+    /// Burst of handshakes one address may make at once.
+    pub handshake_burst_per_address: u32,
+    /// Handshakes per second for the whole gateway.
+    pub handshakes_per_sec: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_idle_timeout_secs: 15 * 60,
+            session_lifetime_secs: 12 * 3600,
+            bearer_token_lifetime_secs: 15 * 60,
+            handshakes_per_address_per_sec: 5,
+            handshake_burst_per_address: 20,
+            handshakes_per_sec: 2_000,
+        }
+    }
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (key, v) in [
+            ("auth.session_idle_timeout_secs", self.session_idle_timeout_secs),
+            ("auth.session_lifetime_secs", self.session_lifetime_secs),
+            ("auth.bearer_token_lifetime_secs", self.bearer_token_lifetime_secs),
+            ("auth.handshakes_per_address_per_sec", u64::from(self.handshakes_per_address_per_sec)),
+            ("auth.handshake_burst_per_address", u64::from(self.handshake_burst_per_address)),
+            ("auth.handshakes_per_sec", u64::from(self.handshakes_per_sec)),
+        ] {
+            if v == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        if self.session_lifetime_secs > 30 * 86_400 {
+            errors.push("auth.session_lifetime_secs: at most 30 days".into());
+        }
+        errors
+    }
+}
+
 /// `[telemetry]`: logs and metrics.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -246,6 +301,7 @@ impl Config {
         }
         errors.extend(self.openim.validate());
         errors.extend(self.gateway.validate());
+        errors.extend(self.auth.validate());
         errors.extend(admin_jwt::validate_config(&self.admin.issuer));
         if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
             errors.push(format!("telemetry.log_format: `{}` is not one of json, pretty", self.telemetry.log_format));

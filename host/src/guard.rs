@@ -26,6 +26,26 @@ pub async fn headers(State(state): State<AppState>, req: Request, next: Next) ->
     next.run(req).await
 }
 
+/// Paths with `..` or `.` segments (also percent-encoded), `//`, encoded `/` or `\\`, or a NUL are
+/// refused before routing (client-auth §4): the signed path is the routed path, byte for byte.
+pub async fn path(req: Request, next: Next) -> Response {
+    if !is_clean_path(req.uri().path()) {
+        return ApiError::bad_request("path has empty, dot or encoded-slash segments").into_response();
+    }
+    next.run(req).await
+}
+
+pub fn is_clean_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("//") || lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') || lower.contains("%00") {
+        return false;
+    }
+    lower.split('/').skip(1).all(|seg| {
+        let decoded = seg.replace("%2e", ".");
+        decoded != "." && decoded != ".."
+    })
+}
+
 /// The whole request must be answered within `server.request_timeout_ms` → else 504 `timeout`.
 pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = Duration::from_millis(state.config.server.request_timeout_ms);

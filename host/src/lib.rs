@@ -14,6 +14,7 @@
 //! - `routes`    — the route table and handlers.
 //! - `auth`      — admin JWTs (and, later, the client handshake and signed requests).
 //! - `openim`    — the only code that knows OpenIM's JSON, tokens and errCodes.
+//! - `store`     — devices, sessions, nonces, tokens behind one trait (memory; Redis later).
 //! - `keys`      — the gateway's X25519 keys, `imgate keygen`.
 //! - `server`    — the accept loop: header timeout, graceful drain.
 //! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
@@ -29,6 +30,7 @@ pub mod pipeline;
 mod routes;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 
 use std::future::Future;

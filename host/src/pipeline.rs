@@ -4,10 +4,12 @@
 //!
 //! 1. trace    — request id, span, access log line, metrics            (`telemetry::trace`)
 //! 2. respond  — the rescue point: every error rendered in one shape   (`error::rescue`)
-//! 3. guard    — header limits, request deadline, load shedding, body cap (`guard`, tower-http)
+//! 3. guard    — header limits, path hygiene, request deadline, load shedding, body cap
+//!               (`guard`, tower-http)
 //! 4. route    — the route table; unknown paths are 404                (`routes`)
-//! 5. authenticate → (rate limit → bind identity → plugins: later issues) → dispatch to OpenIM,
-//!    inside each handler, in that order                               (`routes::*`, `openim`)
+//! 5. authenticate — signed requests for user routes (`auth::signed`, a route layer set in
+//!    `routes`); admin JWT + scope inside admin handlers (`auth::require_admin`)
+//! 6. (rate limit → bind identity → plugins: later issues) → dispatch to OpenIM (`openim`)
 //!
 //! Stages are added here and nowhere else.
 
@@ -26,10 +28,11 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.metrics.clone(), telemetry::trace))
         .layer(from_fn(error::rescue))
         .layer(from_fn_with_state(state.clone(), guard::headers))
+        .layer(from_fn(guard::path))
         .layer(from_fn_with_state(state.clone(), guard::deadline))
         .layer(from_fn_with_state(state.clone(), guard::shed))
         .layer(RequestBodyLimitLayer::new(state.config.server.max_body_bytes));
-    routes::router()
+    routes::router(&state)
         // tower-http's limit replaces axum's implicit 2 MiB one, so there is one number to configure.
         .layer(DefaultBodyLimit::disable())
         .layer(stages)

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::auth::handshake::HandshakeLimits;
 use crate::auth::AdminVerifier;
+use crate::store::{DynStore, MemoryStore};
 use crate::config::{resolve, Config, ConfigErrors};
 use crate::keys::{self, GatewayKey};
 use crate::openim::{OpenIm, OpenImSettings};
@@ -26,6 +28,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Permits for requests in flight (the load-shedding guard).
     pub in_flight: Arc<Semaphore>,
+    /// Devices, sessions, nonces, tokens.
+    pub store: DynStore,
+    pub handshake_limits: Arc<HandshakeLimits>,
 }
 
 /// Builds the state, resolving relative paths against `base_dir` (the config file's folder).
@@ -72,6 +77,12 @@ pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> 
     });
     match (openim, admin, gateway_keys) {
         (Some(openim), Some(admin), Some(gateway_keys)) if errors.is_empty() => Ok(AppState {
+            store: Arc::new(MemoryStore::new()),
+            handshake_limits: Arc::new(HandshakeLimits::new(
+                config.auth.handshakes_per_address_per_sec,
+                config.auth.handshake_burst_per_address,
+                config.auth.handshakes_per_sec,
+            )),
             in_flight: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
             config: Arc::new(config),
             openim,

@@ -116,6 +116,7 @@ pub struct Metrics {
     pub openim_duration: HistogramFamily<OperationLabels>,
     pub openim_admin_token_fetches: Family<ReasonLabels, Counter>,
     pub openim_user_token_mints: Counter,
+    pub handshake_dh_operations: Counter,
 }
 
 impl Metrics {
@@ -129,6 +130,7 @@ impl Metrics {
             openim_duration: Family::new_with_constructor(latency_histogram),
             openim_admin_token_fetches: Family::default(),
             openim_user_token_mints: Counter::default(),
+            handshake_dh_operations: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "Client requests by route, method and status", m.http_requests.clone());
@@ -142,6 +144,11 @@ impl Metrics {
             m.openim_admin_token_fetches.clone(),
         );
         registry.register("openim_user_token_mints", "User tokens minted in OpenIM", m.openim_user_token_mints.clone());
+        registry.register(
+            "handshake_dh_operations",
+            "X25519 operations spent on handshakes (refusals are padded to the cost of an acceptance)",
+            m.handshake_dh_operations.clone(),
+        );
         Metrics { registry, ..m }
     }
 

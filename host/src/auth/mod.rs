@@ -1,11 +1,23 @@
-//! Who is calling: admin JWTs today; the Noise handshake, signed requests, sessions and bearer
-//! tokens of `shared/spec/client-auth.md` §1–5 and §9 come with the user-authentication issue.
+//! Who is calling (`shared/spec/client-auth.md`): admins by JWT (§7); users by a Noise IK
+//! handshake (§3) that creates a server-side session, then signed requests (§4) or bearer tokens
+//! (§5) bound to that session.
+//!
+//! - `admin_jwt.rs` — the admin JWT verifier; [`require_admin`] is the check routes call.
+//! - `x25519.rs`    — key checks and the `snow` resolver (x25519-dalek, contributory DH only).
+//! - `handshake.rs` — `POST /v1/auth/handshake`, its rate limits.
+//! - `signed.rs`    — signed-request verification, the [`Caller`] identity.
+//! - `bearer.rs`    — bearer tokens.
 
 pub mod admin_jwt;
+pub mod bearer;
+pub mod handshake;
+pub mod signed;
+pub mod x25519;
 
 use axum::http::{header, HeaderMap};
 
 pub use admin_jwt::{AdminAuthError, AdminPrincipal, AdminVerifier};
+pub use signed::Caller;
 
 use crate::error::ApiError;
 
@@ -17,6 +29,18 @@ pub mod scopes {
     pub const OPENIM_CALL: &str = "openim:call";
     /// Register users in OpenIM.
     pub const USERS_WRITE: &str = "users:write";
+    /// Enroll, list and delete user devices.
+    pub const DEVICES_WRITE: &str = "devices:write";
+    /// End sessions.
+    pub const SESSIONS_REVOKE: &str = "sessions:revoke";
+}
+
+/// Wall-clock Unix milliseconds (the protocol's time unit).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Authenticates an admin request and checks one scope: 401 for any authentication failure

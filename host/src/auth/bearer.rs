@@ -1,0 +1,48 @@
+//! Bearer access tokens (client-auth §5), for unmodified OpenIM SDKs on the compatible surface.
+//!
+//! A token is 32 random bytes (b64url), minted by a signed call, stored only as its SHA-256, and
+//! bound to its session: it ends when the session ends (logout, revocation, expiry) and lives at
+//! most `auth.bearer_token_lifetime_secs`. It is never an OpenIM token, and only the OpenIM-
+//! compatible surface accepts it.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::now_ms;
+use super::signed::Caller;
+use crate::state::AppState;
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Mints a token for the caller's session; returns it and its end (ms).
+pub async fn mint(state: &AppState, caller: &Caller) -> (String, i64) {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let token = B64URL.encode(raw);
+    let lifetime = state.config.auth.bearer_token_lifetime_secs as i64 * 1000;
+    let expires_at = (now_ms() + lifetime).min(caller.session_expires_at_ms);
+    state.store.put_token(token_hash(&token), &caller.session_id, expires_at).await;
+    (token, expires_at)
+}
+
+/// The caller behind a bearer token, if the token and its session are both alive.
+pub async fn authenticate(state: &AppState, token: &str) -> Option<Caller> {
+    if token.len() != 43 {
+        return None;
+    }
+    let now = now_ms();
+    let sid = state.store.token_session(&token_hash(token), now).await?;
+    let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
+    let s = state.store.live_session(&sid, now, idle_ms).await?;
+    Some(Caller {
+        user_id: s.user_id,
+        platform_id: s.platform_id,
+        device_id: s.device_id,
+        session_id: s.session_id,
+        session_expires_at_ms: s.expires_at_ms,
+    })
+}

@@ -1,0 +1,157 @@
+//! Admin routes for devices and sessions (client-auth §2 and §9).
+//!
+//! Enrolling binds one X25519 public key to one (user, device, platform); the key must be
+//! canonical, not small-order and not enrolled anywhere else. Deleting a device, or revoking a
+//! user, ends their sessions at once (and with them bearer tokens); revoking a user also logs
+//! them out of OpenIM (`force_logout` per platform they used) so no OpenIM token outlives it.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin::is_valid_user_id;
+use crate::auth::x25519::is_acceptable_static_key;
+use crate::auth::{now_ms, require_admin, scopes};
+use crate::error::{ApiError, ErrorCode};
+use crate::openim::{is_user_platform, ops, As, CallCtx};
+use crate::state::AppState;
+use crate::store::{Device, EnrollError};
+use crate::telemetry::RequestId;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enroll {
+    device_id: String,
+    platform_id: i32,
+    public_key: String,
+}
+
+fn is_device_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn device_json(d: &Device) -> Value {
+    json!({
+        "user_id": d.user_id,
+        "device_id": d.device_id,
+        "platform_id": d.platform_id,
+        "public_key": B64.encode(d.public_key),
+        "created_at": d.created_at_ms,
+    })
+}
+
+fn user_path(user_id: &str) -> Result<(), ApiError> {
+    if is_valid_user_id(user_id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("user_id: 1-64 characters of A-Z, a-z, 0-9 and _"))
+    }
+}
+
+/// `POST /v1/admin/users/{user_id}/devices` (scope `devices:write`).
+pub async fn enroll(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE)?;
+    user_path(&user_id)?;
+    let req: Enroll = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    if !is_device_id(&req.device_id) {
+        return Err(ApiError::bad_request("device_id: 1-64 characters of A-Z, a-z, 0-9, '.', '_', '-'"));
+    }
+    if !is_user_platform(req.platform_id) {
+        return Err(ApiError::bad_request("platform_id: an OpenIM user platform, 1-9 or 11"));
+    }
+    let key: [u8; 32] = B64
+        .decode(req.public_key.as_bytes())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("public_key: base64 of exactly 32 bytes"))?;
+    if !is_acceptable_static_key(&key) {
+        return Err(ApiError::bad_request("public_key: not a usable X25519 key (small-order or non-canonical)"));
+    }
+    // The user must exist in OpenIM, or every later OpenIM call for this device would fail.
+    let ids = [user_id.clone()];
+    let found: ops::GetUsersInfoResp =
+        state.openim.call(&CallCtx::new(rid.as_str()), ops::GET_USERS_INFO, &ops::GetUsersInfoReq { user_ids: &ids }, As::Admin).await?;
+    if !found.users_info.unwrap_or_default().iter().any(|u| u.user_id == user_id) {
+        return Err(ApiError::new(ErrorCode::NotFound).with_message("no such user in OpenIM"));
+    }
+    let device = Device { user_id, device_id: req.device_id, platform_id: req.platform_id, public_key: key, created_at_ms: now_ms() };
+    let outcome = state.store.enroll_device(device.clone()).await;
+    tracing::info!(target: "imgate::audit", event = "device_enroll", sub = %admin.subject, user = %device.user_id, device = %device.device_id, ok = outcome.is_ok(), "device enrollment");
+    match outcome {
+        Ok(()) => Ok((StatusCode::CREATED, Json(device_json(&device))).into_response()),
+        Err(e @ (EnrollError::KeyTaken | EnrollError::DeviceExists)) => Err(ApiError::new(ErrorCode::Conflict).with_message(e.to_string())),
+    }
+}
+
+/// `GET /v1/admin/users/{user_id}/devices` (scope `devices:write`).
+pub async fn list(State(state): State<AppState>, Path(user_id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&state.admin, &headers, scopes::DEVICES_WRITE)?;
+    user_path(&user_id)?;
+    let devices: Vec<Value> = state.store.list_devices(&user_id).await.iter().map(device_json).collect();
+    Ok(Json(json!({ "devices": devices })))
+}
+
+/// `DELETE /v1/admin/users/{user_id}/devices/{device_id}` (scope `devices:write`): also ends its sessions.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((user_id, device_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE)?;
+    let device = state.store.delete_device(&user_id, &device_id).await.ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such device"))?;
+    let ended = state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await;
+    tracing::info!(target: "imgate::audit", event = "device_delete", sub = %admin.subject, user = %user_id, device = %device_id, sessions_ended = ended.len(), "device deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/admin/sessions/{session_id}` (scope `sessions:revoke`).
+pub async fn revoke_session(State(state): State<AppState>, Path(session_id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE)?;
+    let found = state.store.revoke_session(&session_id).await;
+    tracing::info!(target: "imgate::audit", event = "session_revoke", sub = %admin.subject, session = %session_id, found, "session revoked");
+    if found {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound).with_message("no such session"))
+    }
+}
+
+/// `POST /v1/admin/users/{user_id}/revoke` (scope `sessions:revoke`): every session of the user,
+/// and an OpenIM `force_logout` for each platform the user has sessions or devices on.
+pub async fn revoke_user(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE)?;
+    user_path(&user_id)?;
+    let ended = state.store.revoke_sessions_of(&user_id, None).await;
+    let mut platforms: Vec<i32> = ended.iter().map(|s| s.platform_id).collect();
+    platforms.extend(state.store.list_devices(&user_id).await.iter().map(|d| d.platform_id));
+    platforms.sort_unstable();
+    platforms.dedup();
+    let ctx = CallCtx::new(rid.as_str());
+    let mut logged_out = Vec::new();
+    // OpenIM's force_logout takes platforms 1..=10 only (contract §4.5): HarmonyOS (11) cannot be kicked.
+    for p in platforms.iter().copied().filter(|p| (1..=10).contains(p)) {
+        let req = json!({ "platformID": p, "userID": user_id });
+        let _: ops::Empty = state.openim.call(&ctx, ops::FORCE_LOGOUT, &req, As::Admin).await?;
+        state.openim.forget_user_token(&user_id, p).await;
+        logged_out.push(p);
+    }
+    tracing::info!(target: "imgate::audit", event = "user_revoke", sub = %admin.subject, user = %user_id, sessions_ended = ended.len(), "user revoked");
+    Ok(Json(json!({ "revoked_sessions": ended.len(), "openim_logged_out_platforms": logged_out })))
+}

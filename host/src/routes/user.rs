@@ -1,0 +1,36 @@
+//! `/v1` routes of an authenticated user (signed requests): who am I, bearer tokens, logout.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+
+use crate::auth::{bearer, Caller};
+use crate::state::AppState;
+
+/// `GET /v1/me`: the caller as the session knows it.
+pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
+    let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
+    Json(json!({
+        "user_id": caller.user_id,
+        "platform_id": caller.platform_id,
+        "device_id": caller.device_id,
+        "session_id": caller.session_id,
+        "expires_at": caller.session_expires_at_ms,
+        "idle_expires_at": (crate::auth::now_ms() + idle_ms).min(caller.session_expires_at_ms),
+    }))
+}
+
+/// `POST /v1/auth/token`: a bearer token for the OpenIM-compatible surface (§5).
+pub async fn token(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
+    let (token, expires_at) = bearer::mint(&state, &caller).await;
+    tracing::info!(target: "imgate::audit", event = "bearer_token", user = %caller.user_id, session = %caller.session_id, "bearer token minted");
+    Json(json!({ "token": token, "expires_at": expires_at }))
+}
+
+/// `POST /v1/auth/logout`: ends the session, its tokens and tickets (§9).
+pub async fn logout(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> StatusCode {
+    state.store.revoke_session(&caller.session_id).await;
+    tracing::info!(target: "imgate::audit", event = "logout", user = %caller.user_id, session = %caller.session_id, "session ended by its user");
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,98 @@
+//! All state a gateway keeps between requests, behind one trait, so one imgate or many can run.
+//!
+//! Devices (enrolled keys), the last accepted handshake `ts` per device, sessions, the nonces a
+//! session has used, and bearer tokens live here and nowhere else. [`MemoryStore`] is the embedded
+//! default; a Redis backend (shared by several instances) implements the same trait. Every
+//! operation that decides something ("is this nonce new?", "is this ts newer?") is one atomic
+//! call, so two instances can never both accept the same nonce or handshake.
+
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+/// An enrolled device: one X25519 public key ↔ one (user, device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub user_id: String,
+    pub device_id: String,
+    pub platform_id: i32,
+    pub public_key: [u8; 32],
+    pub created_at_ms: i64,
+}
+
+/// A server-side session created by a handshake.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Session {
+    pub session_id: String,
+    /// HMAC key of the signed requests; never logged (no `Debug`).
+    pub session_key: [u8; 32],
+    pub user_id: String,
+    pub device_id: String,
+    pub platform_id: i32,
+    pub created_at_ms: i64,
+    /// Absolute end of the session.
+    pub expires_at_ms: i64,
+    /// Last time a request was accepted (idle timeout counts from here).
+    pub last_used_ms: i64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user_id)
+            .field("device_id", &self.device_id)
+            .field("platform_id", &self.platform_id)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an enrollment was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollError {
+    #[error("this public key is already enrolled")]
+    KeyTaken,
+    #[error("this user already has a device with this id")]
+    DeviceExists,
+}
+
+/// The state backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Enrolls a device; the key and the (user, device) pair must both be new.
+    async fn enroll_device(&self, device: Device) -> Result<(), EnrollError>;
+    async fn device_by_key(&self, public_key: &[u8; 32]) -> Option<Device>;
+    async fn list_devices(&self, user_id: &str) -> Vec<Device>;
+    /// Removes a device (its key can be enrolled again) and returns it.
+    async fn delete_device(&self, user_id: &str, device_id: &str) -> Option<Device>;
+
+    /// Sets the device's last accepted handshake `ts` to `ts` if `ts` is strictly greater; false
+    /// (and nothing changed) otherwise. Atomic.
+    async fn advance_handshake_ts(&self, public_key: &[u8; 32], ts_ms: i64) -> bool;
+
+    async fn put_session(&self, session: Session);
+    /// The session if it exists and is neither revoked nor past its absolute or idle end.
+    async fn live_session(&self, session_id: &str, now_ms: i64, idle_ms: i64) -> Option<Session>;
+    /// Marks a request accepted now (the idle timeout restarts).
+    async fn touch_session(&self, session_id: &str, now_ms: i64);
+    /// Ends a session (and with it its bearer tokens). True if it existed.
+    async fn revoke_session(&self, session_id: &str) -> bool;
+    /// Ends every session of a user, or of one device of the user; returns the ended sessions.
+    async fn revoke_sessions_of(&self, user_id: &str, device_id: Option<&str>) -> Vec<Session>;
+
+    /// Records a nonce for a session until `expires_at_ms`; false if it was already recorded.
+    /// Called only after the request's MAC verified. Atomic.
+    async fn record_nonce(&self, session_id: &str, nonce: &str, expires_at_ms: i64, now_ms: i64) -> bool;
+
+    /// Stores a bearer token (by its SHA-256, never the token itself) for a session.
+    async fn put_token(&self, token_hash: [u8; 32], session_id: &str, expires_at_ms: i64);
+    /// The session id a token belongs to, if the token exists and has not expired.
+    async fn token_session(&self, token_hash: &[u8; 32], now_ms: i64) -> Option<String>;
+}
+
+pub type DynStore = Arc<dyn Store>;
