@@ -38,6 +38,8 @@ pub struct Options {
     pub openim_api_url: Option<String>,
     /// Extra TOML appended to the generated config.
     pub extra_toml: String,
+    /// Extra files (name, content) written next to the config before the gateway starts.
+    pub files: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             openim_api_url: None,
             extra_toml: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Harness {
     pub metrics_url: String,
     pub http: reqwest::Client,
     pub dir: PathBuf,
+    /// The gateway's state (its store, config), for checks the HTTP API cannot make yet.
+    pub state: host::AppState,
     ed_private_pem: String,
     hs_secret: Vec<u8>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -83,6 +88,9 @@ impl Harness {
         std::fs::write(dir.join("hs.secret"), &hs_secret).expect("write");
         let gw = host::keys::GatewayKey::generate("gw-1");
         std::fs::write(dir.join("gw.key"), gw.secret_b64()).expect("write");
+        for (name, content) in &opts.files {
+            std::fs::write(dir.join(name), content).expect("write");
+        }
         let api_url = opts.openim_api_url.clone().unwrap_or_else(|| emu.api_url());
         let toml = config_toml(&opts, &api_url, &emu.ws_url());
         std::fs::write(dir.join("imgate.toml"), &toml).expect("write");
@@ -93,17 +101,59 @@ impl Harness {
         let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_url = format!("http://{}/metrics", metrics.local_addr().expect("addr"));
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(host::run(state, listener, Some(metrics), async {
+        let task = tokio::spawn(host::run(state.clone(), listener, Some(metrics), async {
             let _ = stop_rx.await;
         }));
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Harness { emu, gateway_url, metrics_url, http, dir, ed_private_pem: admin.private_pem, hs_secret, stop: Some(stop), task: Some(task) }
+        Harness { emu, gateway_url, metrics_url, http, dir, state, ed_private_pem: admin.private_pem, hs_secret, stop: Some(stop), task: Some(task) }
     }
 
     /// The value of one metric line (`name{labels}` exactly as exported), if present.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         let text = self.http.get(&self.metrics_url).send().await.ok()?.text().await.ok()?;
         text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// A client of the gateway (the `imgate-client` library).
+    pub fn client(&self) -> imgate_client::Client {
+        imgate_client::Client::new(&self.gateway_url)
+    }
+
+    /// The gateway's current Noise static public key.
+    pub fn gateway_public(&self) -> [u8; 32] {
+        self.state.gateway_keys[0].public.to_bytes()
+    }
+
+    /// Registers `user_id` in OpenIM and enrolls a fresh device key for it; returns the key.
+    pub async fn user_with_device(&self, user_id: &str, device_id: &str, platform_id: i32) -> imgate_client::DeviceKey {
+        let admin = self.admin_jwt("users:write devices:write");
+        let (status, body) =
+            self.post("/v1/admin/users", Some(&admin), &json!({"users": [{"user_id": user_id, "nickname": user_id}]})).await;
+        assert!(status == 201 || status == 409, "register {user_id}: {status} {body}");
+        let key = imgate_client::DeviceKey::generate();
+        let res = self.client().enroll(&admin, user_id, device_id, platform_id, &key.public_b64()).await.expect("enroll");
+        assert_eq!(res.status(), 201, "enroll {user_id}/{device_id}");
+        key
+    }
+
+    /// A user with a device and a live session.
+    pub async fn session(&self, user_id: &str) -> (imgate_client::DeviceKey, imgate_client::Session) {
+        let key = self.user_with_device(user_id, "phone", 1).await;
+        let session = self.client().handshake(&key, &self.gateway_public(), "phone").await.expect("handshake");
+        (key, session)
+    }
+
+    /// Sends raw bytes on a fresh TCP connection and returns the status code of the answer
+    /// (for request targets HTTP client libraries would normalise).
+    pub async fn raw_status(&self, request: &str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.gateway_url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(request.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await.expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]);
+        head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line")
     }
 
     pub fn url(&self, path: &str) -> String {

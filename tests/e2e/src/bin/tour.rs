@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
     t.call("Admin routes need an admin JWT: none given", "GET", "/v1/admin/health", None, None, 401).await;
     let weak = t.jwt("users:write");
     t.call("A valid JWT without the route's scope is 403", "GET", "/v1/admin/health", Some(&weak), None, 403).await;
-    let admin = t.jwt("imgate:admin users:write openim:call");
+    let admin = t.jwt("imgate:admin users:write openim:call devices:write");
     t.call("Health: the gateway reaches OpenIM with its own admin token", "GET", "/v1/admin/health", Some(&admin), None, 200).await;
     let users = json!({"users": [{"user_id": "alice", "nickname": "Alice"}, {"user_id": "bob", "nickname": "Bob"}]});
     t.call("Register two users in OpenIM", "POST", "/v1/admin/users", Some(&admin), Some(&users), 201).await;
@@ -98,6 +98,8 @@ async fn main() -> ExitCode {
     t.call("A body over the configured limit is 413", "POST", "/v1/admin/openim/user/get_users_info", Some(&admin), Some(&big), 413).await;
     t.call("Unknown routes are 404 in the same error shape", "GET", "/v1/whatever", None, None, 404).await;
 
+    user_auth(&mut t, &admin).await;
+
     if let Some(url) = env["metrics_url"].as_str() {
         println!("\n== Prometheus metrics ({url}), a few lines:");
         let text = match t.http.get(url).send().await {
@@ -115,4 +117,60 @@ async fn main() -> ExitCode {
         println!("\ntour FAILED: {} step(s) did not behave as described", t.failures);
         ExitCode::FAILURE
     }
+}
+
+/// Prints one signed-call step and counts it as failed if the status is not `want`.
+async fn signed_step(t: &mut Tour, title: &str, res: Result<reqwest::Response, imgate_client::ClientError>, want: u16) {
+    println!("\n== {title}");
+    let (status, text) = match res {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    };
+    let mark = if status == want { "ok" } else { "UNEXPECTED" };
+    println!("   -> {status} {text}   [{mark}: expected {want}]");
+    if status != want {
+        t.failures += 1;
+    }
+}
+
+/// Enrollment, a Noise IK handshake, a signed call, a replay refused, logout (client-auth §2–4, §9).
+async fn user_auth(t: &mut Tour, admin: &str) {
+    use imgate_client::{Client, DeviceKey, Session};
+    let client = Client::new(&t.gw);
+    let device = DeviceKey::generate();
+    println!("\n== A device of alice generates an X25519 key; an admin enrolls its public key");
+    println!("   POST /v1/admin/users/alice/devices  body: {{\"device_id\":\"phone-1\",\"platform_id\":2,\"public_key\":\"{}\"}}", device.public_b64());
+    let enrolled = client.enroll(admin, "alice", "phone-1", 2, &device.public_b64()).await;
+    signed_step(t, "Enrollment: this key now belongs to alice / phone-1 (platform 2)", enrolled, 201).await;
+    let gateway_public = match client.gateway_key().await {
+        Ok((_, k)) => k,
+        Err(e) => {
+            println!("   cannot read the gateway key: {e}");
+            t.failures += 1;
+            return;
+        }
+    };
+    println!("\n== Noise IK handshake: message 1 → POST /v1/auth/handshake → message 2 with the session");
+    let session = match client.handshake(&device, &gateway_public, "phone-1").await {
+        Ok(s) => {
+            println!("   -> session {} for user {} on platform {}, expires at {} (session key stays in memory)", s.session_id, s.user_id, s.platform_id, s.expires_at);
+            s
+        }
+        Err(e) => {
+            println!("   -> handshake failed: {e}   [UNEXPECTED]");
+            t.failures += 1;
+            return;
+        }
+    };
+    let signed = client.call(&session, "GET", "/v1/me", None).await;
+    signed_step(t, "A signed call: GET /v1/me (HMAC over method, path, query, body, time, nonce)", signed, 200).await;
+    let headers = session.sign_request("GET", "/v1/me", b"", host::auth::now_ms(), &Session::fresh_nonce());
+    let first = client.send_with_headers("GET", "/v1/me", &headers, None).await;
+    signed_step(t, "A captured signed request, sent once", first, 200).await;
+    let replay = client.send_with_headers("GET", "/v1/me", &headers, None).await;
+    signed_step(t, "The same request replayed: the nonce was used, refused", replay, 401).await;
+    let logout = client.call(&session, "POST", "/v1/auth/logout", None).await;
+    signed_step(t, "Logout: POST /v1/auth/logout", logout, 204).await;
+    let after = client.call(&session, "GET", "/v1/me", None).await;
+    signed_step(t, "The session is gone: the next signed call is refused", after, 401).await;
 }
