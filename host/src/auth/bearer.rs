@@ -37,12 +37,5 @@ pub async fn authenticate(state: &AppState, token: &str) -> Option<Caller> {
     let now = now_ms();
     let sid = state.store.token_session(&token_hash(token), now).await?;
     let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
-    let s = state.store.live_session(&sid, now, idle_ms).await?;
-    Some(Caller {
-        user_id: s.user_id,
-        platform_id: s.platform_id,
-        device_id: s.device_id,
-        session_id: s.session_id,
-        session_expires_at_ms: s.expires_at_ms,
-    })
+    state.store.live_session(&sid, now, idle_ms).await.map(Caller::from)
 }

@@ -38,6 +38,18 @@ pub struct Caller {
     pub session_expires_at_ms: i64,
 }
 
+impl From<crate::store::Session> for Caller {
+    fn from(s: crate::store::Session) -> Caller {
+        Caller {
+            user_id: s.user_id,
+            platform_id: s.platform_id,
+            device_id: s.device_id,
+            session_id: s.session_id,
+            session_expires_at_ms: s.expires_at_ms,
+        }
+    }
+}
+
 /// Lowercase hex SHA-256 of the body bytes.
 pub fn body_hash(body: &[u8]) -> String {
     hex_lower(&Sha256::digest(body))
@@ -148,13 +160,7 @@ async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiErro
         return Err(refuse("nonce already used in this session (replay)"));
     }
     state.store.touch_session(sid, now).await;
-    parts.extensions.insert(Caller {
-        user_id: session.user_id,
-        platform_id: session.platform_id,
-        device_id: session.device_id,
-        session_id: session.session_id,
-        session_expires_at_ms: session.expires_at_ms,
-    });
+    parts.extensions.insert(Caller::from(session));
     Ok(Request::from_parts(parts, Body::from(body)))
 }
 

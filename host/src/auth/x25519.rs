@@ -17,7 +17,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 /// The u-coordinates of points of small order (RFC 7748 §7, libsodium's blacklist), little
 /// endian, top bit cleared: 0, 1, the two points of order 8, p−1, p, p+1.
-const LOW_ORDER: [[u8; 32]; 7] = [
+pub const LOW_ORDER: [[u8; 32]; 7] = [
     [0; 32],
     {
         let mut one = [0u8; 32];

@@ -58,17 +58,8 @@ async fn enrollment_refuses_bad_keys_ids_and_duplicates() {
         let admin = admin.clone();
         async move { c.enroll(&admin, user, device, platform, &pk).await.expect("answer").status().as_u16() }
     };
-    // H3: small-order and all-zero keys, with and without the top bit.
-    let mut low_order: Vec<[u8; 32]> = vec![[0; 32], {
-        let mut one = [0; 32];
-        one[0] = 1;
-        one
-    }];
-    let mut p = [0xff; 32];
-    p[0] = 0xed;
-    p[31] = 0x7f;
-    low_order.push(p);
-    for k in low_order.clone() {
+    // H3: every small-order key (all-zero included), with and without the top bit.
+    for k in host::auth::x25519::LOW_ORDER {
         let mut top = k;
         top[31] |= 0x80;
         assert_eq!(enroll("carol", "x1", 1, B64.encode(k)).await, 400, "{k:02x?}");
@@ -96,18 +87,21 @@ async fn enrollment_refuses_bad_keys_ids_and_duplicates() {
 
 #[tokio::test]
 async fn low_order_ephemerals_and_garbage_never_get_a_session() {
-    let h = Harness::start().await;
+    // ~25 handshakes from one address: above the default burst, so raise it for this test.
+    let opts = Options { extra_toml: "[auth]\nhandshake_burst_per_address = 100\n".into(), ..Options::default() };
+    let h = Harness::start_with(opts).await;
     let key = h.user_with_device("dave", "phone", 1).await;
     let (_, good) = handshake_message1(&key, &h.gateway_public(), "phone", now_ms()).expect("msg1");
-    // H1/H2: the ephemeral replaced by low-order points → generic 401.
-    let mut p_minus_1 = [0xff; 32];
-    p_minus_1[0] = 0xec;
-    p_minus_1[31] = 0x7f;
-    for e in [[0u8; 32], p_minus_1] {
-        let mut m = good.clone();
-        m[..32].copy_from_slice(&e);
-        let (status, body) = handshake_with(&h, &m).await;
-        assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    // H1/H2: the ephemeral replaced by each low-order point (and its top-bit twin) → generic 401.
+    for lo in host::auth::x25519::LOW_ORDER {
+        let mut top = lo;
+        top[31] |= 0x80;
+        for e in [lo, top] {
+            let mut m = good.clone();
+            m[..32].copy_from_slice(&e);
+            let (status, body) = handshake_with(&h, &m).await;
+            assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "{e:02x?}: {body}");
+        }
     }
     // H5: shapes that cannot be a message 1 are 400 without any curve work; oversized is 413.
     for m in [vec![], good[..95].to_vec(), vec![0u8; 1000]] {
@@ -373,5 +367,37 @@ async fn a_second_gateway_key_is_accepted_during_rotation() {
     assert_eq!(me(&h, &via_new).await.0, 200);
     let (_, body) = h.get("/v1/auth/gateway-key", None).await;
     assert_eq!(body["key_id"], "gw-1", "the current key is served");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn message1_payload_may_carry_nothing_but_device_id_and_ts() {
+    // H10: message 1's payload is replayable; an "action" in it is refused, never acted on.
+    let h = Harness::start().await;
+    let key = h.user_with_device("mike", "phone", 1).await;
+    let params: snow::params::NoiseParams = "Noise_IK_25519_ChaChaPoly_SHA256".parse().expect("params");
+    let secret = key.secret_bytes();
+    let gw = h.gateway_public();
+    let mut hs = snow::Builder::new(params)
+        .local_private_key(&secret)
+        .and_then(|b| b.remote_public_key(&gw))
+        .and_then(|b| b.prologue(b"imgate/1"))
+        .and_then(|b| b.build_initiator())
+        .expect("initiator");
+    let payload = json!({"device_id": "phone", "ts": now_ms(), "action": "send_msg"}).to_string();
+    let mut buf = vec![0u8; 512];
+    let n = hs.write_message(payload.as_bytes(), &mut buf).expect("write");
+    assert_eq!(handshake_with(&h, &buf[..n]).await.0, 401);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_signed_body_is_413_before_verification() {
+    // R14: the body cap applies before the body is hashed.
+    let h = Harness::start().await; // max_body_bytes = 64 KiB
+    let (_, s) = h.session("nina").await;
+    let big = vec![b'x'; 100 * 1024];
+    let res = h.client().call(&s, "POST", "/v1/auth/token", Some(&big)).await.expect("answer");
+    assert_eq!(res.status(), 413);
     h.shutdown().await;
 }
