@@ -5,7 +5,7 @@
 //! 1. trace    — request id, span, access log line, metrics            (`telemetry::trace`)
 //! 2. respond  — the rescue point: every error rendered in one shape   (`error::rescue`)
 //! 3. guard    — header limits, path hygiene, request deadline, load shedding, body cap
-//!               (`guard`, tower-http)
+//!    (`guard`, tower-http)
 //! 4. route    — the route table; unknown paths are 404                (`routes`)
 //! 5. authenticate — signed requests for user routes (`auth::signed`, a route layer set in
 //!    `routes`); admin JWT + scope inside admin handlers (`auth::require_admin`)

@@ -49,7 +49,7 @@ const fn field_elem(low: u8) -> [u8; 32] {
 pub fn is_low_order(u: &[u8; 32]) -> bool {
     let mut masked = *u;
     masked[31] &= 0x7f;
-    LOW_ORDER.iter().any(|lo| *lo == masked)
+    LOW_ORDER.contains(&masked)
 }
 
 /// Canonical: top bit clear and u < p = 2^255 − 19.

@@ -43,7 +43,7 @@ impl MemoryStore {
 impl Inner {
     fn maybe_sweep(&mut self, now_ms: i64) {
         self.inserts += 1;
-        if self.inserts % SWEEP_EVERY != 0 {
+        if !self.inserts.is_multiple_of(SWEEP_EVERY) {
             return;
         }
         self.sessions.retain(|_, s| s.expires_at_ms > now_ms);
