@@ -27,6 +27,9 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[rate_limits.<class>]`: per-user quotas by route class (and tier).
+    #[serde(default = "crate::ratelimit::default_classes")]
+    pub rate_limits: std::collections::BTreeMap<String, crate::ratelimit::ClassConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
@@ -302,6 +305,7 @@ impl Config {
         errors.extend(self.openim.validate());
         errors.extend(self.gateway.validate());
         errors.extend(self.auth.validate());
+        errors.extend(crate::ratelimit::validate(&self.rate_limits));
         errors.extend(admin_jwt::validate_config(&self.admin.issuer));
         if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
             errors.push(format!("telemetry.log_format: `{}` is not one of json, pretty", self.telemetry.log_format));

@@ -10,6 +10,7 @@
 //! - `pipeline`  — THE order of request stages; read it first.
 //! - `telemetry` — request ids, JSON logs, Prometheus metrics.
 //! - `error`     — the single rescue point: error → status + stable code.
+//! - `ratelimit` — per-user GCRA limits by route class and tier (429 + Retry-After).
 //! - `guard`     — header limits, deadline, load shedding.
 //! - `routes`    — the route table and handlers.
 //! - `auth`      — admin JWTs (and, later, the client handshake and signed requests).
@@ -27,6 +28,7 @@ mod guard;
 pub mod keys;
 pub mod openim;
 pub mod pipeline;
+pub mod ratelimit;
 mod routes;
 pub mod server;
 pub mod state;

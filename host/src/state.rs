@@ -16,6 +16,7 @@ use crate::auth::AdminVerifier;
 use crate::store::{DynStore, MemoryStore};
 use crate::config::{resolve, Config, ConfigErrors};
 use crate::keys::{self, GatewayKey};
+use crate::ratelimit::{DynLimiter, MemoryLimiter};
 use crate::openim::{OpenIm, OpenImSettings};
 use crate::telemetry::Metrics;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     /// Devices, sessions, nonces, tokens.
     pub store: DynStore,
     pub handshake_limits: Arc<HandshakeLimits>,
+    /// Per-user limits of the user routes.
+    pub limiter: DynLimiter,
 }
 
 /// Builds the state, resolving relative paths against `base_dir` (the config file's folder).
@@ -78,6 +81,7 @@ pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> 
     match (openim, admin, gateway_keys) {
         (Some(openim), Some(admin), Some(gateway_keys)) if errors.is_empty() => Ok(AppState {
             store: Arc::new(MemoryStore::new()),
+            limiter: Arc::new(MemoryLimiter::new(&config.rate_limits)),
             handshake_limits: Arc::new(HandshakeLimits::new(
                 config.auth.handshakes_per_address_per_sec,
                 config.auth.handshake_burst_per_address,

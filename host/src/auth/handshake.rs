@@ -194,6 +194,7 @@ async fn accept(state: &AppState, counter: &DhCounter, msg: &[u8]) -> Result<(Se
         user_id: device.user_id.clone(),
         device_id: device.device_id.clone(),
         platform_id: device.platform_id,
+        tier: device.tier.clone(),
         created_at_ms: now,
         expires_at_ms: now + auth.session_lifetime_secs as i64 * 1000,
         last_used_ms: now,

@@ -36,6 +36,8 @@ pub struct Caller {
     pub device_id: String,
     pub session_id: String,
     pub session_expires_at_ms: i64,
+    /// Rate-limit tier.
+    pub tier: String,
 }
 
 impl From<crate::store::Session> for Caller {
@@ -46,6 +48,7 @@ impl From<crate::store::Session> for Caller {
             device_id: s.device_id,
             session_id: s.session_id,
             session_expires_at_ms: s.expires_at_ms,
+            tier: s.tier,
         }
     }
 }

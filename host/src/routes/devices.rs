@@ -30,6 +30,9 @@ pub struct Enroll {
     device_id: String,
     platform_id: i32,
     public_key: String,
+    /// Rate-limit tier (a `[rate_limits.<class>.tiers]` name); none = the class default.
+    #[serde(default)]
+    tier: String,
 }
 
 fn is_device_id(s: &str) -> bool {
@@ -42,6 +45,7 @@ fn device_json(d: &Device) -> Value {
         "device_id": d.device_id,
         "platform_id": d.platform_id,
         "public_key": B64.encode(d.public_key),
+        "tier": d.tier,
         "created_at": d.created_at_ms,
     })
 }
@@ -86,7 +90,11 @@ pub async fn enroll(
     if !found.users_info.unwrap_or_default().iter().any(|u| u.user_id == user_id) {
         return Err(ApiError::new(ErrorCode::NotFound).with_message("no such user in OpenIM"));
     }
-    let device = Device { user_id, device_id: req.device_id, platform_id: req.platform_id, public_key: key, created_at_ms: now_ms() };
+    if req.tier.len() > 32 || !req.tier.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b)) {
+        return Err(ApiError::bad_request("tier: at most 32 characters of a-z, 0-9, '_', '-'"));
+    }
+    let device =
+        Device { user_id, device_id: req.device_id, platform_id: req.platform_id, public_key: key, tier: req.tier, created_at_ms: now_ms() };
     let outcome = state.store.enroll_device(device.clone()).await;
     tracing::info!(target: "imgate::audit", event = "device_enroll", sub = %admin.subject, user = %device.user_id, device = %device.device_id, ok = outcome.is_ok(), "device enrollment");
     match outcome {

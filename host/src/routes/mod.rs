@@ -13,6 +13,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::auth::{handshake, signed};
+use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -21,6 +22,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/me", get(user::me))
         .route("/v1/auth/token", post(user::token))
         .route("/v1/auth/logout", post(user::logout))
+        // Route layers run bottom-up: authenticate, then rate-limit by the caller's user id.
+        .route_layer(from_fn_with_state((state.clone(), "default"), ratelimit::limit_user))
         .route_layer(from_fn_with_state(state.clone(), signed::require));
     Router::new()
         .route("/healthz", get(public::liveness))

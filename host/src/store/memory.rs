@@ -177,6 +177,7 @@ mod tests {
             user_id: user.into(),
             device_id: device.into(),
             platform_id: 1,
+            tier: String::new(),
             created_at_ms: 1_000,
             expires_at_ms: 100_000,
             last_used_ms: 1_000,
@@ -219,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn one_key_one_device() {
         let s = MemoryStore::new();
-        let d = Device { user_id: "u".into(), device_id: "d".into(), platform_id: 1, public_key: [3; 32], created_at_ms: 0 };
+        let d = Device { user_id: "u".into(), device_id: "d".into(), platform_id: 1, public_key: [3; 32], tier: String::new(), created_at_ms: 0 };
         assert_eq!(s.enroll_device(d.clone()).await, Ok(()));
         assert_eq!(s.enroll_device(Device { device_id: "e".into(), ..d.clone() }).await, Err(EnrollError::KeyTaken));
         assert_eq!(s.enroll_device(Device { public_key: [4; 32], ..d.clone() }).await, Err(EnrollError::DeviceExists));

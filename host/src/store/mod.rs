@@ -21,6 +21,8 @@ pub struct Device {
     pub device_id: String,
     pub platform_id: i32,
     pub public_key: [u8; 32],
+    /// Rate-limit tier of this device ("" = the class default).
+    pub tier: String,
     pub created_at_ms: i64,
 }
 
@@ -33,6 +35,8 @@ pub struct Session {
     pub user_id: String,
     pub device_id: String,
     pub platform_id: i32,
+    /// Rate-limit tier, from the device.
+    pub tier: String,
     pub created_at_ms: i64,
     /// Absolute end of the session.
     pub expires_at_ms: i64,
