@@ -33,6 +33,7 @@ mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod strict_json;
 pub mod telemetry;
 
 use std::future::Future;
