@@ -30,6 +30,9 @@ pub struct Config {
     /// `[rate_limits.<class>]`: per-user quotas by route class (and tier).
     #[serde(default = "crate::ratelimit::default_classes")]
     pub rate_limits: std::collections::BTreeMap<String, crate::ratelimit::ClassConfig>,
+    /// `[[route]]`: the `/v1` route table; absent = the shipped default table (`routes/default_routes.toml`).
+    #[serde(default = "crate::routes::table::default_routes")]
+    pub route: Vec<crate::routes::table::RouteSpec>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
@@ -306,6 +309,7 @@ impl Config {
         errors.extend(self.gateway.validate());
         errors.extend(self.auth.validate());
         errors.extend(crate::ratelimit::validate(&self.rate_limits));
+        errors.extend(crate::routes::table::validate(&self.route, &self.rate_limits.keys().cloned().collect()));
         errors.extend(admin_jwt::validate_config(&self.admin.issuer));
         if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
             errors.push(format!("telemetry.log_format: `{}` is not one of json, pretty", self.telemetry.log_format));

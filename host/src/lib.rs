@@ -29,7 +29,7 @@ pub mod keys;
 pub mod openim;
 pub mod pipeline;
 pub mod ratelimit;
-mod routes;
+pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -126,11 +126,11 @@ impl Limiter for MemoryLimiter {
 pub type DynLimiter = Arc<dyn Limiter>;
 
 /// Pipeline stage "rate limit" for user routes (after authentication): the class is the route's.
-pub async fn limit_user(State((state, class)): State<(AppState, &'static str)>, req: Request, next: Next) -> Response {
+pub async fn limit_user(State((state, class)): State<(AppState, Arc<str>)>, req: Request, next: Next) -> Response {
     let Some(caller) = req.extensions().get::<Caller>() else {
         return ApiError::internal("rate limit stage without an authenticated caller").into_response();
     };
-    let key = RateKey { user_id: caller.user_id.clone(), class: class.to_owned(), tier: caller.tier.clone() };
+    let key = RateKey { user_id: caller.user_id.clone(), class: class.to_string(), tier: caller.tier.clone() };
     match state.limiter.check(&key).await {
         Ok(()) => next.run(req).await,
         Err(wait) => {

@@ -147,6 +147,19 @@ impl OpenIm {
         self.answer(ctx, op.path, op.path, op.idempotent, &Bytes::from(body), who).await?.into_data()
     }
 
+    /// Calls an OpenIM route named at run time (the route table) with a JSON body; returns `data`.
+    pub async fn call_path(
+        &self,
+        ctx: &CallCtx,
+        path: &str,
+        idempotent: bool,
+        body: &serde_json::Value,
+        who: As<'_>,
+    ) -> Result<serde_json::Value, OpenImError> {
+        let body = serde_json::to_vec(body).map_err(|e| OpenImError::InvalidCall(e.to_string()))?;
+        self.answer(ctx, path, path, idempotent, &Bytes::from(body), who).await?.into_data()
+    }
+
     /// Forwards a body to any OpenIM path with the given token and returns OpenIM's answer as sent
     /// (errCode and all). Never retried after a transport failure: the operation is unknown.
     pub async fn call_raw(&self, ctx: &CallCtx, path: &str, body: Bytes, who: As<'_>) -> Result<RawAnswer, OpenImError> {

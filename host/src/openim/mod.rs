@@ -17,6 +17,18 @@ pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer};
 pub use errors::{ErrCode, OpenImError};
 pub use ops::Op;
 
+/// OpenIM routes only an admin token may call (contract §1.3 "ADMIN"). A route table entry may use
+/// the admin token for these alone — never for something the user could do with their own token.
+pub const ADMIN_ONLY: &[&str] = &[
+    "/msg/send_msg",
+    "/msg/batch_send_msg",
+    "/msg/send_business_notification",
+    "/user/user_register",
+    "/user/account_check",
+    "/auth/force_logout",
+    "/friend/import_friend",
+];
+
 /// OpenIM platform ids a user session may have (contract §4.3): 1–9 and 11. 10 is the admin platform.
 pub fn is_user_platform(platform_id: i32) -> bool {
     matches!(platform_id, 1..=9 | 11)

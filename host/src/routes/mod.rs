@@ -5,8 +5,25 @@
 
 mod admin;
 mod devices;
+mod engine;
 mod public;
+pub mod table;
 mod user;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawPathParams, RawQuery, State};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter};
+use axum::Extension;
+
+use crate::auth::Caller;
+use crate::openim::CallCtx;
+use crate::telemetry::RequestId;
+use table::RouteSpec;
 
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
@@ -23,7 +40,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/token", post(user::token))
         .route("/v1/auth/logout", post(user::logout))
         // Route layers run bottom-up: authenticate, then rate-limit by the caller's user id.
-        .route_layer(from_fn_with_state((state.clone(), "default"), ratelimit::limit_user))
+        .route_layer(from_fn_with_state((state.clone(), Arc::from("default")), ratelimit::limit_user))
         .route_layer(from_fn_with_state(state.clone(), signed::require));
     Router::new()
         .route("/healthz", get(public::liveness))
@@ -37,4 +54,39 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/admin/sessions/{session_id}", delete(devices::revoke_session))
         .route("/v1/admin/openim/{*path}", post(admin::openim_passthrough))
         .merge(user)
+        .merge(table_router(state))
+}
+
+/// The `[[route]]` table as axum routes: signed requests only; each route rate-limited by its class.
+fn table_router(state: &AppState) -> Router<AppState> {
+    let mut by_path: BTreeMap<String, Vec<Arc<RouteSpec>>> = BTreeMap::new();
+    for r in &state.config.route {
+        by_path.entry(r.path.clone()).or_default().push(Arc::new(r.clone()));
+    }
+    let mut router = Router::new();
+    for (path, specs) in by_path {
+        let mut methods = MethodRouter::new();
+        for spec in specs {
+            // Validated at start-up: the method is one of GET/POST/PUT/PATCH/DELETE.
+            let Some(filter) = Method::from_bytes(spec.method.as_bytes()).ok().and_then(|m| MethodFilter::try_from(m).ok()) else {
+                continue;
+            };
+            let class: Arc<str> = Arc::from(spec.class.as_str());
+            let handler = move |State(st): State<AppState>,
+                                Extension(rid): Extension<RequestId>,
+                                Extension(caller): Extension<Caller>,
+                                params: RawPathParams,
+                                RawQuery(query): RawQuery,
+                                body: Bytes| {
+                let spec = spec.clone();
+                async move {
+                    let params = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+                    engine::run(&st, &spec, CallCtx::new(rid.as_str()), &caller, params, query, body).await
+                }
+            };
+            methods = methods.on(filter, handler.layer(from_fn_with_state((state.clone(), class), ratelimit::limit_user)));
+        }
+        router = router.route(&path, methods);
+    }
+    router.route_layer(from_fn_with_state(state.clone(), signed::require))
 }
