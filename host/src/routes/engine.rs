@@ -125,6 +125,8 @@ fn parse_body(route: &RouteSpec, body: &[u8]) -> Result<Map<String, Value>, ApiE
             Err(ApiError::bad_request("this route takes no body"))
         };
     }
+    // No body at all is an empty object (routes whose fields are all optional).
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     let value = crate::strict_json::parse_strict_json(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let Value::Object(map) = value else { return Err(ApiError::bad_request("the body must be a JSON object")) };
     for (k, v) in &map {

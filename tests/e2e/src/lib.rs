@@ -38,6 +38,8 @@ pub struct Options {
     pub openim_api_url: Option<String>,
     /// Extra TOML appended to the generated config.
     pub extra_toml: String,
+    /// The `[rate_limits]` tables (generous by default so suites are not throttled).
+    pub rate_limits_toml: String,
     /// Extra files (name, content) written next to the config before the gateway starts.
     pub files: Vec<(String, String)>,
 }
@@ -51,6 +53,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             openim_api_url: None,
             extra_toml: String::new(),
+            rate_limits_toml: "[rate_limits.default]\nper_second = 1000\nburst = 1000\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n".into(),
             files: Vec::new(),
         }
     }
@@ -298,6 +301,8 @@ issuer = "{HS_ISSUER}"
 audience = "{AUDIENCE}"
 algorithms = ["HS256"]
 keys = [{{ kid = "{HS_KID}", file = "hs.secret" }}]
+
+{rate_limits}
 {extra}
 "#,
         max_body = opts.max_body_bytes,
@@ -306,5 +311,6 @@ keys = [{{ kid = "{HS_KID}", file = "hs.secret" }}]
         secret = opts.emu.secret,
         timeout = opts.openim_timeout_ms,
         extra = opts.extra_toml,
+        rate_limits = opts.rate_limits_toml,
     )
 }
