@@ -250,12 +250,14 @@ impl Config {
         let mut value: toml::Value =
             toml::from_str(text).map_err(|e| ConfigErrors(vec![format!("TOML syntax: {e}")]))?;
         let mut errors = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
         while errors.len() < MAX_STRUCTURAL_ERRORS {
             match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
                 Ok(config) => {
-                    if errors.is_empty() {
-                        errors = config.validate();
-                    }
+                    // Semantic checks run on what is left, so one pass names every problem;
+                    // checks about a key that was removed (it now holds its default) are skipped.
+                    let semantic = config.validate().into_iter().filter(|e| !removed.iter().any(|r| e.starts_with(r.as_str())));
+                    errors.extend(semantic);
                     return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) };
                 }
                 Err(e) => {
@@ -267,6 +269,7 @@ impl Config {
                     if !removable || !remove_at(&mut value, &segments) {
                         break;
                     }
+                    removed.push(e.path().to_string());
                 }
             }
         }

@@ -244,13 +244,13 @@ fn validate_one(r: &RouteSpec, classes: &BTreeSet<String>) -> Vec<String> {
     for s in exprs {
         match parse_expr(&s) {
             Ok(Expr::Data(_)) => errors.push(format!("request: `{s}`: $data is only for responses")),
-            Ok(e) => errors.extend(check_ref(&e, r).err()),
+            Ok(e) => errors.extend(check_ref(&e, &s, r).err()),
             Err(e) => errors.push(format!("request: {e}")),
         }
     }
     for c in &r.checks {
         match parse_check(c) {
-            Ok((_, e)) => errors.extend(check_ref(&e, r).err()),
+            Ok((_, e)) => errors.extend(check_ref(&e, c, r).err()),
             Err(e) => errors.push(format!("checks: {e}")),
         }
     }
@@ -269,7 +269,7 @@ fn validate_one(r: &RouteSpec, classes: &BTreeSet<String>) -> Vec<String> {
 }
 
 /// An expression may only name declared parameters and fields.
-fn check_ref(e: &Expr, r: &RouteSpec) -> Result<(), String> {
+fn check_ref(e: &Expr, source: &str, r: &RouteSpec) -> Result<(), String> {
     let ok = match e {
         Expr::Path(n) | Expr::ConvSingle(n) | Expr::ConvGroup(n) => r.params.contains_key(n),
         Expr::Query(n) => r.query.contains_key(n),
@@ -279,7 +279,7 @@ fn check_ref(e: &Expr, r: &RouteSpec) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{e:?} names an undeclared parameter or field"))
+        Err(format!("`{source}` names an undeclared parameter or field"))
     }
 }
 
