@@ -20,6 +20,7 @@
 //! - `server`    — the accept loop: header timeout, graceful drain.
 //! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dev;

@@ -33,12 +33,24 @@ enum Command {
     },
     /// Print a fresh X25519 key pair (gateway or device key) and an Ed25519 key pair (admin JWT).
     Keygen,
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check an audit file's hash chain; name the first edited, removed or reordered record's line.
+    Verify { file: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keygen => keygen(),
+        Command::Audit { cmd: AuditCmd::Verify { file } } => audit_verify(&file),
         Command::CheckConfig { config } => check_config(&config),
         Command::Serve { config } => runtime().block_on(serve(config)),
         Command::Dev { port, dir } => runtime().block_on(async move {
@@ -112,6 +124,19 @@ async fn serve(path: PathBuf) -> ExitCode {
     tracing::info!(%listen, "imgate listening");
     host::run(state, api, metrics, host::shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+fn audit_verify(file: &std::path::Path) -> ExitCode {
+    match host::audit::verify_file(file) {
+        Ok(n) => {
+            println!("{}: ok ({n} records)", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn keygen() -> ExitCode {

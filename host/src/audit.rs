@@ -1,0 +1,246 @@
+//! The hash-chained audit log: every API call, authentication decision and admin action as one
+//! JSON line, chained so that an edited or removed record is detected by `imgate audit verify`.
+//!
+//! Operators need a trail they can trust after an incident: who did what, through which route,
+//! which OpenIM `operationID`s it caused, and how it ended. Tracing logs are neither complete
+//! nor tamper-evident, so audit events go here instead. Secrets, tokens and message bodies never
+//! belong in an [`AuditEvent`]; callers put ids, counts and reasons in it, nothing else.
+//!
+//! # Record format (one line per record, `\n`-terminated, UTF-8)
+//!
+//! A JSON object with exactly these keys, in this order:
+//! `seq` (u64, 1 for the first record, +1 each record), `ts` (unix ms when written), `prev`
+//! (the `hash` of the previous record; 64 `0`s for seq 1), then the [`AuditEvent`] fields
+//! `kind`, `request_id`, `user`, `route`, `method`, `operation_ids`, `outcome`, `status`,
+//! `latency_ms`, `reason`, `detail` (absent values are `null`, never omitted; a non-finite
+//! `latency_ms` is written as `null`), and last `hash`.
+//!
+//! **Canonical form and hash.** The canonical serialization of a record is the compact
+//! `serde_json` serialization (no whitespace, serde_json's string escaping and shortest
+//! round-trip numbers) of the keys above *without* `hash`, in the order above, with the keys of
+//! `detail` — and of any object nested in it — sorted by their UTF-8 bytes. `hash` is the
+//! lowercase hex SHA-256 of those bytes. The line on disk is the same serialization with
+//! `,"hash":"<hex>"` inserted before the final `}`. A verifier re-serializes each parsed record,
+//! recomputes the hash, and also requires the line to equal the canonical line byte for byte, so
+//! added, dropped, reordered or reformatted keys are detected too.
+//!
+//! **Injection (attacks.md E21).** Every string goes through serde_json's escaping: a newline,
+//! an ANSI escape (`\u001b`) or a quote in a user id stays inside its JSON string, so a field can
+//! neither end a line nor forge keys or records.
+//!
+//! **What the chain proves.** Editing a record breaks its `hash`; removing or reordering one
+//! breaks `seq`/`prev` at the next line. Someone able to rewrite the whole file from a point on
+//! can recompute every hash after it, and cutting records off the end leaves a valid chain: ship
+//! the latest `seq`/`hash` somewhere else (e.g. to the log pipeline) to anchor it.
+//!
+//! # Writing (attacks.md E19)
+//!
+//! [`AuditLog::record`] never blocks: it queues the event on a bounded channel (10 000) for one
+//! writer thread (`writer`), which assigns `seq`, `ts`, `prev`, `hash` and appends the line. When
+//! the channel is full the event is dropped and counted ([`AuditLog::dropped`]); user traffic
+//! goes on. If a write fails (disk full), the chain does not move and any partial line is cut
+//! off; once writes succeed again, an `audit_loss` record (`detail.dropped`, `detail.unwritten`)
+//! states how many events were lost. [`AuditLog::record_durable`] waits until its record is
+//! written and `fsync`ed and fails otherwise, so admin actions can fail closed. Open one
+//! `AuditLog` per file and clone it; call [`AuditLog::flush`] at shutdown.
+
+mod record;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use verify::{verify_file, VerifyError};
+
+use record::Chain;
+use writer::{FileSink, Msg, Shared, Sink, Writer};
+
+/// Capacity of the channel between [`AuditLog::record`] and the writer.
+pub const CHANNEL_CAPACITY: usize = 10_000;
+/// An in-memory log keeps at most this many records (the oldest go first); `seq` keeps counting.
+pub const MEMORY_CAPACITY: usize = 100_000;
+
+/// One audit record's content (the writer adds seq, ts, prev, hash).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct AuditEvent {
+    /// e.g. "api_call", "auth", "admin_action", "handshake"
+    pub kind: String,
+    pub request_id: Option<String>,
+    /// user id or admin subject
+    pub user: Option<String>,
+    /// matched route template, e.g. "/v1/me"
+    pub route: Option<String>,
+    pub method: Option<String>,
+    /// OpenIM operationIDs this request caused
+    pub operation_ids: Vec<String>,
+    /// e.g. "ok", "refused", "error", an HTTP status as text
+    pub outcome: String,
+    pub status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    /// e.g. why auth failed (never a secret)
+    pub reason: Option<String>,
+    /// small extra fields (ids, counts), never bodies or tokens
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why a durable record was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The sink failed (disk full, file unwritable, fsync failed).
+    #[error("audit sink failed: {0}")]
+    Sink(#[source] std::io::Error),
+    /// The event could not be serialized (not expected: every field is plain data).
+    #[error("audit record could not be encoded: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The writer is gone (it stopped or panicked).
+    #[error("audit writer stopped")]
+    Closed,
+}
+
+/// Where records go. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Channel { tx: mpsc::Sender<Msg>, shared: Arc<Shared> },
+    Memory(Arc<Mutex<MemoryLog>>),
+}
+
+/// An in-memory log: chained synchronously, so `records()` is current right after `record()`.
+struct MemoryLog {
+    chain: Chain,
+    records: VecDeque<serde_json::Value>,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Channel { .. } => f.write_str("AuditLog(file)"),
+            Inner::Memory(_) => f.write_str("AuditLog(memory)"),
+        }
+    }
+}
+
+impl AuditLog {
+    /// Opens (creating if needed, mode 0600) a JSON-lines file and continues its chain from its
+    /// last line, whose own hash is checked; a corrupt or incomplete tail is an error naming the
+    /// file (the operator decides what to do with it, imgate does not paper over it).
+    pub async fn open(path: &Path) -> std::io::Result<AuditLog> {
+        let owned = path.to_path_buf();
+        let (file, chain, len) = tokio::task::spawn_blocking(move || writer::open_file(&owned)).await.map_err(std::io::Error::other)??;
+        let (log, writer) = AuditLog::channel(Box::new(FileSink::new(file, len)), chain, CHANNEL_CAPACITY);
+        writer.spawn()?;
+        Ok(log)
+    }
+
+    /// A log that keeps records in memory only (tests, and configs without an audit file);
+    /// `records()` returns them. Each record is also emitted as a tracing event (target
+    /// `imgate::audit`, field `record` = the JSON line), so it reaches the process log.
+    pub fn memory() -> AuditLog {
+        let log = MemoryLog { chain: Chain::genesis(), records: VecDeque::new() };
+        AuditLog { inner: Inner::Memory(Arc::new(Mutex::new(log))) }
+    }
+
+    /// A channel-backed log whose writer has not started yet (tests start it when they want).
+    fn channel(sink: Box<dyn Sink>, chain: Chain, capacity: usize) -> (AuditLog, Writer) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared::default());
+        let writer = Writer::new(sink, chain, shared.clone(), rx);
+        (AuditLog { inner: Inner::Channel { tx, shared } }, writer)
+    }
+
+    /// Records an event without ever blocking: if the channel is full (or the writer is gone)
+    /// the event is dropped, [`AuditLog::dropped`] increases, and an error is logged once per burst.
+    pub fn record(&self, event: AuditEvent) {
+        match &self.inner {
+            Inner::Memory(log) => memory_record(log, &event).unwrap_or_else(|e| tracing::error!(error = %e, "audit record not kept")),
+            Inner::Channel { tx, shared } => {
+                if tx.try_send(Msg::Event(event)).is_err() {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    if !shared.overflowing.swap(true, Ordering::Relaxed) {
+                        tracing::error!("audit channel full: dropping audit events until the writer catches up");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records an event and waits until it is written and synced to disk. `Err` if the sink
+    /// failed (disk full, file unwritable) or the writer is gone: admin actions use this to fail
+    /// closed. It waits for room in the channel rather than dropping the event.
+    pub async fn record_durable(&self, event: AuditEvent) -> Result<(), AuditError> {
+        match &self.inner {
+            Inner::Memory(log) => memory_record(log, &event),
+            Inner::Channel { tx, .. } => {
+                let (ack, done) = oneshot::channel();
+                tx.send(Msg::Durable(event, ack)).await.map_err(|_| AuditError::Closed)?;
+                done.await.map_err(|_| AuditError::Closed)?
+            }
+        }
+    }
+
+    /// Events dropped because the channel was full (or the writer gone).
+    pub fn dropped(&self) -> u64 {
+        match &self.inner {
+            Inner::Channel { shared, .. } => shared.dropped.load(Ordering::Relaxed),
+            Inner::Memory(_) => 0,
+        }
+    }
+
+    /// Events the writer took but could not write (sink failure, e.g. disk full).
+    pub fn unwritten(&self) -> u64 {
+        match &self.inner {
+            Inner::Channel { shared, .. } => shared.unwritten.load(Ordering::Relaxed),
+            Inner::Memory(_) => 0,
+        }
+    }
+
+    /// Waits until every record accepted so far is written (and synced), including an
+    /// `audit_loss` record for anything dropped so far (tests, shutdown).
+    pub async fn flush(&self) {
+        if let Inner::Channel { tx, .. } = &self.inner {
+            let (ack, done) = oneshot::channel();
+            if tx.send(Msg::Flush(ack)).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// In-memory logs only: the records written so far (with seq/hash), in order. Empty for a
+    /// file log (read the file).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        match &self.inner {
+            Inner::Memory(log) => match log.lock() {
+                Ok(log) => log.records.iter().cloned().collect(),
+                Err(poisoned) => poisoned.into_inner().records.iter().cloned().collect(),
+            },
+            Inner::Channel { .. } => Vec::new(),
+        }
+    }
+}
+
+/// Chains `event` onto an in-memory log.
+fn memory_record(log: &Mutex<MemoryLog>, event: &AuditEvent) -> Result<(), AuditError> {
+    let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let sealed = log.chain.next(event, record::now_ms()).map_err(AuditError::Encode)?;
+    let value = serde_json::from_str(&sealed.line).map_err(AuditError::Encode)?;
+    tracing::info!(target: "imgate::audit", record = %sealed.line, "audit");
+    log.chain.advance(&sealed);
+    if log.records.len() >= MEMORY_CAPACITY {
+        log.records.pop_front();
+    }
+    log.records.push_back(value);
+    Ok(())
+}

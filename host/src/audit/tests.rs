@@ -1,0 +1,318 @@
+//! Tests of the audit chain: continuation across restarts, detection of edited and removed
+//! records, injection-proof lines, and the fail-closed / drop-and-count behaviour under pressure.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::record::Chain;
+use super::writer::{FileSink, Sink};
+use super::*;
+
+/// A fresh, empty directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("imgate-audit-{}-{}-{name}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn event(kind: &str, user: &str) -> AuditEvent {
+    AuditEvent {
+        kind: kind.into(),
+        request_id: Some("req-1".into()),
+        user: Some(user.into()),
+        route: Some("/v1/me".into()),
+        method: Some("GET".into()),
+        operation_ids: vec!["req-1-1".into()],
+        outcome: "ok".into(),
+        status: Some(200),
+        latency_ms: Some(1.25),
+        ..AuditEvent::default()
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path).expect("read").lines().map(str::to_owned).collect()
+}
+
+fn parse(line: &str) -> Value {
+    serde_json::from_str(line).expect("json line")
+}
+
+/// Writes `n` records to a fresh file and returns its path.
+async fn file_with(n: usize, name: &str) -> PathBuf {
+    let path = temp_dir(name).join("audit.jsonl");
+    let log = AuditLog::open(&path).await.expect("open");
+    for i in 0..n {
+        log.record(event("api_call", &format!("user{i}")));
+    }
+    log.flush().await;
+    path
+}
+
+#[tokio::test]
+async fn chain_continues_across_reopen() {
+    let path = file_with(3, "reopen").await;
+    let log = AuditLog::open(&path).await.expect("reopen");
+    log.record(event("auth", "u4"));
+    log.record(event("auth", "u5"));
+    log.flush().await;
+    drop(log);
+    assert_eq!(verify_file(&path), Ok(5));
+    let seqs: Vec<u64> = lines(&path).iter().map(|l| parse(l)["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    let first = parse(&lines(&path)[0]);
+    assert_eq!(first["prev"], record::GENESIS);
+}
+
+#[tokio::test]
+async fn edited_record_is_named() {
+    let path = file_with(5, "edit").await;
+    let mut all = lines(&path);
+    assert!(all[2].contains(r#""outcome":"ok""#));
+    all[2] = all[2].replace(r#""outcome":"ok""#, r#""outcome":"refused""#);
+    fs::write(&path, all.join("\n") + "\n").expect("write");
+    let err = verify_file(&path).expect_err("edited");
+    assert_eq!(err.line, 3, "{err}");
+    assert!(err.reason.contains("modified"), "{err}");
+}
+
+#[tokio::test]
+async fn added_key_is_detected_even_with_a_valid_hash() {
+    let path = file_with(2, "addkey").await;
+    let mut all = lines(&path);
+    all[1] = all[1].replacen('{', r#"{"admin":true,"#, 1);
+    fs::write(&path, all.join("\n") + "\n").expect("write");
+    let err = verify_file(&path).expect_err("added key");
+    assert_eq!(err.line, 2, "{err}");
+    assert!(err.reason.contains("canonical"), "{err}");
+}
+
+#[tokio::test]
+async fn removed_record_is_named() {
+    let path = file_with(5, "remove").await;
+    let mut all = lines(&path);
+    all.remove(1);
+    fs::write(&path, all.join("\n") + "\n").expect("write");
+    let err = verify_file(&path).expect_err("removed");
+    assert_eq!(err.line, 2, "{err}");
+    assert!(err.reason.contains("seq 3 where 2"), "{err}");
+}
+
+#[tokio::test]
+async fn replaced_record_breaks_prev() {
+    // Line 2 replaced by a validly hashed record with the right seq but a different prev.
+    let path = file_with(3, "replace").await;
+    let forged = record::seal(2, 0, record::GENESIS, &event("admin_action", "mallory")).expect("seal");
+    let mut all = lines(&path);
+    all[1] = forged.line;
+    fs::write(&path, all.join("\n") + "\n").expect("write");
+    let err = verify_file(&path).expect_err("replaced");
+    assert_eq!(err.line, 2, "{err}");
+    assert!(err.reason.contains("prev"), "{err}");
+}
+
+#[tokio::test]
+async fn injected_user_id_stays_one_escaped_line() {
+    let path = temp_dir("inject").join("audit.jsonl");
+    let log = AuditLog::open(&path).await.expect("open");
+    let nasty = "eve\n{\"seq\":99,\"hash\":\"00\"}\r\n\x1b[31mred\x1b[0m\"}\u{2028}";
+    let mut ev = event("auth", nasty);
+    ev.reason = Some("bad\nreason".into());
+    ev.detail.insert("device\n".into(), Value::String("\x1b[2J".into()));
+    log.record(ev);
+    log.flush().await;
+    let bytes = fs::read(&path).expect("read");
+    assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1, "exactly one line");
+    assert!(!bytes.contains(&b'\r') && !bytes.contains(&0x1b), "control characters are escaped");
+    assert_eq!(verify_file(&path), Ok(1));
+    let rec = parse(&lines(&path)[0]);
+    assert_eq!(rec["user"], nasty);
+    assert_eq!(rec["seq"], 1);
+}
+
+#[tokio::test]
+async fn detail_keys_are_written_sorted() {
+    let path = temp_dir("detail").join("audit.jsonl");
+    let log = AuditLog::open(&path).await.expect("open");
+    let mut ev = event("admin_action", "ops");
+    ev.detail.insert("zeta".into(), 1.into());
+    ev.detail.insert("alpha".into(), serde_json::json!({"y": 1, "x": [{"b": 2, "a": 1}]}));
+    log.record(ev);
+    log.flush().await;
+    let line = &lines(&path)[0];
+    assert!(line.contains(r#""detail":{"alpha":{"x":[{"a":1,"b":2}],"y":1},"zeta":1}"#), "{line}");
+    assert_eq!(verify_file(&path), Ok(1));
+}
+
+#[test]
+fn memory_log_keeps_order_and_seq() {
+    let log = AuditLog::memory();
+    for kind in ["a", "b", "c"] {
+        log.record(event(kind, "u"));
+    }
+    let records = log.records();
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().expect("kind")).collect();
+    assert_eq!(kinds, ["a", "b", "c"]);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(records[0]["prev"], record::GENESIS);
+    assert_eq!(records[1]["prev"], records[0]["hash"]);
+    assert_eq!(records[2]["prev"], records[1]["hash"]);
+    assert_eq!(log.dropped(), 0);
+}
+
+#[tokio::test]
+async fn durable_record_is_on_disk_when_it_returns() {
+    let path = temp_dir("durable").join("audit.jsonl");
+    let log = AuditLog::open(&path).await.expect("open");
+    log.record_durable(event("admin_action", "ops")).await.expect("durable");
+    assert_eq!(verify_file(&path), Ok(1));
+}
+
+/// `/dev/full` is a real file whose every write fails with ENOSPC — a full disk that behaves the
+/// same for root (who ignores permission bits) and needs no mount. `open()` cannot be used on it
+/// (it reads the file's tail, and /dev/full reads as endless zeros), so the test builds the same
+/// `FileSink` + writer that `open()` builds, on an already opened /dev/full.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn durable_record_fails_on_a_full_disk() {
+    let file = fs::OpenOptions::new().append(true).open("/dev/full").expect("/dev/full exists on Linux");
+    let (log, writer) = AuditLog::channel(Box::new(FileSink::new(file, 0)), Chain::genesis(), 16);
+    writer.spawn().expect("spawn");
+    let err = log.record_durable(event("admin_action", "ops")).await.expect_err("disk full");
+    match &err {
+        AuditError::Sink(e) => assert_eq!(e.kind(), io::ErrorKind::StorageFull, "{e}"),
+        other => panic!("unexpected {other}"),
+    }
+    log.record(event("api_call", "u"));
+    log.flush().await;
+    assert_eq!(log.unwritten(), 2);
+    assert_eq!(log.dropped(), 0);
+}
+
+#[tokio::test]
+async fn open_fails_when_the_file_cannot_be_created() {
+    // A path whose parent is a regular file: refused whoever runs the test (root included).
+    let dir = temp_dir("parentfile");
+    fs::write(dir.join("not-a-dir"), b"x").expect("write");
+    assert!(AuditLog::open(&dir.join("not-a-dir").join("audit.jsonl")).await.is_err());
+}
+
+/// A sink that fails while `full` is set and otherwise appends to `data`.
+struct ToggleSink {
+    full: Arc<AtomicBool>,
+    data: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Sink for ToggleSink {
+    fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+        }
+        self.data.lock().expect("data").extend_from_slice(line);
+        Ok(())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn chain_survives_a_full_disk_and_reports_the_loss() {
+    let full = Arc::new(AtomicBool::new(false));
+    let data = Arc::new(Mutex::new(Vec::new()));
+    let sink = ToggleSink { full: full.clone(), data: data.clone() };
+    let (log, writer) = AuditLog::channel(Box::new(sink), Chain::genesis(), 16);
+    writer.spawn().expect("spawn");
+    log.record(event("api_call", "before"));
+    log.flush().await;
+    full.store(true, Ordering::SeqCst);
+    assert!(log.record_durable(event("admin_action", "ops")).await.is_err(), "admin action fails closed");
+    log.record(event("api_call", "lost"));
+    log.flush().await;
+    full.store(false, Ordering::SeqCst);
+    log.record_durable(event("admin_action", "ops")).await.expect("writable again");
+    log.flush().await;
+    let path = temp_dir("toggle").join("audit.jsonl");
+    fs::write(&path, data.lock().expect("data").as_slice()).expect("write");
+    assert_eq!(verify_file(&path), Ok(3));
+    let all = lines(&path);
+    let loss = parse(&all[1]);
+    assert_eq!(loss["kind"], "audit_loss");
+    assert_eq!(loss["detail"]["unwritten"], 2);
+    assert_eq!(parse(&all[2])["kind"], "admin_action");
+    assert_eq!(log.unwritten(), 2);
+}
+
+#[tokio::test]
+async fn full_channel_drops_and_counts() {
+    let path = temp_dir("drop").join("audit.jsonl");
+    let (file, chain, len) = writer::open_file(&path).expect("open");
+    // The writer is not started yet, so the channel (capacity 2) fills deterministically.
+    let (log, writer) = AuditLog::channel(Box::new(FileSink::new(file, len)), chain, 2);
+    for i in 0..5 {
+        log.record(event("api_call", &format!("u{i}")));
+    }
+    assert_eq!(log.dropped(), 3);
+    writer.spawn().expect("spawn");
+    log.flush().await;
+    assert_eq!(verify_file(&path), Ok(3));
+    let last = parse(&lines(&path)[2]);
+    assert_eq!(last["kind"], "audit_loss");
+    assert_eq!(last["detail"]["dropped"], 3);
+    assert_eq!(log.dropped(), 3);
+}
+
+#[tokio::test]
+async fn open_refuses_a_corrupt_tail() {
+    let path = file_with(2, "tail").await;
+    let mut all = lines(&path);
+    all[1] = all[1].replace("user1", "user9");
+    fs::write(&path, all.join("\n") + "\n").expect("write");
+    let err = AuditLog::open(&path).await.expect_err("corrupt tail");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+
+    let path = file_with(2, "partial").await;
+    let mut bytes = fs::read(&path).expect("read");
+    bytes.truncate(bytes.len() - 10);
+    fs::write(&path, &bytes).expect("write");
+    let err = AuditLog::open(&path).await.expect_err("partial tail");
+    assert!(err.to_string().contains("newline"), "{err}");
+    assert_eq!(verify_file(&path).map_err(|e| e.line), Err(2));
+}
+
+#[tokio::test]
+async fn open_reads_a_tail_longer_than_one_chunk() {
+    let path = temp_dir("longtail").join("audit.jsonl");
+    let log = AuditLog::open(&path).await.expect("open");
+    log.record(event("api_call", "short"));
+    let mut long = event("api_call", "long");
+    long.detail.insert("ids".into(), Value::String("x".repeat(20_000)));
+    log.record(long);
+    log.flush().await;
+    drop(log);
+    let log = AuditLog::open(&path).await.expect("reopen");
+    log.record(event("api_call", "after"));
+    log.flush().await;
+    assert_eq!(verify_file(&path), Ok(3));
+}
+
+#[test]
+fn verify_reports_unreadable_and_empty_files() {
+    let dir = temp_dir("empty");
+    let empty = dir.join("empty.jsonl");
+    fs::write(&empty, b"").expect("write");
+    assert_eq!(verify_file(&empty), Ok(0));
+    assert_eq!(verify_file(&dir.join("missing")).map_err(|e| e.line), Err(0));
+    fs::write(&empty, b"not json\n").expect("write");
+    let err = verify_file(&empty).expect_err("garbage");
+    assert_eq!(err.line, 1);
+    assert!(err.to_string().starts_with("line 1: not a valid audit record"), "{err}");
+}

@@ -1,0 +1,275 @@
+//! The single writer behind an [`AuditLog`](super::AuditLog): a dedicated OS thread that takes
+//! events off the bounded channel, chains them and appends them to the sink.
+//!
+//! It is a thread rather than a tokio task because every write is a blocking file write (and
+//! durable records an `fsync`), which must not stall a runtime worker; it also lets a log be
+//! created outside a runtime. A failed write never advances the chain, and a partially written
+//! line is cut off again, so the file stays verifiable through a full disk; once writes succeed
+//! again an `audit_loss` record says how many events were lost meanwhile.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::{self, Chain};
+use super::{AuditError, AuditEvent};
+
+/// How often, at most, loss is reported while the channel never drains.
+const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// A record line longer than this at the end of a file is treated as corruption.
+const MAX_TAIL_LINE: u64 = 16 * 1024 * 1024;
+
+/// What travels from [`AuditLog`](super::AuditLog) handles to the writer.
+pub(crate) enum Msg {
+    Event(AuditEvent),
+    Durable(AuditEvent, oneshot::Sender<Result<(), AuditError>>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters shared by the handles and the writer.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// Events refused because the channel was full (or the writer gone).
+    pub dropped: AtomicU64,
+    /// Events the sink failed to write.
+    pub unwritten: AtomicU64,
+    /// Set by the first drop of a burst (which logs an error); cleared when the writer reports it.
+    pub overflowing: AtomicBool,
+}
+
+/// Where lines go. `append` writes one whole line or, on error, nothing.
+pub(crate) trait Sink: Send {
+    fn append(&mut self, line: &[u8]) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// An append-only file. Tracks its length so a partial line left by a failed write is cut off.
+pub(crate) struct FileSink {
+    file: File,
+    len: u64,
+    /// Set when a partial line could not be removed: writing on would glue records together.
+    poisoned: Option<String>,
+}
+
+impl FileSink {
+    pub fn new(file: File, len: u64) -> FileSink {
+        FileSink { file, len, poisoned: None }
+    }
+
+    /// Writes all of `line`, returning how much was written before an error.
+    fn write_fully(&mut self, line: &[u8]) -> Result<(), (usize, io::Error)> {
+        let mut written = 0;
+        while written < line.len() {
+            match self.file.write(&line[written..]) {
+                Ok(0) => return Err((written, io::Error::new(io::ErrorKind::WriteZero, "audit file accepted no bytes"))),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err((written, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        if let Some(why) = &self.poisoned {
+            return Err(io::Error::other(why.clone()));
+        }
+        match self.write_fully(line) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err((0, e)) => Err(e),
+            Err((_, e)) => {
+                if let Err(cut) = self.file.set_len(self.len) {
+                    self.poisoned = Some(format!("a partial audit record could not be removed ({cut}) after a failed write ({e}); restart required"));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// The writer's state; [`Writer::spawn`] moves it onto its thread.
+pub(crate) struct Writer {
+    sink: Box<dyn Sink>,
+    chain: Chain,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Msg>,
+    reported_dropped: u64,
+    pending_unwritten: u64,
+    failing: bool,
+    last_report: Instant,
+}
+
+impl Writer {
+    pub fn new(sink: Box<dyn Sink>, chain: Chain, shared: Arc<Shared>, rx: mpsc::Receiver<Msg>) -> Writer {
+        Writer { sink, chain, shared, rx, reported_dropped: 0, pending_unwritten: 0, failing: false, last_report: Instant::now() }
+    }
+
+    pub fn spawn(self) -> io::Result<()> {
+        std::thread::Builder::new().name("imgate-audit".into()).spawn(move || self.run()).map(|_| ())
+    }
+
+    /// Runs until every handle is gone and the channel is drained.
+    fn run(mut self) {
+        while let Some(msg) = self.rx.blocking_recv() {
+            match msg {
+                Msg::Event(event) => {
+                    let _ = self.write(&event, false);
+                }
+                Msg::Durable(event, ack) => {
+                    let result = self.write(&event, true);
+                    let _ = ack.send(result);
+                }
+                Msg::Flush(ack) => {
+                    self.report_loss();
+                    if let Err(e) = self.sink.sync() {
+                        self.on_failure(&e);
+                    }
+                    let _ = ack.send(());
+                }
+            }
+            if self.rx.is_empty() || self.last_report.elapsed() >= LOSS_REPORT_INTERVAL {
+                self.report_loss();
+            }
+        }
+        self.report_loss();
+        let _ = self.sink.sync();
+    }
+
+    /// Appends `event` (and syncs it if `durable`); counts it as unwritten if that fails.
+    fn write(&mut self, event: &AuditEvent, durable: bool) -> Result<(), AuditError> {
+        if self.pending_unwritten > 0 {
+            // The sink failed before: say what was lost ahead of the next record, if it works now.
+            self.report_loss();
+        }
+        if let Err(e) = self.append(event) {
+            self.pending_unwritten += 1;
+            self.shared.unwritten.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        if durable {
+            // The line is in the file already (the chain moved on); only its durability failed.
+            self.sink.sync().map_err(|e| {
+                self.on_failure(&e);
+                AuditError::Sink(e)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Seals `event` as the next record and appends it; the chain moves only on success.
+    fn append(&mut self, event: &AuditEvent) -> Result<(), AuditError> {
+        let sealed = self.chain.next(event, record::now_ms()).map_err(AuditError::Encode)?;
+        let mut line = sealed.line.clone().into_bytes();
+        line.push(b'\n');
+        match self.sink.append(&line) {
+            Ok(()) => {
+                self.chain.advance(&sealed);
+                if self.failing {
+                    self.failing = false;
+                    tracing::warn!("audit sink writable again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.on_failure(&e);
+                Err(AuditError::Sink(e))
+            }
+        }
+    }
+
+    fn on_failure(&mut self, e: &io::Error) {
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(error = %e, "audit sink failed: events are not being recorded and durable records (admin actions) are refused");
+        }
+    }
+
+    /// Writes an `audit_loss` record if events were dropped or unwritten since the last one.
+    fn report_loss(&mut self) {
+        self.last_report = Instant::now();
+        self.shared.overflowing.store(false, Ordering::Relaxed);
+        let dropped_total = self.shared.dropped.load(Ordering::Relaxed);
+        let dropped = dropped_total - self.reported_dropped;
+        if dropped == 0 && self.pending_unwritten == 0 {
+            return;
+        }
+        let mut event = AuditEvent { kind: "audit_loss".into(), outcome: "lost".into(), ..AuditEvent::default() };
+        event.reason = Some("events were not recorded (channel full or sink failing)".into());
+        event.detail.insert("dropped".into(), dropped.into());
+        event.detail.insert("unwritten".into(), self.pending_unwritten.into());
+        if self.append(&event).is_ok() {
+            self.reported_dropped = dropped_total;
+            self.pending_unwritten = 0;
+        }
+    }
+}
+
+/// Opens (creating, mode 0600 on unix) the audit file for appending and returns it with the head
+/// of its chain, after checking that the file ends with a complete, intact record.
+pub(crate) fn open_file(path: &Path) -> io::Result<(File, Chain, u64)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    let len = file.metadata()?.len();
+    let corrupt = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("audit log {}: {why}; refusing to continue its chain (run `imgate audit verify`)", path.display()));
+    let chain = match last_line(&mut file, len).map_err(|e| corrupt(e.to_string()))? {
+        None => Chain::genesis(),
+        Some(line) => {
+            let line = String::from_utf8(line).map_err(|_| corrupt("its last line is not UTF-8".into()))?;
+            let checked = record::check_line(&line).map_err(|why| corrupt(format!("last line: {why}")))?;
+            Chain { seq: checked.seq, hash: checked.hash }
+        }
+    };
+    Ok((file, chain, len))
+}
+
+/// The last line of a file of `len` bytes, without its newline; `None` if the file is empty.
+/// Errors if the file does not end with a newline (an interrupted write).
+fn last_line(file: &mut File, len: u64) -> io::Result<Option<Vec<u8>>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut start = len - 1; // the final newline
+    let mut tail = read_at(file, start, 1)?;
+    if tail != b"\n" {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "it does not end with a newline (an interrupted write?)"));
+    }
+    tail.clear();
+    while start > 0 {
+        let chunk_start = start.saturating_sub(8192);
+        let chunk = read_at(file, chunk_start, (start - chunk_start) as usize)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            tail.splice(0..0, chunk[i + 1..].iter().copied());
+            return Ok(Some(tail));
+        }
+        tail.splice(0..0, chunk);
+        start = chunk_start;
+        if tail.len() as u64 > MAX_TAIL_LINE {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "its last line is implausibly long"));
+        }
+    }
+    Ok(Some(tail))
+}
+
+fn read_at(file: &mut File, offset: u64, n: usize) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0; n];
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
