@@ -35,6 +35,17 @@ pub struct Config {
     pub route: Vec<crate::routes::table::RouteSpec>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: where the hash-chained audit log goes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// JSON-lines file, appended to and chained across restarts (`imgate audit verify FILE`).
+    /// Unset: records go to the process log only (tracing target `imgate::audit`).
+    pub file: Option<PathBuf>,
 }
 
 /// `[server]`: the public listener and the guard stage of the pipeline.

@@ -59,7 +59,8 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
 
     let config = crate::Config::load(&config_path).map_err(|e| e.to_string())?;
     crate::telemetry::init_logging(&config.telemetry);
-    let state = crate::build_state(config, &dir).map_err(|e| e.to_string())?;
+    let state = crate::build_state(config, &dir).map_err(|e| e.to_string())?.open_audit(&dir).await.map_err(|e| e.to_string())?;
+    let audit = state.audit.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let gateway = tokio::spawn(crate::run(state, api, Some(metrics), async {
         let _ = stop_rx.await;
@@ -91,6 +92,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
         "openim_admin_user_id": "imAdmin",
         "openim_secret": secret,
         "config_path": config_path.display().to_string(),
+        "audit_log": dir.join("audit.jsonl").display().to_string(),
     });
     let tmp = dir.join("env.json.tmp");
     write_private(&tmp, &serde_json::to_string_pretty(&env).map_err(|e| e.to_string())?)?;
@@ -102,6 +104,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
     let _ = std::fs::remove_file(&env_path);
     let _ = stop_tx.send(());
     let _ = gateway.await;
+    audit.flush().await;
     emu.shutdown().await;
     println!("imgate dev stopped");
     Ok(())
@@ -128,6 +131,9 @@ issuer = "{DEV_ISSUER}"
 audience = "{DEV_AUDIENCE}"
 algorithms = ["EdDSA"]
 keys = [{{ kid = "{DEV_KID}", file = "admin_ed25519.pub.pem" }}]
+
+[audit]
+file = "audit.jsonl"
 
 [telemetry]
 log_format = "json"

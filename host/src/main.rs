@@ -103,6 +103,15 @@ async fn serve(path: PathBuf) -> ExitCode {
         }
     };
     host::telemetry::init_logging(&state.config.telemetry);
+    let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let state = match state.open_audit(&base).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let audit = state.audit.clone();
     let listen = state.config.server.listen;
     let api = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
@@ -123,6 +132,7 @@ async fn serve(path: PathBuf) -> ExitCode {
     };
     tracing::info!(%listen, "imgate listening");
     host::run(state, api, metrics, host::shutdown_signal()).await;
+    audit.flush().await;
     ExitCode::SUCCESS
 }
 

@@ -25,7 +25,7 @@ use crate::{error, guard, routes, telemetry};
 /// The gateway's public router, with every stage in place.
 pub fn app(state: AppState) -> Router {
     let stages = ServiceBuilder::new()
-        .layer(from_fn_with_state(state.metrics.clone(), telemetry::trace))
+        .layer(from_fn_with_state(state.clone(), telemetry::trace))
         .layer(from_fn(error::rescue))
         .layer(from_fn_with_state(state.clone(), guard::headers))
         .layer(from_fn(guard::path))

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::audit::AuditLog;
 use crate::auth::handshake::HandshakeLimits;
 use crate::auth::AdminVerifier;
 use crate::store::{DynStore, MemoryStore};
@@ -34,6 +35,19 @@ pub struct AppState {
     pub handshake_limits: Arc<HandshakeLimits>,
     /// Per-user limits of the user routes.
     pub limiter: DynLimiter,
+    /// The audit log (in memory until [`AppState::open_audit`] opens the configured file).
+    pub audit: AuditLog,
+}
+
+impl AppState {
+    /// Opens `[audit] file` (relative to `base_dir`), continuing its chain; a corrupt file is an error.
+    pub async fn open_audit(mut self, base_dir: &Path) -> Result<AppState, ConfigErrors> {
+        if let Some(file) = &self.config.audit.file {
+            let path = resolve(base_dir, file);
+            self.audit = AuditLog::open(&path).await.map_err(|e| ConfigErrors(vec![format!("audit.file: {}: {e}", path.display())]))?;
+        }
+        Ok(self)
+    }
 }
 
 /// Builds the state, resolving relative paths against `base_dir` (the config file's folder).
@@ -81,6 +95,7 @@ pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> 
     match (openim, admin, gateway_keys) {
         (Some(openim), Some(admin), Some(gateway_keys)) if errors.is_empty() => Ok(AppState {
             store: Arc::new(MemoryStore::new()),
+            audit: AuditLog::memory(),
             limiter: Arc::new(MemoryLimiter::new(&config.rate_limits)),
             handshake_limits: Arc::new(HandshakeLimits::new(
                 config.auth.handshakes_per_address_per_sec,

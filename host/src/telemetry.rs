@@ -6,7 +6,7 @@
 //! so one id finds a request in imgate's log and in OpenIM's. Metrics live in a per-gateway
 //! [`Metrics`] registry (not a global one), so tests can run several gateways in one process.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -21,17 +21,50 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tracing::Instrument;
 
+use crate::audit::AuditEvent;
 use crate::config::TelemetryConfig;
+use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The id of one client request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(Arc<str>);
+/// The id of one client request, and what the request's stages noted for its audit record.
+#[derive(Debug, Clone)]
+pub struct RequestId(Arc<str>, Arc<Mutex<Trail>>);
+
+/// What stages note about a request for its audit record (never secrets or bodies).
+#[derive(Debug, Default, Clone)]
+pub struct Trail {
+    pub user: Option<String>,
+    pub reason: Option<String>,
+    pub operation_ids: Vec<String>,
+}
 
 impl RequestId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    fn trail(&self) -> std::sync::MutexGuard<'_, Trail> {
+        self.1.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Who the request turned out to be (a user id, or `admin:<sub>`).
+    pub fn note_user(&self, user: &str) {
+        self.trail().user = Some(user.to_owned());
+    }
+
+    /// Why the request was refused (an audit-only reason).
+    pub fn note_reason(&self, reason: &str) {
+        self.trail().reason = Some(reason.to_owned());
+    }
+
+    /// An OpenIM operationID this request caused.
+    pub fn note_operation(&self, operation_id: &str) {
+        self.trail().operation_ids.push(operation_id.to_owned());
+    }
+
+    pub fn take_trail(&self) -> Trail {
+        std::mem::take(&mut *self.trail())
     }
 
     /// Accepts a client-chosen id only if it cannot inject anything into logs or OpenIM headers.
@@ -40,16 +73,18 @@ impl RequestId {
         let plain = !s.is_empty()
             && s.len() <= 64
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        plain.then(|| RequestId(Arc::from(s)))
+        plain.then(|| RequestId(Arc::from(s), Arc::default()))
     }
 
     pub fn generate() -> RequestId {
-        RequestId(Arc::from(uuid::Uuid::new_v4().simple().to_string()))
+        RequestId(Arc::from(uuid::Uuid::new_v4().simple().to_string()), Arc::default())
     }
 }
 
-/// Pipeline stage "trace": assigns the request id, opens the request span, records metrics.
-pub async fn trace(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+/// Pipeline stage "trace": assigns the request id, opens the request span, records metrics and
+/// the request's audit record (`api_call`).
+pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let metrics = &state.metrics;
     let started = Instant::now();
     let id = req.headers().get(REQUEST_ID_HEADER).and_then(RequestId::from_client).unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
@@ -62,9 +97,31 @@ pub async fn trace(State(metrics): State<Arc<Metrics>>, mut req: Request, next: 
     metrics.in_flight.dec();
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
+    let (route_for_audit, method_for_audit) = (route.clone(), method.clone());
     metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), method: method.clone(), status }).inc();
     metrics.http_duration.get_or_create(&RouteLabels { route, method }).observe(elapsed.as_secs_f64());
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request done"));
+    let trail = id.take_trail();
+    let outcome = match status {
+        200..=399 => "ok",
+        401 | 403 => "refused",
+        400..=499 => "rejected",
+        _ => "error",
+    };
+    state.audit.record(AuditEvent {
+        kind: "api_call".into(),
+        request_id: Some(id.as_str().to_owned()),
+        user: trail.user,
+        route: Some(route_for_audit),
+        method: Some(method_for_audit),
+        operation_ids: trail.operation_ids,
+        outcome: outcome.into(),
+        status: Some(status),
+        // Whole microseconds: short decimals that survive any JSON round trip.
+        latency_ms: Some((elapsed.as_secs_f64() * 1e6).round() / 1e3),
+        reason: trail.reason,
+        detail: Default::default(),
+    });
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
 use bytes::Bytes;
@@ -28,6 +28,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::keys::GatewayKey;
 use crate::state::AppState;
 use crate::store::Session;
+use crate::telemetry::RequestId;
 
 pub const PROTOCOL: &str = "Noise_IK_25519_ChaChaPoly_SHA256";
 pub const PROLOGUE: &[u8] = b"imgate/1";
@@ -128,6 +129,7 @@ struct Msg2Payload<'a> {
 pub async fn handle(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     state.handshake_limits.check(peer.ip())?;
@@ -155,15 +157,16 @@ pub async fn handle(
     state.metrics.handshake_dh_operations.inc_by(counter.get());
     match result {
         Ok((session, msg2)) => {
-            tracing::info!(target: "imgate::audit", event = "handshake", outcome, user = %session.user_id, device = %session.device_id, session = %session.session_id, "session created");
+            request.note_user(&session.user_id);
+            request.note_reason(&format!("handshake {outcome}: device {}, session {}", session.device_id, session.session_id));
             Ok(Json(json!({ "msg": B64.encode(msg2) })))
         }
         Err(Reject::Malformed(why)) => {
-            tracing::info!(target: "imgate::audit", event = "handshake", outcome, reason = why, "handshake refused");
+            request.note_reason(&format!("handshake {outcome}: {why}"));
             Err(ApiError::bad_request("not a Noise IK message 1"))
         }
         Err(Reject::Unauthenticated(why)) => {
-            tracing::info!(target: "imgate::audit", event = "handshake", outcome, reason = why, "handshake refused");
+            request.note_reason(&format!("handshake {outcome}: {why}"));
             Err(ApiError::unauthenticated().with_detail(why))
         }
     }

@@ -20,6 +20,7 @@ pub use admin_jwt::{AdminAuthError, AdminPrincipal, AdminVerifier};
 pub use signed::Caller;
 
 use crate::error::ApiError;
+use crate::telemetry::RequestId;
 
 /// Scopes of the admin API (`scope` claim of the admin JWT).
 pub mod scopes {
@@ -46,16 +47,21 @@ pub fn now_ms() -> i64 {
 /// Authenticates an admin request and checks one scope: 401 for any authentication failure
 /// (the same answer whatever the cause), 403 for a valid token without the scope. The cause goes
 /// to the audit trail only.
-pub fn require_admin(verifier: &AdminVerifier, headers: &HeaderMap, scope: &str) -> Result<AdminPrincipal, ApiError> {
+pub fn require_admin(
+    verifier: &AdminVerifier,
+    headers: &HeaderMap,
+    scope: &str,
+    request: &RequestId,
+) -> Result<AdminPrincipal, ApiError> {
     let raw = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let principal = verifier.verify(raw).and_then(|p| p.require_scope(scope).map(|()| p));
     match principal {
         Ok(p) => {
-            tracing::info!(target: "imgate::audit", event = "admin_auth", outcome = "allowed", sub = %p.subject, iss = %p.issuer, scope, "admin authenticated");
+            request.note_user(&format!("admin:{}", p.subject));
             Ok(p)
         }
         Err(e) => {
-            tracing::info!(target: "imgate::audit", event = "admin_auth", outcome = "denied", reason = %e, scope, "admin refused");
+            request.note_reason(&format!("admin auth ({scope}): {e}"));
             if e.is_forbidden() {
                 Err(ApiError::forbidden().with_message("the token lacks the scope this route needs").with_detail(e.to_string()))
             } else {

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::telemetry::RequestId;
 
 pub const HEADER_SESSION: &str = "x-imgate-session";
 pub const HEADER_TIMESTAMP: &str = "x-imgate-timestamp";
@@ -116,7 +117,6 @@ fn single<'a>(headers: &'a HeaderMap, name: &str, max: usize) -> Result<&'a str,
 }
 
 fn refuse(reason: &'static str) -> ApiError {
-    tracing::info!(target: "imgate::audit", event = "signed_request", outcome = "refused", reason, "signed request refused");
     ApiError::unauthenticated().with_detail(reason)
 }
 
@@ -129,6 +129,22 @@ pub async fn require(State(state): State<AppState>, req: Request, next: Next) ->
 }
 
 async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiError> {
+    let request = req.extensions().get::<RequestId>().cloned();
+    let result = verify_request(state, req).await;
+    if let Some(r) = request {
+        match &result {
+            Ok(req) => {
+                if let Some(c) = req.extensions().get::<Caller>() {
+                    r.note_user(&c.user_id);
+                }
+            }
+            Err(e) => r.note_reason(&format!("signed request: {}", e.detail.as_deref().unwrap_or("refused"))),
+        }
+    }
+    result
+}
+
+async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = req.into_parts();
     let h = &parts.headers;
     let sid = single(h, HEADER_SESSION, 64).map_err(refuse)?;

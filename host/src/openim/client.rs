@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::errors::{ErrCode, OpenImError};
 use super::ops::{self, Op};
 use super::tokens::{Token, TokenCache};
-use crate::telemetry::{Metrics, OpenImLabels, OperationLabels, ReasonLabels};
+use crate::telemetry::{Metrics, RequestId, OpenImLabels, OperationLabels, ReasonLabels};
 
 /// Whose OpenIM token a call carries.
 #[derive(Debug, Clone, Copy)]
@@ -34,11 +34,18 @@ pub enum As<'a> {
 #[derive(Debug, Clone)]
 pub struct CallCtx {
     request_id: Arc<str>,
+    /// The client request, when there is one: its operationIDs go to its audit record.
+    request: Option<RequestId>,
 }
 
 impl CallCtx {
     pub fn new(request_id: &str) -> CallCtx {
-        CallCtx { request_id: Arc::from(request_id) }
+        CallCtx { request_id: Arc::from(request_id), request: None }
+    }
+
+    /// For calls a client request causes.
+    pub fn for_request(request: &RequestId) -> CallCtx {
+        CallCtx { request_id: Arc::from(request.as_str()), request: Some(request.clone()) }
     }
 
     /// For work not caused by a client request (start-up checks, the demo).
@@ -47,7 +54,11 @@ impl CallCtx {
     }
 
     fn operation_id(&self, seq: &AtomicU64) -> String {
-        format!("{}-{}", self.request_id, seq.fetch_add(1, Ordering::Relaxed))
+        let id = format!("{}-{}", self.request_id, seq.fetch_add(1, Ordering::Relaxed));
+        if let Some(r) = &self.request {
+            r.note_operation(&id);
+        }
+        id
     }
 }
 

@@ -8,7 +8,8 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{require_admin, scopes};
+use crate::audit::AuditEvent;
+use crate::auth::{require_admin, scopes, AdminPrincipal};
 use crate::error::{ApiError, ErrorCode, ForeignEnvelope};
 use crate::openim::{ops, As, CallCtx, ErrCode, OpenImError};
 use crate::state::AppState;
@@ -24,10 +25,10 @@ pub async fn health(
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state.admin, &headers, scopes::ADMIN)?;
+    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
     let started = std::time::Instant::now();
     let t: ops::ServerTimeResp =
-        state.openim.call(&CallCtx::new(rid.as_str()), ops::GET_SERVER_TIME, &json!({}), As::Admin).await?;
+        state.openim.call(&CallCtx::for_request(&rid), ops::GET_SERVER_TIME, &json!({}), As::Admin).await?;
     Ok(Json(json!({
         "status": "ok",
         "openim": { "reachable": true, "server_time_ms": t.server_time, "latency_ms": started.elapsed().as_millis() as u64 },
@@ -43,7 +44,7 @@ pub async fn openim_passthrough(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::OPENIM_CALL)?;
+    let admin = require_admin(&state.admin, &headers, scopes::OPENIM_CALL, &rid)?;
     if !is_openim_path(&path) {
         return Err(ApiError::bad_request("not an OpenIM API path"));
     }
@@ -53,12 +54,8 @@ pub async fn openim_passthrough(
     if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
         return Err(ApiError::bad_request("the body must be JSON"));
     }
-    let result = state.openim.call_raw(&CallCtx::new(rid.as_str()), &format!("/{path}"), body, As::Admin).await;
-    let outcome = match &result {
-        Ok(a) => format!("errcode_{}", a.err_code),
-        Err(e) => e.outcome().to_owned(),
-    };
-    tracing::info!(target: "imgate::audit", event = "admin_openim_call", sub = %admin.subject, openim_path = %path, outcome = %outcome, "admin passthrough");
+    admin_action(&state, &rid, &admin, "openim_call", json!({ "openim_path": format!("/{path}") })).await?;
+    let result = state.openim.call_raw(&CallCtx::for_request(&rid), &format!("/{path}"), body, As::Admin).await;
     let answer = result?;
     let mut res = Response::new(Body::from(answer.body));
     *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
@@ -98,7 +95,7 @@ pub async fn register_users(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::USERS_WRITE)?;
+    let admin = require_admin(&state.admin, &headers, scopes::USERS_WRITE, &rid)?;
     let req: RegisterUsers = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     validate_new_users(&req.users)?;
     let users: Vec<ops::NewUser> = req
@@ -107,14 +104,9 @@ pub async fn register_users(
         .map(|u| ops::NewUser { user_id: u.user_id.clone(), nickname: u.nickname.clone(), face_url: u.face_url.clone(), ex: String::new() })
         .collect();
     let ids: Vec<&str> = req.users.iter().map(|u| u.user_id.as_str()).collect();
+    admin_action(&state, &rid, &admin, "register_users", json!({ "users": ids })).await?;
     let result: Result<ops::Empty, _> =
-        state.openim.call(&CallCtx::new(rid.as_str()), ops::USER_REGISTER, &ops::UserRegisterReq { users }, As::Admin).await;
-    let outcome = match &result {
-        Ok(_) => "registered",
-        Err(e) if e.err_code() == Some(ErrCode::RegisteredAlready) => "exists",
-        Err(_) => "failed",
-    };
-    tracing::info!(target: "imgate::audit", event = "admin_register_users", sub = %admin.subject, users = ?ids, outcome, "admin registered users");
+        state.openim.call(&CallCtx::for_request(&rid), ops::USER_REGISTER, &ops::UserRegisterReq { users }, As::Admin).await;
     match result {
         Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "registered": ids })) ).into_response()),
         Err(e @ OpenImError::Api { code: ErrCode::RegisteredAlready, .. }) => {
@@ -122,6 +114,25 @@ pub async fn register_users(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Writes an admin action to the audit log durably *before* it is carried out: if the audit sink
+/// cannot take it, the action does not happen (attacks.md E19: admin actions fail closed).
+pub(super) async fn admin_action(state: &AppState, rid: &RequestId, admin: &AdminPrincipal, action: &str, detail: Value) -> Result<(), ApiError> {
+    let event = AuditEvent {
+        kind: "admin_action".into(),
+        request_id: Some(rid.as_str().to_owned()),
+        user: Some(format!("admin:{}", admin.subject)),
+        outcome: action.to_owned(),
+        detail: match detail {
+            Value::Object(m) => m,
+            _ => Default::default(),
+        },
+        ..Default::default()
+    };
+    state.audit.record_durable(event).await.map_err(|e| {
+        ApiError::new(ErrorCode::Overloaded).with_message("the audit log is unavailable; admin actions are refused").with_detail(e.to_string())
+    })
 }
 
 /// imgate's user id rule: 1–64 ASCII letters, digits or `_`. Stricter than OpenIM (which allows

@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::is_valid_user_id;
+use super::admin::{admin_action, is_valid_user_id};
 use crate::auth::x25519::is_acceptable_static_key;
 use crate::auth::{now_ms, require_admin, scopes};
 use crate::error::{ApiError, ErrorCode};
@@ -66,7 +66,7 @@ pub async fn enroll(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE)?;
+    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE, &rid)?;
     user_path(&user_id)?;
     let req: Enroll = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     if !is_device_id(&req.device_id) {
@@ -86,7 +86,7 @@ pub async fn enroll(
     // The user must exist in OpenIM, or every later OpenIM call for this device would fail.
     let ids = [user_id.clone()];
     let found: ops::GetUsersInfoResp =
-        state.openim.call(&CallCtx::new(rid.as_str()), ops::GET_USERS_INFO, &ops::GetUsersInfoReq { user_ids: &ids }, As::Admin).await?;
+        state.openim.call(&CallCtx::for_request(&rid), ops::GET_USERS_INFO, &ops::GetUsersInfoReq { user_ids: &ids }, As::Admin).await?;
     if !found.users_info.unwrap_or_default().iter().any(|u| u.user_id == user_id) {
         return Err(ApiError::new(ErrorCode::NotFound).with_message("no such user in OpenIM"));
     }
@@ -95,8 +95,8 @@ pub async fn enroll(
     }
     let device =
         Device { user_id, device_id: req.device_id, platform_id: req.platform_id, public_key: key, tier: req.tier, created_at_ms: now_ms() };
+    admin_action(&state, &rid, &admin, "device_enroll", json!({ "user_id": device.user_id, "device_id": device.device_id })).await?;
     let outcome = state.store.enroll_device(device.clone()).await;
-    tracing::info!(target: "imgate::audit", event = "device_enroll", sub = %admin.subject, user = %device.user_id, device = %device.device_id, ok = outcome.is_ok(), "device enrollment");
     match outcome {
         Ok(()) => Ok((StatusCode::CREATED, Json(device_json(&device))).into_response()),
         Err(e @ (EnrollError::KeyTaken | EnrollError::DeviceExists)) => Err(ApiError::new(ErrorCode::Conflict).with_message(e.to_string())),
@@ -104,8 +104,13 @@ pub async fn enroll(
 }
 
 /// `GET /v1/admin/users/{user_id}/devices` (scope `devices:write`).
-pub async fn list(State(state): State<AppState>, Path(user_id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&state.admin, &headers, scopes::DEVICES_WRITE)?;
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state.admin, &headers, scopes::DEVICES_WRITE, &rid)?;
     user_path(&user_id)?;
     let devices: Vec<Value> = state.store.list_devices(&user_id).await.iter().map(device_json).collect();
     Ok(Json(json!({ "devices": devices })))
@@ -114,21 +119,27 @@ pub async fn list(State(state): State<AppState>, Path(user_id): Path<String>, he
 /// `DELETE /v1/admin/users/{user_id}/devices/{device_id}` (scope `devices:write`): also ends its sessions.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
     Path((user_id, device_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE)?;
+    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE, &rid)?;
+    admin_action(&state, &rid, &admin, "device_delete", json!({ "user_id": user_id, "device_id": device_id })).await?;
     let device = state.store.delete_device(&user_id, &device_id).await.ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such device"))?;
-    let ended = state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await;
-    tracing::info!(target: "imgate::audit", event = "device_delete", sub = %admin.subject, user = %user_id, device = %device_id, sessions_ended = ended.len(), "device deleted");
+    state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /v1/admin/sessions/{session_id}` (scope `sessions:revoke`).
-pub async fn revoke_session(State(state): State<AppState>, Path(session_id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE)?;
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(session_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE, &rid)?;
+    admin_action(&state, &rid, &admin, "session_revoke", json!({ "session_id": session_id })).await?;
     let found = state.store.revoke_session(&session_id).await;
-    tracing::info!(target: "imgate::audit", event = "session_revoke", sub = %admin.subject, session = %session_id, found, "session revoked");
     if found {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -144,14 +155,15 @@ pub async fn revoke_user(
     Path(user_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE)?;
+    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE, &rid)?;
     user_path(&user_id)?;
+    admin_action(&state, &rid, &admin, "user_revoke", json!({ "user_id": user_id })).await?;
     let ended = state.store.revoke_sessions_of(&user_id, None).await;
     let mut platforms: Vec<i32> = ended.iter().map(|s| s.platform_id).collect();
     platforms.extend(state.store.list_devices(&user_id).await.iter().map(|d| d.platform_id));
     platforms.sort_unstable();
     platforms.dedup();
-    let ctx = CallCtx::new(rid.as_str());
+    let ctx = CallCtx::for_request(&rid);
     let mut logged_out = Vec::new();
     // OpenIM's force_logout takes platforms 1..=10 only (contract §4.5): HarmonyOS (11) cannot be kicked.
     for p in platforms.iter().copied().filter(|p| (1..=10).contains(p)) {
@@ -160,6 +172,5 @@ pub async fn revoke_user(
         state.openim.forget_user_token(&user_id, p).await;
         logged_out.push(p);
     }
-    tracing::info!(target: "imgate::audit", event = "user_revoke", sub = %admin.subject, user = %user_id, sessions_ended = ended.len(), "user revoked");
     Ok(Json(json!({ "revoked_sessions": ended.len(), "openim_logged_out_platforms": logged_out })))
 }

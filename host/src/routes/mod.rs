@@ -81,7 +81,7 @@ fn table_router(state: &AppState) -> Router<AppState> {
                 let spec = spec.clone();
                 async move {
                     let params = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-                    engine::run(&st, &spec, CallCtx::new(rid.as_str()), &caller, params, query, body).await
+                    engine::run(&st, &spec, CallCtx::for_request(&rid), &caller, params, query, body).await
                 }
             };
             methods = methods.on(filter, handler.layer(from_fn_with_state((state.clone(), class), ratelimit::limit_user)));

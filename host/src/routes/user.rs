@@ -24,13 +24,11 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
 /// `POST /v1/auth/token`: a bearer token for the OpenIM-compatible surface (§5).
 pub async fn token(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
     let (token, expires_at) = bearer::mint(&state, &caller).await;
-    tracing::info!(target: "imgate::audit", event = "bearer_token", user = %caller.user_id, session = %caller.session_id, "bearer token minted");
     Json(json!({ "token": token, "expires_at": expires_at }))
 }
 
 /// `POST /v1/auth/logout`: ends the session, its tokens and tickets (§9).
 pub async fn logout(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> StatusCode {
     state.store.revoke_session(&caller.session_id).await;
-    tracing::info!(target: "imgate::audit", event = "logout", user = %caller.user_id, session = %caller.session_id, "session ended by its user");
     StatusCode::NO_CONTENT
 }

@@ -99,6 +99,7 @@ impl Harness {
         std::fs::write(dir.join("imgate.toml"), &toml).expect("write");
         let config = host::Config::parse(&toml).unwrap_or_else(|e| panic!("harness config: {e}"));
         let state = host::build_state(config, &dir).unwrap_or_else(|e| panic!("harness state: {e}"));
+        let state = state.open_audit(&dir).await.unwrap_or_else(|e| panic!("harness audit: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let gateway_url = format!("http://{}", listener.local_addr().expect("addr"));
         let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -115,6 +116,12 @@ impl Harness {
     pub async fn metric(&self, series: &str) -> Option<f64> {
         let text = self.http.get(&self.metrics_url).send().await.ok()?.text().await.ok()?;
         text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The audit file, after every record accepted so far is written.
+    pub async fn audit_file(&self) -> PathBuf {
+        self.state.audit.flush().await;
+        self.dir.join("audit.jsonl")
     }
 
     /// A client of the gateway (the `imgate-client` library).
@@ -301,6 +308,9 @@ issuer = "{HS_ISSUER}"
 audience = "{AUDIENCE}"
 algorithms = ["HS256"]
 keys = [{{ kid = "{HS_KID}", file = "hs.secret" }}]
+
+[audit]
+file = "audit.jsonl"
 
 {rate_limits}
 {extra}
