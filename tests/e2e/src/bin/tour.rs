@@ -99,6 +99,7 @@ async fn main() -> ExitCode {
     t.call("Unknown routes are 404 in the same error shape", "GET", "/v1/whatever", None, None, 404).await;
 
     user_auth(&mut t, &admin).await;
+    client_api(&mut t, &admin).await;
 
     if let Some(url) = env["metrics_url"].as_str() {
         println!("\n== Prometheus metrics ({url}), a few lines:");
@@ -173,4 +174,51 @@ async fn user_auth(t: &mut Tour, admin: &str) {
     signed_step(t, "Logout: POST /v1/auth/logout", logout, 204).await;
     let after = client.call(&session, "GET", "/v1/me", None).await;
     signed_step(t, "The session is gone: the next signed call is refused", after, 401).await;
+}
+
+/// The `/v1` API: a message sent and pulled, acting as someone else refused, a 429.
+async fn client_api(t: &mut Tour, admin: &str) {
+    use imgate_client::{Client, DeviceKey};
+    let client = Client::new(&t.gw);
+    let Ok((_, gw)) = client.gateway_key().await else {
+        t.failures += 1;
+        return;
+    };
+    let mut sessions = Vec::new();
+    for (user, device) in [("alice", "laptop"), ("bob", "phone")] {
+        let key = DeviceKey::generate();
+        let enrolled = client.enroll(admin, user, device, 3, &key.public_b64()).await.map(|r| r.status().as_u16());
+        match (enrolled, client.handshake(&key, &gw, device).await) {
+            (Ok(201), Ok(s)) => sessions.push(s),
+            _ => {
+                println!("   cannot open a session for {user}   [UNEXPECTED]");
+                t.failures += 1;
+                return;
+            }
+        }
+    }
+    let (alice, bob) = (&sessions[0], &sessions[1]);
+    println!("\n== The /v1 API (sessions for alice and bob; every call below is signed)");
+    let sent = client.call(alice, "POST", "/v1/messages/user/bob", Some(br#"{"text":"hello bob, via imgate"}"#)).await;
+    signed_step(t, "alice sends bob a text: POST /v1/messages/user/bob {\"text\":…}", sent, 200).await;
+    let pulled = client.call(bob, "GET", "/v1/conversations/user/alice/messages?from=1&to=20", None).await;
+    signed_step(t, "bob pulls the conversation: GET /v1/conversations/user/alice/messages?from=1&to=20", pulled, 200).await;
+    let spoof = client.call(alice, "POST", "/v1/messages/user/bob", Some(br#"{"text":"hi","sendID":"bob"}"#)).await;
+    signed_step(t, "alice tries to send as bob (sendID in the body): refused, the sender is always the session's user", spoof, 400).await;
+    let join = client.call(alice, "POST", "/v1/groups/g-demo/join", Some(br#"{"inviterUserID":"bob"}"#)).await;
+    signed_step(t, "alice tries to make bob join a group (OpenIM would allow it): refused", join, 400).await;
+    println!("\n== Rate limits: alice sends quickly (class `send`: 5/s, burst 10)");
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let r = client.call(alice, "POST", "/v1/messages/user/bob", Some(br#"{"text":"spam"}"#)).await;
+        codes.push(r.map(|r| r.status().as_u16()).unwrap_or(0));
+    }
+    println!("   statuses: {codes:?}");
+    let limited = codes.contains(&429);
+    println!("   -> {}", if limited { "429 Too Many Requests once the burst is spent   [ok]" } else { "no 429   [UNEXPECTED]" });
+    if !limited {
+        t.failures += 1;
+    }
+    let other = client.call(bob, "GET", "/v1/me", None).await;
+    signed_step(t, "bob is not slowed down by alice's burst", other, 200).await;
 }
