@@ -4,6 +4,7 @@
 //! OpenIM's. Admin routes sit under `/v1/admin` and each names the scope it needs.
 
 mod admin;
+pub mod compat;
 mod devices;
 mod engine;
 mod public;
@@ -53,6 +54,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/admin/users/{user_id}/revoke", post(devices::revoke_user))
         .route("/v1/admin/sessions/{session_id}", delete(devices::revoke_session))
         .route("/v1/admin/openim/{*path}", post(admin::openim_passthrough))
+        .route("/openim/{*path}", post(compat::handle))
         .merge(user)
         .merge(table_router(state))
 }
