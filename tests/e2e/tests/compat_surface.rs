@@ -3,7 +3,7 @@
 
 use e2e::*;
 use imgate_client::Session;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 async fn bearer(h: &Harness, s: &Session) -> String {
     let (status, tok) = into_json(h.client().call(s, "POST", "/v1/auth/token", None).await.expect("answer")).await;
