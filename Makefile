@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DEV_DIR := .imgate/dev
 
-.PHONY: demo test deps build lint clean
+.PHONY: demo test deps build lint clean sdk-routes
 
 ## deps: toolchain pieces the build and tests need (idempotent).
 deps:
@@ -35,3 +35,12 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf .imgate
+
+## sdk-routes: refresh the list of HTTP routes the @openim/client-sdk npm package calls.
+sdk-routes:
+	@d=$$(mktemp -d) && cd $$d && npm pack --silent @openim/client-sdk >/dev/null && tar xzf *.tgz && \
+	v=$$(node -p "require('./package/package.json').version") && \
+	{ echo "# HTTP routes called by the npm package @openim/client-sdk $$v (lib/index.js), one per line."; \
+	  echo "# Regenerate: make sdk-routes"; \
+	  grep -rhoE "['\"\`]/(user|msg|group|friend|conversation|auth|third|object|jssdk|statistics)/[a-zA-Z_/]+['\"\`]" package/lib/index.js | tr -d "\"'\`" | sort -u; } \
+	  > $(CURDIR)/tests/e2e/fixtures/openim_client_sdk_routes.txt

@@ -28,6 +28,8 @@ use crate::telemetry::RequestId;
 pub enum Rule {
     /// Must name the caller; filled in when absent. A dotted path reaches into objects.
     Caller(&'static str),
+    /// At least one of two fields must name the caller (OpenIM's SELF-IN).
+    CallerIn(&'static str, &'static str),
     /// A list whose every item must be the caller.
     CallerList(&'static str),
     /// Must be absent or an empty list (no adding other users without their consent).
@@ -49,6 +51,8 @@ pub const ALLOWED: &[(&str, &[Rule])] = &[
     ("/user/update_user_info_ex", &[Caller("userInfo.userID")]),
     ("/user/set_global_msg_recv_opt", &[Caller("userID")]),
     ("/user/get_user_client_config", &[Caller("userID")]),
+    ("/user/subscribe_users_status", &[Caller("userID")]),
+    ("/user/get_subscribe_users_status", &[Caller("userID")]),
     ("/user/process_user_command_add", &[Caller("userID")]),
     ("/user/process_user_command_delete", &[Caller("userID")]),
     ("/user/process_user_command_update", &[Caller("userID")]),
@@ -67,6 +71,7 @@ pub const ALLOWED: &[(&str, &[Rule])] = &[
     ("/friend/get_specified_blacks", &[Caller("ownerUserID")]),
     ("/friend/remove_black", &[Caller("ownerUserID")]),
     ("/friend/is_friend", &[Caller("userID1")]),
+    ("/friend/get_designated_friend_apply", &[CallerIn("fromUserID", "toUserID")]),
     ("/friend/get_friend_id", &[Caller("userID")]),
     ("/friend/get_specified_friends_info", &[Caller("ownerUserID")]),
     ("/friend/update_friends", &[Caller("ownerUserID")]),
@@ -97,6 +102,10 @@ pub const ALLOWED: &[(&str, &[Rule])] = &[
     ("/group/get_group_application_unhandled_count", &[Caller("userID")]),
     ("/group/get_full_group_member_user_ids", &[Member("groupID")]),
     ("/group/get_incremental_group_members", &[Member("groupID")]),
+    // OpenIM checks these itself (per-group membership, ROLE with self-edit, self-or-admin).
+    ("/group/get_incremental_group_members_batch", &[]),
+    ("/group/set_group_member_info", &[]),
+    ("/group/get_specified_user_group_request_info", &[]),
     ("/msg/newest_seq", &[Caller("userID")]),
     ("/msg/pull_msg_by_seq", &[Caller("userID"), NoNotificationConversations]),
     ("/msg/revoke_msg", &[Caller("userID")]),
@@ -109,6 +118,7 @@ pub const ALLOWED: &[(&str, &[Rule])] = &[
     ("/msg/delete_msgs", &[Caller("userID")]),
     ("/msg/get_server_time", &[]),
     ("/conversation/get_sorted_conversation_list", &[Caller("userID")]),
+    ("/conversation/get_conversations_has_read_and_max_seq", &[Caller("userID")]),
     ("/conversation/get_all_conversations", &[Caller("ownerUserID")]),
     ("/conversation/get_conversation", &[Caller("ownerUserID")]),
     ("/conversation/get_conversations", &[Caller("ownerUserID")]),
@@ -121,6 +131,11 @@ pub const ALLOWED: &[(&str, &[Rule])] = &[
     ("/conversation/delete_conversations", &[Caller("ownerUserID")]),
     ("/conversation/update_conversations_by_user", &[Caller("userID")]),
     ("/third/set_app_badge", &[Caller("userID")]),
+    // Object uploads: OpenIM requires names under "<caller>/" for non-admins (contract §1.3).
+    ("/object/part_limit", &[]),
+    ("/object/part_size", &[]),
+    ("/object/initiate_multipart_upload", &[]),
+    ("/object/complete_multipart_upload", &[]),
     ("/jssdk/get_conversations", &[Caller("ownerUserID")]),
     ("/jssdk/get_active_conversations", &[Caller("ownerUserID")]),
 ];
@@ -241,6 +256,15 @@ async fn apply(state: &AppState, ctx: &CallCtx, caller: &Caller, rule: Rule, obj
                 }
                 Some(v) if v == &me => {}
                 Some(_) => return Err(format!("`{p}` must be the caller")),
+            }
+        }
+        CallerIn(a, b) => {
+            let named = |p: &str, obj: &mut Map<String, Value>| -> Result<bool, String> {
+                let (o, k) = slot(obj, p)?;
+                Ok(o.get(&k) == Some(&me))
+            };
+            if !(named(a, obj)? || named(b, obj)?) {
+                return Err(format!("`{a}` or `{b}` must be the caller"));
             }
         }
         CallerList(p) => {

@@ -108,3 +108,29 @@ async fn section_10_holes_are_bound_or_refused_on_the_compat_surface() {
     assert_eq!(openim(&h, Some(&tok), "/user/set_global_msg_recv_opt", r#"{"userID":"alice","userID":"bob","globalRecvMsgOpt":1}"#).await.1["errCode"], 1001);
     h.shutdown().await;
 }
+
+/// Every HTTP route the real `@openim/client-sdk` npm package calls (extracted from the package by
+/// `make sdk-routes`) is on the allow-list, so an unmodified SDK works through imgate.
+#[test]
+fn every_route_of_the_openim_js_sdk_is_served() {
+    let list = include_str!("../fixtures/openim_client_sdk_routes.txt");
+    let allowed: Vec<&str> = host::routes::compat::allowed_paths().collect();
+    let routes: Vec<&str> = list.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+    assert!(routes.len() >= 50, "the fixture lists the SDK's routes");
+    let missing: Vec<&&str> = routes.iter().filter(|r| !allowed.contains(r)).collect();
+    assert!(missing.is_empty(), "SDK routes imgate refuses: {missing:?}");
+}
+
+#[tokio::test]
+async fn designated_friend_apply_needs_the_caller_on_one_side() {
+    let h = Harness::start().await;
+    let (_, alice) = h.session("alice").await;
+    h.session("bob").await;
+    h.session("carol").await;
+    let tok = bearer(&h, &alice).await;
+    let theirs = r#"{"fromUserID":"bob","toUserID":"carol"}"#;
+    assert_eq!(openim(&h, Some(&tok), "/friend/get_designated_friend_apply", theirs).await.1["errCode"], 1002);
+    let (_, mine) = openim(&h, Some(&tok), "/friend/get_designated_friend_apply", r#"{"fromUserID":"alice","toUserID":"bob"}"#).await;
+    assert_ne!(mine["errCode"], 1002, "{mine}");
+    h.shutdown().await;
+}
