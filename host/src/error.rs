@@ -177,6 +177,15 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct ForeignEnvelope;
 
+/// OpenIM's answer, relayed as it came (status 200 or 400, OpenIM's envelope).
+pub fn foreign_answer(status: u16, body: bytes::Bytes) -> Response {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.extensions_mut().insert(ForeignEnvelope);
+    res
+}
+
 /// The rescue stage: renders every error response in one shape and logs it once.
 pub async fn rescue(req: Request, next: Next) -> Response {
     let request_id = req.extensions().get::<RequestId>().cloned();

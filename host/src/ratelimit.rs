@@ -125,6 +125,11 @@ impl Limiter for MemoryLimiter {
 
 pub type DynLimiter = Arc<dyn Limiter>;
 
+/// `Retry-After` seconds for a wait: rounded up (a client that waits that long finds budget), ≥ 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// Pipeline stage "rate limit" for user routes (after authentication): the class is the route's.
 pub async fn limit_user(State((state, class)): State<(AppState, Arc<str>)>, req: Request, next: Next) -> Response {
     let Some(caller) = req.extensions().get::<Caller>() else {
@@ -135,8 +140,7 @@ pub async fn limit_user(State((state, class)): State<(AppState, Arc<str>)>, req:
         Ok(()) => next.run(req).await,
         Err(wait) => {
             let mut e = ApiError::new(ErrorCode::RateLimited).with_detail(format!("class {class}, tier {}", key.tier));
-            // Round up: a client that waits Retry-After seconds must find budget.
-            e.retry_after_secs = Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
+            e.retry_after_secs = Some(retry_after_secs(wait));
             e.into_response()
         }
     }

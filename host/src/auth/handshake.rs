@@ -251,7 +251,7 @@ impl HandshakeLimits {
         verdict.map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let mut e = ApiError::new(ErrorCode::RateLimited).with_message("too many handshakes, retry later");
-            e.retry_after_secs = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).map(|s| s.max(1));
+            e.retry_after_secs = Some(crate::ratelimit::retry_after_secs(wait));
             e
         })
     }

@@ -171,6 +171,18 @@ impl OpenIm {
         self.answer(ctx, path, path, idempotent, &Bytes::from(body), who).await?.into_data()
     }
 
+    /// A user's role level in a group (100 owner, 60 admin, 20 member), or `None` if not a member.
+    /// Asked with the admin token: OpenIM has no route a user could use to check another's role.
+    pub async fn group_role(&self, ctx: &CallCtx, group_id: &str, user_id: &str) -> Result<Option<i64>, OpenImError> {
+        let req = serde_json::json!({ "groupID": group_id, "userIDs": [user_id] });
+        let data = self.call_path(ctx, ops::GET_GROUP_MEMBERS_INFO.path, true, &req, As::Admin).await?;
+        let role = data["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|x| x["userID"] == user_id))
+            .and_then(|m| m["roleLevel"].as_i64());
+        Ok(role)
+    }
+
     /// Forwards a body to any OpenIM path with the given token and returns OpenIM's answer as sent
     /// (errCode and all). Never retried after a transport failure: the operation is unknown.
     pub async fn call_raw(&self, ctx: &CallCtx, path: &str, body: Bytes, who: As<'_>) -> Result<RawAnswer, OpenImError> {

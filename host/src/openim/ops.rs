@@ -28,6 +28,7 @@ pub const USER_REGISTER: Op = Op::write("/user/user_register");
 pub const GET_USERS_INFO: Op = Op::read("/user/get_users_info");
 pub const GET_SERVER_TIME: Op = Op::read("/msg/get_server_time");
 pub const SEND_MSG: Op = Op::write("/msg/send_msg");
+pub const GET_GROUP_MEMBERS_INFO: Op = Op::read("/group/get_group_members_info");
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

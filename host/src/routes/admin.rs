@@ -1,8 +1,8 @@
 //! `/v1/admin/*`: operator routes, each behind an admin JWT with a named scope (client-auth §7).
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::audit::AuditEvent;
 use crate::auth::{require_admin, scopes, AdminPrincipal};
-use crate::error::{ApiError, ErrorCode, ForeignEnvelope};
+use crate::error::{ApiError, ErrorCode};
 use crate::openim::{ops, As, CallCtx, ErrCode, OpenImError};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
@@ -57,11 +57,7 @@ pub async fn openim_passthrough(
     admin_action(&state, &rid, &admin, "openim_call", json!({ "openim_path": format!("/{path}") })).await?;
     let result = state.openim.call_raw(&CallCtx::for_request(&rid), &format!("/{path}"), body, As::Admin).await;
     let answer = result?;
-    let mut res = Response::new(Body::from(answer.body));
-    *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.extensions_mut().insert(ForeignEnvelope);
-    Ok(res)
+    Ok(crate::error::foreign_answer(answer.status, answer.body))
 }
 
 /// `a/b_c` segments of lowercase letters and `_`, as OpenIM's routes are; nothing else is sent on.

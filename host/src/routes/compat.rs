@@ -178,7 +178,7 @@ pub async fn handle(
         // OpenIM's own limiter answers HTTP 429 with errCode 429 (contract §7).
         let mut res = envelope(429, "too many requests, please try again later", "");
         *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let secs = crate::ratelimit::retry_after_secs(wait);
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -208,13 +208,7 @@ async fn serve(state: &AppState, rid: &RequestId, caller: &Caller, path: &str, r
     let who = As::User { user_id: &caller.user_id, platform_id: caller.platform_id };
     let forwarded = Bytes::from(Value::Object(obj).to_string());
     match state.openim.call_raw(&ctx, path, forwarded, who).await {
-        Ok(answer) => {
-            let mut res = Response::new(Body::from(answer.body));
-            *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            res.extensions_mut().insert(ForeignEnvelope);
-            Ok(res)
-        }
+        Ok(answer) => Ok(crate::error::foreign_answer(answer.status, answer.body)),
         Err(e) => {
             rid.note_reason(&format!("compat: {}", e.outcome()));
             let code = match e {
@@ -291,7 +285,7 @@ async fn apply(state: &AppState, ctx: &CallCtx, caller: &Caller, rule: Rule, obj
             };
             let needed = if matches!(rule, GroupAdmin(_)) { 60 } else { 20 };
             for g in groups.iter().take(100) {
-                match group_role(state, ctx, g, &caller.user_id).await {
+                match state.openim.group_role(ctx, g, &caller.user_id).await.ok().flatten() {
                     Some(r) if r >= needed => {}
                     _ => return Err(format!("not {} of group {g}", if needed == 60 { "an owner or admin" } else { "a member" })),
                 }
@@ -305,13 +299,6 @@ async fn apply(state: &AppState, ctx: &CallCtx, caller: &Caller, rule: Rule, obj
         }
     }
     Ok(())
-}
-
-/// The caller's role level in a group, asked of OpenIM with the admin token.
-async fn group_role(state: &AppState, ctx: &CallCtx, group_id: &str, user_id: &str) -> Option<i64> {
-    let req = json!({ "groupID": group_id, "userIDs": [user_id] });
-    let data = state.openim.call_path(ctx, "/group/get_group_members_info", true, &req, As::Admin).await.ok()?;
-    data["members"].as_array()?.iter().find(|m| m["userID"] == user_id)?["roleLevel"].as_i64()
 }
 
 /// For the README and tests: the served paths.

@@ -231,12 +231,7 @@ fn shape(response: &std::collections::BTreeMap<String, ResponseField>, data: &Va
 
 /// Asks OpenIM (admin token) for the caller's role in a group; refuses when it is too low.
 async fn check_group_role(state: &AppState, ctx: &CallCtx, kind: CheckKind, group_id: &str, user_id: &str) -> Result<(), ApiError> {
-    let req = serde_json::json!({ "groupID": group_id, "userIDs": [user_id] });
-    let data = state.openim.call_path(ctx, "/group/get_group_members_info", true, &req, As::Admin).await?;
-    let role = data["members"]
-        .as_array()
-        .and_then(|m| m.iter().find(|x| x["userID"] == user_id))
-        .and_then(|m| m["roleLevel"].as_i64());
+    let role = state.openim.group_role(ctx, group_id, user_id).await?;
     let needed = match kind {
         CheckKind::GroupMember => 20,
         CheckKind::GroupAdmin => 60,
