@@ -104,6 +104,14 @@ async fn section_10_holes_are_bound_or_refused_on_the_compat_surface() {
     assert_eq!(other["errCode"], 0);
     assert_eq!(openim(&h, Some(&tok), "/group/get_groups_info", r#"{"groupIDs":["secret"]}"#).await.1["errCode"], 1002);
     assert_eq!(openim(&h, Some(&tok), "/group/get_groups_info", r#"{"groupIDs":["cg"]}"#).await.1["errCode"], 0);
+    // §10.6: directory enumeration — open on OpenIM with any user token, refused through imgate.
+    let direct = h.openim_direct("/auth/get_admin_token", None, &serde_json::json!({"secret": "openIM123", "userID": "imAdmin"})).await;
+    let admin = direct["data"]["token"].as_str().expect("admin token").to_owned();
+    let minted = h.openim_direct("/auth/get_user_token", Some(&admin), &serde_json::json!({"userID": "alice", "platformID": 5})).await;
+    let alice_openim = minted["data"]["token"].as_str().expect("user token").to_owned();
+    let all = h.openim_direct("/user/get_all_users_uid", Some(&alice_openim), &serde_json::json!({"pagination": {"pageNumber": 1, "showNumber": 100}})).await;
+    assert!(all["data"]["userIDs"].as_array().is_some_and(|u| u.len() >= 3), "open on OpenIM: {all}");
+    assert_eq!(openim(&h, Some(&tok), "/user/get_all_users_uid", r#"{"pagination":{"pageNumber":1,"showNumber":100}}"#).await.1["errCode"], 1002);
     // Duplicate keys are refused rather than guessed.
     assert_eq!(openim(&h, Some(&tok), "/user/set_global_msg_recv_opt", r#"{"userID":"alice","userID":"bob","globalRecvMsgOpt":1}"#).await.1["errCode"], 1001);
     h.shutdown().await;
