@@ -46,7 +46,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(public::liveness))
         .route("/v1/auth/gateway-key", get(public::gateway_key))
-        .route("/v1/auth/handshake", post(handshake::handle))
+        // The handshake body is capped at 4 KiB before it is read (client-auth §3), tighter than the global cap.
+        .route("/v1/auth/handshake", post(handshake::handle).layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)))
         .route("/v1/admin/health", get(admin::health))
         .route("/v1/admin/users", post(admin::register_users))
         .route("/v1/admin/users/{user_id}/devices", post(devices::enroll).get(devices::list))
