@@ -15,7 +15,8 @@ fn handshake(c: &mut Criterion) {
     let gw = GatewayKey::generate("bench");
     let keys = vec![gw.clone()];
     let device = imgate_client::DeviceKey::generate();
-    let (_, msg1) = imgate_client::handshake_message1(&device, &gw.public.to_bytes(), "phone", 1_767_225_600_000).expect("msg1");
+    let (_, msg1) =
+        imgate_client::handshake_message1(&device, &gw.public.to_bytes(), "phone", 1_767_225_600_000).expect("msg1");
     let payload = br#"{"session_id":"AAAAAAAAAAAAAAAAAAAAAAAA","session_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","user_id":"alice","platform_id":1,"expires_at":1767268800000}"#;
     let mut g = c.benchmark_group("handshake");
     // The floor: the four DH operations of an IK responder (es, ss, ee, se).
@@ -41,7 +42,15 @@ fn handshake(c: &mut Criterion) {
 fn verify(c: &mut Criterion) {
     let key = [7u8; 32];
     let body = vec![b'x'; 1024];
-    let canonical = signed::canonical_string("c2Vzc2lvbi0xYWJjZGVmZ2hp", "1767225600000", "n0nce-0000000001", "POST", "/v1/messages", "dry=1", &body);
+    let canonical = signed::canonical_string(
+        "c2Vzc2lvbi0xYWJjZGVmZ2hp",
+        "1767225600000",
+        "n0nce-0000000001",
+        "POST",
+        "/v1/messages",
+        "dry=1",
+        &body,
+    );
     let sig = signed::sign(&key, &canonical);
     c.bench_function("signed_request_verify_1KiB", |bench| {
         bench.iter(|| {

@@ -139,7 +139,8 @@ impl AuditLog {
     /// file (the operator decides what to do with it, imgate does not paper over it).
     pub async fn open(path: &Path) -> std::io::Result<AuditLog> {
         let owned = path.to_path_buf();
-        let (file, chain, len) = tokio::task::spawn_blocking(move || writer::open_file(&owned)).await.map_err(std::io::Error::other)??;
+        let (file, chain, len) =
+            tokio::task::spawn_blocking(move || writer::open_file(&owned)).await.map_err(std::io::Error::other)??;
         let (log, writer) = AuditLog::channel(Box::new(FileSink::new(file, len)), chain, CHANNEL_CAPACITY);
         writer.spawn()?;
         Ok(log)
@@ -165,7 +166,9 @@ impl AuditLog {
     /// the event is dropped, [`AuditLog::dropped`] increases, and an error is logged once per burst.
     pub fn record(&self, event: AuditEvent) {
         match &self.inner {
-            Inner::Memory(log) => memory_record(log, &event).unwrap_or_else(|e| tracing::error!(error = %e, "audit record not kept")),
+            Inner::Memory(log) => {
+                memory_record(log, &event).unwrap_or_else(|e| tracing::error!(error = %e, "audit record not kept"))
+            }
             Inner::Channel { tx, shared } => {
                 if tx.try_send(Msg::Event(event)).is_err() {
                     shared.dropped.fetch_add(1, Ordering::Relaxed);

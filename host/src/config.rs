@@ -251,8 +251,7 @@ const MAX_STRUCTURAL_ERRORS: usize = 100;
 impl Config {
     /// Reads and parses a file; relative paths inside it are later resolved against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
         Config::parse(&text)
     }
 
@@ -267,7 +266,8 @@ impl Config {
                 Ok(config) => {
                     // Semantic checks run on what is left, so one pass names every problem;
                     // checks about a key that was removed (it now holds its default) are skipped.
-                    let semantic = config.validate().into_iter().filter(|e| !removed.iter().any(|r| e.starts_with(r.as_str())));
+                    let semantic =
+                        config.validate().into_iter().filter(|e| !removed.iter().any(|r| e.starts_with(r.as_str())));
                     errors.extend(semantic);
                     return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) };
                 }

@@ -59,7 +59,11 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
 
     let config = crate::Config::load(&config_path).map_err(|e| e.to_string())?;
     crate::telemetry::init_logging(&config.telemetry);
-    let state = crate::build_state(config, &dir).map_err(|e| e.to_string())?.open_audit(&dir).await.map_err(|e| e.to_string())?;
+    let state = crate::build_state(config, &dir)
+        .map_err(|e| e.to_string())?
+        .open_audit(&dir)
+        .await
+        .map_err(|e| e.to_string())?;
     let audit = state.audit.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let gateway = tokio::spawn(crate::run(state, api, Some(metrics), async {

@@ -202,9 +202,19 @@ pub async fn rescue(req: Request, next: Next) -> Response {
     };
     let rid = request_id.as_ref().map(|r| r.as_str()).unwrap_or("");
     if err.code.status().is_server_error() {
-        tracing::warn!(code = err.code.as_str(), status = status.as_u16(), detail = err.detail.as_deref(), "request failed");
+        tracing::warn!(
+            code = err.code.as_str(),
+            status = status.as_u16(),
+            detail = err.detail.as_deref(),
+            "request failed"
+        );
     } else {
-        tracing::info!(code = err.code.as_str(), status = status.as_u16(), detail = err.detail.as_deref(), "request refused");
+        tracing::info!(
+            code = err.code.as_str(),
+            status = status.as_u16(),
+            detail = err.detail.as_deref(),
+            "request refused"
+        );
     }
     render(&err, rid)
 }

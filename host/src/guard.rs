@@ -18,7 +18,9 @@ pub async fn headers(State(state): State<AppState>, req: Request, next: Next) ->
     let h = req.headers();
     let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
     if h.len() > cfg.max_headers || bytes > cfg.max_header_bytes {
-        return ApiError::new(ErrorCode::HeadersTooLarge).with_detail(format!("{} headers, {bytes} bytes", h.len())).into_response();
+        return ApiError::new(ErrorCode::HeadersTooLarge)
+            .with_detail(format!("{} headers, {bytes} bytes", h.len()))
+            .into_response();
     }
     if h.keys().any(|k| k.as_str().contains('_')) {
         return ApiError::bad_request("header names must not contain '_'").into_response();
@@ -37,7 +39,12 @@ pub async fn path(req: Request, next: Next) -> Response {
 
 pub fn is_clean_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    if lower.contains("//") || lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') || lower.contains("%00") {
+    if lower.contains("//")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains('\\')
+        || lower.contains("%00")
+    {
         return false;
     }
     lower.split('/').skip(1).all(|seg| {
@@ -51,7 +58,9 @@ pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -
     let limit = Duration::from_millis(state.config.server.request_timeout_ms);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => ApiError::new(ErrorCode::Timeout).with_detail(format!("deadline of {limit:?} passed")).into_response(),
+        Err(_) => {
+            ApiError::new(ErrorCode::Timeout).with_detail(format!("deadline of {limit:?} passed")).into_response()
+        }
     }
 }
 

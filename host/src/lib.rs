@@ -48,7 +48,12 @@ pub use state::{build as build_state, AppState};
 
 /// Serves the gateway on `api` (and `/metrics` on `metrics`, if given) until `shutdown`
 /// resolves, then drains in-flight requests for at most `server.drain_timeout_ms`.
-pub async fn run(state: AppState, api: TcpListener, metrics: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send) {
+pub async fn run(
+    state: AppState,
+    api: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let cfg = &state.config.server;
     let opts = server::ServeOptions {
         header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms),

@@ -47,7 +47,10 @@ pub fn metrics_app(state: &AppState) -> Router {
         axum::routing::get(move || {
             let metrics = metrics.clone();
             async move {
-                ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    metrics.render(),
+                )
             }
         }),
     )

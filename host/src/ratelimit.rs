@@ -153,7 +153,14 @@ mod tests {
     #[tokio::test]
     async fn burst_then_refusal_with_a_wait_and_users_are_independent() {
         let mut classes = default_classes();
-        classes.insert("t".into(), ClassConfig { per_second: 1, burst: 3, tiers: BTreeMap::from([("gold".into(), Rate { per_second: 1, burst: 6 })]) });
+        classes.insert(
+            "t".into(),
+            ClassConfig {
+                per_second: 1,
+                burst: 3,
+                tiers: BTreeMap::from([("gold".into(), Rate { per_second: 1, burst: 6 })]),
+            },
+        );
         let l = MemoryLimiter::new(&classes);
         let key = |u: &str, tier: &str| RateKey { user_id: u.into(), class: "t".into(), tier: tier.into() };
         for _ in 0..3 {

@@ -14,11 +14,11 @@ use tokio::sync::Semaphore;
 use crate::audit::AuditLog;
 use crate::auth::handshake::HandshakeLimits;
 use crate::auth::AdminVerifier;
-use crate::store::{DynStore, MemoryStore};
 use crate::config::{resolve, Config, ConfigErrors};
 use crate::keys::{self, GatewayKey};
-use crate::ratelimit::{DynLimiter, MemoryLimiter};
 use crate::openim::{OpenIm, OpenImSettings};
+use crate::ratelimit::{DynLimiter, MemoryLimiter};
+use crate::store::{DynStore, MemoryStore};
 use crate::telemetry::Metrics;
 
 #[derive(Clone)]
@@ -44,7 +44,9 @@ impl AppState {
     pub async fn open_audit(mut self, base_dir: &Path) -> Result<AppState, ConfigErrors> {
         if let Some(file) = &self.config.audit.file {
             let path = resolve(base_dir, file);
-            self.audit = AuditLog::open(&path).await.map_err(|e| ConfigErrors(vec![format!("audit.file: {}: {e}", path.display())]))?;
+            self.audit = AuditLog::open(&path)
+                .await
+                .map_err(|e| ConfigErrors(vec![format!("audit.file: {}: {e}", path.display())]))?;
         }
         Ok(self)
     }
@@ -74,9 +76,7 @@ pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> 
             None
         }
     };
-    let admin = AdminVerifier::from_config(&config.admin.issuer, base_dir)
-        .map_err(|es| errors.extend(es))
-        .ok();
+    let admin = AdminVerifier::from_config(&config.admin.issuer, base_dir).map_err(|es| errors.extend(es)).ok();
     let gateway_keys = keys::load(&config.gateway.keys, base_dir).map_err(|es| errors.extend(es)).ok();
     let metrics = Arc::new(Metrics::new());
     let openim = secret.and_then(|secret| {

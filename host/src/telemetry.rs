@@ -89,7 +89,8 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
     let id = req.headers().get(REQUEST_ID_HEADER).and_then(RequestId::from_client).unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
     // The matched route template, never the raw path: raw paths may carry ids and blow up label sets.
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let span = tracing::info_span!("request", request_id = id.as_str(), method = %method, route = %route);
     metrics.in_flight.inc();

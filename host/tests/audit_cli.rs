@@ -33,8 +33,13 @@ async fn write_chain(path: &Path, n: usize) {
 }
 
 fn verify(path: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_imgate")).args(["audit", "verify"]).arg(path).output().expect("imgate runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_imgate")).args(["audit", "verify"]).arg(path).output().expect("imgate runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn rewrite_lines(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {

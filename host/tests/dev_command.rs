@@ -25,7 +25,15 @@ async fn dev_writes_env_json_serves_and_stops_cleanly_on_sigterm() {
     }
     let env_path = dir.join(".imgate/dev/env.json");
     let env: Value = serde_json::from_slice(&std::fs::read(&env_path).expect("env.json exists")).expect("json");
-    for key in ["gateway_url", "metrics_url", "openim_api_url", "openim_ws_url", "gateway_public_key", "openim_admin_user_id", "openim_secret"] {
+    for key in [
+        "gateway_url",
+        "metrics_url",
+        "openim_api_url",
+        "openim_ws_url",
+        "gateway_public_key",
+        "openim_admin_user_id",
+        "openim_secret",
+    ] {
         assert!(env[key].as_str().is_some_and(|s| !s.is_empty()), "env.json lacks {key}: {env}");
     }
     assert_eq!(env["admin"]["alg"], "EdDSA");
@@ -34,14 +42,16 @@ async fn dev_writes_env_json_serves_and_stops_cleanly_on_sigterm() {
 
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
     let gw = env["gateway_url"].as_str().expect("url");
-    let key: Value = http.get(format!("{gw}/v1/auth/gateway-key")).send().await.expect("up").json().await.expect("json");
+    let key: Value =
+        http.get(format!("{gw}/v1/auth/gateway-key")).send().await.expect("up").json().await.expect("json");
     assert_eq!(key["public_key"], env["gateway_public_key"]);
 
     let pem = std::fs::read_to_string(pem_path).expect("pem");
     let token = host::dev::mint_admin_jwt(&pem, "test", "imgate:admin", 60).expect("jwt");
     let health = http.get(format!("{gw}/v1/admin/health")).bearer_auth(token).send().await.expect("up");
     assert_eq!(health.status(), 200);
-    let metrics = http.get(env["metrics_url"].as_str().expect("url")).send().await.expect("up").text().await.expect("text");
+    let metrics =
+        http.get(env["metrics_url"].as_str().expect("url")).send().await.expect("up").text().await.expect("text");
     assert!(metrics.contains("imgate_http_requests_total"), "{metrics}");
 
     let pid = child.id().to_string();

@@ -82,7 +82,13 @@ pub(crate) struct Sealed {
 }
 
 /// Serializes `event` as record `seq`, with `hash` appended if given.
-fn serialize(seq: u64, ts: u64, prev: &str, event: &AuditEvent, hash: Option<&str>) -> Result<String, serde_json::Error> {
+fn serialize(
+    seq: u64,
+    ts: u64,
+    prev: &str,
+    event: &AuditEvent,
+    hash: Option<&str>,
+) -> Result<String, serde_json::Error> {
     let canonical = Canonical {
         seq,
         ts,
@@ -129,14 +135,19 @@ pub(crate) struct Checked {
 /// its content, and it is byte-for-byte canonical (no added, missing, reordered or respaced keys).
 pub(crate) fn check_line(line: &str) -> Result<Checked, String> {
     let stored: Stored = serde_json::from_str(line).map_err(|e| format!("not a valid audit record: {e}"))?;
-    let body = serialize(stored.seq, stored.ts, &stored.prev, &stored.event, None).map_err(|e| format!("cannot re-serialize record: {e}"))?;
+    let body = serialize(stored.seq, stored.ts, &stored.prev, &stored.event, None)
+        .map_err(|e| format!("cannot re-serialize record: {e}"))?;
     let recomputed = sha256_hex(body.as_bytes());
     if recomputed != stored.hash {
         return Err(format!("record seq {} was modified: its hash does not match its content", stored.seq));
     }
-    let canonical = serialize(stored.seq, stored.ts, &stored.prev, &stored.event, Some(&stored.hash)).map_err(|e| format!("cannot re-serialize record: {e}"))?;
+    let canonical = serialize(stored.seq, stored.ts, &stored.prev, &stored.event, Some(&stored.hash))
+        .map_err(|e| format!("cannot re-serialize record: {e}"))?;
     if canonical != line {
-        return Err(format!("record seq {} was modified: it is not in canonical form (keys added, removed, reordered or reformatted)", stored.seq));
+        return Err(format!(
+            "record seq {} was modified: it is not in canonical form (keys added, removed, reordered or reformatted)",
+            stored.seq
+        ));
     }
     Ok(Checked { seq: stored.seq, prev: stored.prev, hash: stored.hash })
 }

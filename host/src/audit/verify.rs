@@ -33,7 +33,9 @@ pub fn verify_file(path: &Path) -> Result<u64, VerifyError> {
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| VerifyError { line: line_no + 1, reason: format!("cannot read: {e}") })?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| VerifyError { line: line_no + 1, reason: format!("cannot read: {e}") })?;
         if n == 0 {
             return Ok(line_no);
         }
@@ -45,7 +47,10 @@ pub fn verify_file(path: &Path) -> Result<u64, VerifyError> {
         let line = std::str::from_utf8(&buf).map_err(|_| fail("not UTF-8".into()))?;
         let checked = record::check_line(line).map_err(fail)?;
         if checked.seq != expected_seq {
-            return Err(fail(format!("seq {} where {expected_seq} was expected (a record was removed, inserted or reordered)", checked.seq)));
+            return Err(fail(format!(
+                "seq {} where {expected_seq} was expected (a record was removed, inserted or reordered)",
+                checked.seq
+            )));
         }
         if checked.prev != prev {
             let what = if line_no == 1 { "the chain's start".to_owned() } else { format!("line {}", line_no - 1) };

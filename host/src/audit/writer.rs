@@ -66,7 +66,9 @@ impl FileSink {
         let mut written = 0;
         while written < line.len() {
             match self.file.write(&line[written..]) {
-                Ok(0) => return Err((written, io::Error::new(io::ErrorKind::WriteZero, "audit file accepted no bytes"))),
+                Ok(0) => {
+                    return Err((written, io::Error::new(io::ErrorKind::WriteZero, "audit file accepted no bytes")))
+                }
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err((written, e)),
@@ -115,7 +117,16 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(sink: Box<dyn Sink>, chain: Chain, shared: Arc<Shared>, rx: mpsc::Receiver<Msg>) -> Writer {
-        Writer { sink, chain, shared, rx, reported_dropped: 0, pending_unwritten: 0, failing: false, last_report: Instant::now() }
+        Writer {
+            sink,
+            chain,
+            shared,
+            rx,
+            reported_dropped: 0,
+            pending_unwritten: 0,
+            failing: false,
+            last_report: Instant::now(),
+        }
     }
 
     pub fn spawn(self) -> io::Result<()> {
@@ -227,7 +238,12 @@ pub(crate) fn open_file(path: &Path) -> io::Result<(File, Chain, u64)> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
     let len = file.metadata()?.len();
-    let corrupt = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("audit log {}: {why}; refusing to continue its chain (run `imgate audit verify`)", path.display()));
+    let corrupt = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("audit log {}: {why}; refusing to continue its chain (run `imgate audit verify`)", path.display()),
+        )
+    };
     let chain = match last_line(&mut file, len).map_err(|e| corrupt(e.to_string()))? {
         None => Chain::genesis(),
         Some(line) => {
@@ -248,7 +264,10 @@ fn last_line(file: &mut File, len: u64) -> io::Result<Option<Vec<u8>>> {
     let mut start = len - 1; // the final newline
     let mut tail = read_at(file, start, 1)?;
     if tail != b"\n" {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "it does not end with a newline (an interrupted write?)"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "it does not end with a newline (an interrupted write?)",
+        ));
     }
     tail.clear();
     while start > 0 {

@@ -32,12 +32,12 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use crate::strict_json::parse_strict_json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
-use crate::strict_json::parse_strict_json;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
@@ -203,20 +203,14 @@ impl fmt::Debug for AdminVerifier {
         let issuers: Vec<&str> = self.issuers.iter().map(|i| i.issuer.as_str()).collect();
         let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
         kids.sort_unstable();
-        f.debug_struct("AdminVerifier")
-            .field("issuers", &issuers)
-            .field("kids", &kids)
-            .finish()
+        f.debug_struct("AdminVerifier").field("issuers", &issuers).field("kids", &kids).finish()
     }
 }
 
 impl AdminVerifier {
     /// Loads keys; relative paths are resolved against `base_dir`. Returns EVERY problem found
     /// (one string each, naming the issuer/kid/file), not just the first.
-    pub fn from_config(
-        issuers: &[IssuerConfig],
-        base_dir: &Path,
-    ) -> Result<AdminVerifier, Vec<String>> {
+    pub fn from_config(issuers: &[IssuerConfig], base_dir: &Path) -> Result<AdminVerifier, Vec<String>> {
         let mut errors = validate_config(issuers);
         if let Err(e) = crypto_self_test() {
             // Without a backend every key probe would panic: stop here.
@@ -232,11 +226,7 @@ impl AdminVerifier {
         for (i, cfg) in issuers.iter().enumerate() {
             let at = issuer_label(i, cfg);
             let (algorithms, alg_errors) = parse_algorithms(&cfg.algorithms);
-            let family = if alg_errors.is_empty() {
-                single_family(&algorithms)
-            } else {
-                None
-            };
+            let family = if alg_errors.is_empty() { single_family(&algorithms) } else { None };
             states.push(IssuerState {
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),
@@ -259,17 +249,10 @@ impl AdminVerifier {
                         &mut origins,
                         &mut errors,
                         &key.kid,
-                        KeyOrigin {
-                            issuer: i,
-                            jwks: None,
-                        },
+                        KeyOrigin { issuer: i, jwks: None },
                         dk,
                     ),
-                    Err(e) => errors.push(format!(
-                        "{at}: key {:?} (file {}): {e}",
-                        key.kid,
-                        path.display()
-                    )),
+                    Err(e) => errors.push(format!("{at}: key {:?} (file {}): {e}", key.kid, path.display())),
                 }
             }
 
@@ -279,26 +262,16 @@ impl AdminVerifier {
                 }
                 let path = resolve(base_dir, jwks);
                 let (loaded, problems) = load_jwks(&path, family, &algorithms);
-                errors.extend(
-                    problems
-                        .into_iter()
-                        .map(|p| format!("{at}: JWKS file {}: {p}", path.display())),
-                );
+                errors.extend(problems.into_iter().map(|p| format!("{at}: JWKS file {}: {p}", path.display())));
                 for (kid, dk) in loaded {
-                    let origin = KeyOrigin {
-                        issuer: i,
-                        jwks: Some(path.clone()),
-                    };
+                    let origin = KeyOrigin { issuer: i, jwks: Some(path.clone()) };
                     insert_key(&mut keys, &mut origins, &mut errors, &kid, origin, dk);
                 }
             }
         }
 
         if errors.is_empty() {
-            Ok(AdminVerifier {
-                issuers: states,
-                keys,
-            })
+            Ok(AdminVerifier { issuers: states, keys })
         } else {
             Err(errors)
         }
@@ -313,16 +286,11 @@ impl AdminVerifier {
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             let n = token.split('.').count();
-            return Err(AdminAuthError::Malformed(format!(
-                "expected 3 dot-separated segments, found {n}"
-            )));
+            return Err(AdminAuthError::Malformed(format!("expected 3 dot-separated segments, found {n}")));
         };
 
         let header = decode_json_segment(header_b64, "header")?;
-        if let Some(name) = FORBIDDEN_HEADER_PARAMS
-            .iter()
-            .find(|p| header.contains_key(**p))
-        {
+        if let Some(name) = FORBIDDEN_HEADER_PARAMS.iter().find(|p| header.contains_key(**p)) {
             return Err(AdminAuthError::ForbiddenHeader((*name).to_owned()));
         }
         let alg_name = match header.get("alg") {
@@ -350,8 +318,7 @@ impl AdminVerifier {
         }
 
         // Signature and the registered claims, as jsonwebtoken sees them.
-        jsonwebtoken::decode::<IgnoredAny>(token, &entry.key, &issuer.validation)
-            .map_err(map_jwt_error)?;
+        jsonwebtoken::decode::<IgnoredAny>(token, &entry.key, &issuer.validation).map_err(map_jwt_error)?;
 
         // The same claims again, strictly, plus what jsonwebtoken does not check.
         let claims = decode_json_segment(payload_b64, "payload")?;
@@ -392,10 +359,7 @@ pub fn validate_config(issuers: &[IssuerConfig]) -> Vec<String> {
         let is_hmac = families == [AlgorithmFamily::Hmac];
 
         if cfg.leeway_secs > MAX_LEEWAY_SECS {
-            errors.push(format!(
-                "{at}: leeway_secs = {} exceeds the maximum of {MAX_LEEWAY_SECS}",
-                cfg.leeway_secs
-            ));
+            errors.push(format!("{at}: leeway_secs = {} exceeds the maximum of {MAX_LEEWAY_SECS}", cfg.leeway_secs));
         }
         if cfg.max_lifetime_secs == 0 {
             errors.push(format!("{at}: max_lifetime_secs must be greater than 0"));
@@ -406,9 +370,7 @@ pub fn validate_config(issuers: &[IssuerConfig]) -> Vec<String> {
         }
         if let Some(jwks) = &cfg.jwks_file {
             if is_hmac {
-                errors.push(format!(
-                    "{at}: HS256 secrets cannot come from a JWKS file; use `keys` with a secret file"
-                ));
+                errors.push(format!("{at}: HS256 secrets cannot come from a JWKS file; use `keys` with a secret file"));
             } else if jwks.as_os_str().is_empty() {
                 errors.push(format!("{at}: `jwks_file` must not be empty"));
             }
@@ -420,10 +382,7 @@ pub fn validate_config(issuers: &[IssuerConfig]) -> Vec<String> {
                 continue;
             }
             if key.kid.len() > MAX_KID_LEN {
-                errors.push(format!(
-                    "{at}: kid {:?}… is longer than {MAX_KID_LEN} bytes",
-                    truncate(&key.kid, 32)
-                ));
+                errors.push(format!("{at}: kid {:?}… is longer than {MAX_KID_LEN} bytes", truncate(&key.kid, 32)));
                 continue;
             }
             if key.file.as_os_str().is_empty() {
@@ -465,13 +424,8 @@ fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, AdminAuthError> {
     if token.is_empty() {
         return Err(AdminAuthError::Missing);
     }
-    if !token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(AdminAuthError::Malformed(
-            "token has characters outside base64url and '.'".into(),
-        ));
+    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        return Err(AdminAuthError::Malformed("token has characters outside base64url and '.'".into()));
     }
     Ok(token)
 }
@@ -481,25 +435,18 @@ fn decode_json_segment(segment: &str, what: &str) -> Result<Map<String, Value>, 
     if segment.is_empty() {
         return Err(AdminAuthError::Malformed(format!("empty {what}")));
     }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| AdminAuthError::Malformed(format!("{what} is not base64url")))?;
+    let bytes =
+        URL_SAFE_NO_PAD.decode(segment).map_err(|_| AdminAuthError::Malformed(format!("{what} is not base64url")))?;
     match parse_strict_json(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(AdminAuthError::Malformed(format!(
-            "{what} is not a JSON object"
-        ))),
+        Ok(_) => Err(AdminAuthError::Malformed(format!("{what} is not a JSON object"))),
         Err(e) => Err(AdminAuthError::Malformed(format!("{what}: {e}"))),
     }
 }
 
 /// The claim checks on top of jsonwebtoken's: strict types, exact `iss`, `aud`, non-empty `sub`,
 /// `iat` sanity, the lifetime cap and the scopes.
-fn check_claims(
-    issuer: &IssuerState,
-    claims: &Map<String, Value>,
-    now: u64,
-) -> Result<AdminPrincipal, AdminAuthError> {
+fn check_claims(issuer: &IssuerState, claims: &Map<String, Value>, now: u64) -> Result<AdminPrincipal, AdminAuthError> {
     let invalid = |msg: &str| AdminAuthError::Invalid(msg.to_owned());
     let exp = numeric_date(claims, "exp")?.ok_or_else(|| invalid("missing claim exp"))?;
     let nbf = numeric_date(claims, "nbf")?;
@@ -524,11 +471,7 @@ fn check_claims(
         }
     }
     // Whatever `iat` says (or without one), a token may not outlive now + the maximum lifetime.
-    if exp
-        > now
-            .saturating_add(leeway)
-            .saturating_add(issuer.max_lifetime)
-    {
+    if exp > now.saturating_add(leeway).saturating_add(issuer.max_lifetime) {
         return Err(AdminAuthError::LifetimeTooLong);
     }
 
@@ -544,9 +487,7 @@ fn check_claims(
             if !items.iter().all(Value::is_string) {
                 return Err(invalid("aud array holds a non-string"));
             }
-            items
-                .iter()
-                .any(|a| a.as_str() == Some(issuer.audience.as_str()))
+            items.iter().any(|a| a.as_str() == Some(issuer.audience.as_str()))
         }
         Some(_) => return Err(invalid("aud is neither a string nor an array")),
         None => return Err(invalid("missing claim aud")),
@@ -569,11 +510,7 @@ fn check_claims(
         Some(_) => return Err(invalid("scope is not a space-separated string")),
     };
 
-    Ok(AdminPrincipal {
-        subject,
-        issuer: issuer.issuer.clone(),
-        scopes,
-    })
+    Ok(AdminPrincipal { subject, issuer: issuer.issuer.clone(), scopes })
 }
 
 /// A NumericDate claim: absent, or a non-negative JSON integer (no string, float, negative or
@@ -582,9 +519,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) if n.is_u64() => Ok(n.as_u64()),
-        Some(_) => Err(AdminAuthError::Invalid(format!(
-            "claim {name} is not an integer NumericDate"
-        ))),
+        Some(_) => Err(AdminAuthError::Invalid(format!("claim {name} is not an integer NumericDate"))),
     }
 }
 
@@ -598,17 +533,14 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AdminAuthError {
         ErrorKind::InvalidAudience => Invalid("wrong audience".into()),
         ErrorKind::InvalidSubject => Invalid("wrong subject".into()),
         ErrorKind::MissingRequiredClaim(c) => Invalid(format!("missing claim {c}")),
-        ErrorKind::InvalidClaimFormat(c) => {
-            Invalid(format!("claim {c} is not an integer NumericDate"))
-        }
+        ErrorKind::InvalidClaimFormat(c) => Invalid(format!("claim {c} is not an integer NumericDate")),
         ErrorKind::InvalidAlgorithm
         | ErrorKind::MissingAlgorithm
         | ErrorKind::InvalidAlgorithmName
         | ErrorKind::UnsupportedAlgorithm => AlgorithmNotAllowed,
-        ErrorKind::InvalidToken
-        | ErrorKind::Base64(_)
-        | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => Malformed(e.to_string()),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+            Malformed(e.to_string())
+        }
         _ => Invalid(e.to_string()),
     }
 }
@@ -670,10 +602,7 @@ fn parse_algorithms(names: &[String]) -> (Vec<Algorithm>, Vec<String>) {
 
 fn single_family(algorithms: &[Algorithm]) -> Option<AlgorithmFamily> {
     let first = algorithms.first()?.family();
-    algorithms
-        .iter()
-        .all(|a| a.family() == first)
-        .then_some(first)
+    algorithms.iter().all(|a| a.family() == first).then_some(first)
 }
 
 fn build_validation(cfg: &IssuerConfig, algorithms: &[Algorithm]) -> Validation {
@@ -732,22 +661,14 @@ fn insert_key(
         }
         return;
     }
-    keys.insert(
-        kid.to_owned(),
-        KeyEntry {
-            issuer: origin.issuer,
-            key,
-        },
-    );
+    keys.insert(kid.to_owned(), KeyEntry { issuer: origin.issuer, key });
     origins.insert(kid.to_owned(), origin);
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    file.take(MAX_KEY_FILE_LEN + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() as u64 > MAX_KEY_FILE_LEN {
         return Err(format!("larger than {MAX_KEY_FILE_LEN} bytes"));
     }
@@ -767,10 +688,7 @@ fn pem_text<'a>(bytes: &'a [u8], labels: &[&str]) -> Result<&'a str, String> {
     if text.matches("-----BEGIN ").count() != 1 {
         return Err("must hold exactly one PEM public key".into());
     }
-    if !labels
-        .iter()
-        .any(|l| text.starts_with(&format!("-----BEGIN {l}-----")))
-    {
+    if !labels.iter().any(|l| text.starts_with(&format!("-----BEGIN {l}-----"))) {
         let wanted: Vec<String> = labels.iter().map(|l| format!("`{l}`")).collect();
         return Err(format!("not a PEM {} block", wanted.join(" or ")));
     }
@@ -800,15 +718,13 @@ fn load_key_file(path: &Path, family: AlgorithmFamily) -> Result<DecodingKey, St
         }
         AlgorithmFamily::Ec => {
             pem_text(&bytes, &["PUBLIC KEY"])?;
-            let key = DecodingKey::from_ec_pem(&bytes)
-                .map_err(|e| format!("not an EC public key: {e}"))?;
+            let key = DecodingKey::from_ec_pem(&bytes).map_err(|e| format!("not an EC public key: {e}"))?;
             probe_key(&key, Algorithm::ES256)?;
             Ok(key)
         }
         AlgorithmFamily::Rsa => {
             pem_text(&bytes, &["PUBLIC KEY", "RSA PUBLIC KEY"])?;
-            let key = DecodingKey::from_rsa_pem(&bytes)
-                .map_err(|e| format!("not an RSA public key: {e}"))?;
+            let key = DecodingKey::from_rsa_pem(&bytes).map_err(|e| format!("not an RSA public key: {e}"))?;
             let der = key.try_get_as_bytes().map_err(|e| e.to_string())?;
             let (n, e) = pkcs1_rsa_public_key(der)?;
             check_rsa_components(n, e)?;
@@ -846,15 +762,9 @@ fn check_rsa_components(n: &[u8], e: &[u8]) -> Result<(), String> {
         None => 0,
     };
     if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-        return Err(format!(
-            "RSA modulus is {bits} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} are accepted"
-        ));
+        return Err(format!("RSA modulus is {bits} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} are accepted"));
     }
-    let exponent = if e.len() <= 8 {
-        e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
-    } else {
-        u64::MAX
-    };
+    let exponent = if e.len() <= 8 { e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)) } else { u64::MAX };
     if exponent < 3 || exponent % 2 == 0 || exponent > (1u64 << 33) - 1 {
         return Err("RSA public exponent must be odd, at least 3 and below 2^33".into());
     }
@@ -897,9 +807,7 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if count == 0 || count > 4 || rest.len() < count {
             return None;
         }
-        let len = rest[..count]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..count].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &rest[count..])
     };
     if rest.len() < len {
@@ -938,9 +846,8 @@ fn load_jwks(
         let kid = match obj.get("kid") {
             Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => kid,
             _ => {
-                problems.push(format!(
-                    "key #{j} has no usable `kid` (a non-empty string of at most {MAX_KID_LEN} bytes)"
-                ));
+                problems
+                    .push(format!("key #{j} has no usable `kid` (a non-empty string of at most {MAX_KID_LEN} bytes)"));
                 continue;
             }
         };
@@ -953,9 +860,7 @@ fn load_jwks(
             Some("RSA") => AlgorithmFamily::Rsa,
             Some("oct") => AlgorithmFamily::Hmac,
             _ => {
-                problems.push(format!(
-                    "key #{j} (kid {kid:?}): missing or unsupported `kty`"
-                ));
+                problems.push(format!("key #{j} (kid {kid:?}): missing or unsupported `kty`"));
                 continue;
             }
         };
@@ -963,21 +868,13 @@ fn load_jwks(
             continue;
         }
         if let Some(alg) = obj.get("alg") {
-            let allowed = alg
-                .as_str()
-                .and_then(algorithm_from_name)
-                .is_some_and(|a| algorithms.contains(&a));
+            let allowed = alg.as_str().and_then(algorithm_from_name).is_some_and(|a| algorithms.contains(&a));
             if !allowed {
                 continue;
             }
         }
-        if ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
-            .iter()
-            .any(|f| obj.contains_key(*f))
-        {
-            problems.push(format!(
-                "key #{j} (kid {kid:?}) contains private key material; publish public keys only"
-            ));
+        if ["d", "p", "q", "dp", "dq", "qi", "oth", "k"].iter().any(|f| obj.contains_key(*f)) {
+            problems.push(format!("key #{j} (kid {kid:?}) contains private key material; publish public keys only"));
             continue;
         }
         match jwk_decoding_key(obj, family) {
@@ -992,29 +889,20 @@ fn load_jwks(
 }
 
 fn jwk_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
-    obj.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("missing string member `{name}`"))
+    obj.get(name).and_then(Value::as_str).ok_or_else(|| format!("missing string member `{name}`"))
 }
 
 fn jwk_bytes(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
-    URL_SAFE_NO_PAD
-        .decode(jwk_member(obj, name)?)
-        .map_err(|_| format!("`{name}` is not base64url without padding"))
+    URL_SAFE_NO_PAD.decode(jwk_member(obj, name)?).map_err(|_| format!("`{name}` is not base64url without padding"))
 }
 
-fn jwk_decoding_key(
-    obj: &Map<String, Value>,
-    family: AlgorithmFamily,
-) -> Result<DecodingKey, String> {
+fn jwk_decoding_key(obj: &Map<String, Value>, family: AlgorithmFamily) -> Result<DecodingKey, String> {
     match family {
         AlgorithmFamily::Ed => {
             if jwk_member(obj, "crv")? != "Ed25519" {
                 return Err("`crv` must be Ed25519".into());
             }
-            let x: [u8; 32] = jwk_bytes(obj, "x")?
-                .try_into()
-                .map_err(|_| "`x` must be 32 bytes".to_owned())?;
+            let x: [u8; 32] = jwk_bytes(obj, "x")?.try_into().map_err(|_| "`x` must be 32 bytes".to_owned())?;
             let vk = ed25519_dalek::VerifyingKey::from_bytes(&x)
                 .map_err(|_| "`x` is not an Ed25519 public key".to_owned())?;
             ed25519_key(&vk)
@@ -1070,24 +958,16 @@ fn crypto_self_test() -> Result<(), String> {
             .map_err(|e| format!("a freshly signed token did not verify: {e}"))?;
         let mut wrong = secret;
         wrong[0] ^= 1;
-        if jsonwebtoken::decode::<IgnoredAny>(
-            &token,
-            &DecodingKey::from_secret(&wrong),
-            &validation,
-        )
-        .is_ok()
-        {
+        if jsonwebtoken::decode::<IgnoredAny>(&token, &DecodingKey::from_secret(&wrong), &validation).is_ok() {
             return Err("a token verified under the wrong key".into());
         }
         Ok(())
     });
     match outcome {
         Ok(result) => result.map_err(|e| format!("jsonwebtoken crypto self-test failed: {e}")),
-        Err(_) => Err(
-            "jsonwebtoken crypto self-test panicked: no usable crypto backend \
+        Err(_) => Err("jsonwebtoken crypto self-test panicked: no usable crypto backend \
                        (enable exactly one of its `rust_crypto` / `aws_lc_rs` features)"
-                .into(),
-        ),
+            .into()),
     }
 }
 

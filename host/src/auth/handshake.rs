@@ -22,8 +22,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::x25519::{is_low_order, DalekResolver, DhCounter};
 use super::now_ms;
+use super::x25519::{is_low_order, DalekResolver, DhCounter};
 use crate::error::{ApiError, ErrorCode};
 use crate::keys::GatewayKey;
 use crate::state::AppState;
@@ -136,7 +136,8 @@ pub async fn handle(
     if body.len() > MAX_BODY {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge));
     }
-    let parsed: HandshakeBody = serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("expected {\"msg\": \"<base64>\"}"))?;
+    let parsed: HandshakeBody =
+        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("expected {\"msg\": \"<base64>\"}"))?;
     let msg = B64.decode(parsed.msg.as_bytes()).map_err(|_| ApiError::bad_request("msg is not base64"))?;
     let counter = DhCounter::default();
     let result = accept(&state, &counter, &msg).await;
@@ -158,7 +159,10 @@ pub async fn handle(
     match result {
         Ok((session, msg2)) => {
             request.note_user(&session.user_id);
-            request.note_reason(&format!("handshake {outcome}: device {}, session {}", session.device_id, session.session_id));
+            request.note_reason(&format!(
+                "handshake {outcome}: device {}, session {}",
+                session.device_id, session.session_id
+            ));
             Ok(Json(json!({ "msg": B64.encode(msg2) })))
         }
         Err(Reject::Malformed(why)) => {
@@ -175,7 +179,11 @@ pub async fn handle(
 /// Everything after the body is decoded: decrypt, check, create the session, answer.
 async fn accept(state: &AppState, counter: &DhCounter, msg: &[u8]) -> Result<(Session, Vec<u8>), Reject> {
     let incoming = read_message1(&state.gateway_keys, counter, msg)?;
-    let device = state.store.device_by_key(&incoming.remote_static).await.ok_or(Reject::Unauthenticated("static key not enrolled"))?;
+    let device = state
+        .store
+        .device_by_key(&incoming.remote_static)
+        .await
+        .ok_or(Reject::Unauthenticated("static key not enrolled"))?;
     if device.device_id != incoming.payload.device_id {
         return Err(Reject::Unauthenticated("device_id does not match the enrolled key"));
     }
@@ -227,8 +235,12 @@ impl HandshakeLimits {
         use std::num::NonZeroU32;
         let nz = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
         HandshakeLimits {
-            per_address: governor::RateLimiter::keyed(Quota::per_second(nz(per_address_per_sec)).allow_burst(nz(per_address_burst))),
-            global: governor::RateLimiter::direct(Quota::per_second(nz(global_per_sec)).allow_burst(nz(global_per_sec))),
+            per_address: governor::RateLimiter::keyed(
+                Quota::per_second(nz(per_address_per_sec)).allow_burst(nz(per_address_burst)),
+            ),
+            global: governor::RateLimiter::direct(
+                Quota::per_second(nz(global_per_sec)).allow_burst(nz(global_per_sec)),
+            ),
         }
     }
 
@@ -241,7 +253,9 @@ impl HandshakeLimits {
                 o[8..].fill(0);
                 std::net::IpAddr::V6(o.into())
             }
-            std::net::IpAddr::V6(v6) => std::net::IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+            std::net::IpAddr::V6(v6) => {
+                std::net::IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED))
+            }
             v4 => v4,
         };
         let verdict = self.per_address.check_key(&key).and_then(|()| self.global.check());

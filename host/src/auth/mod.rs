@@ -38,10 +38,7 @@ pub mod scopes {
 
 /// Wall-clock Unix milliseconds (the protocol's time unit).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Authenticates an admin request and checks one scope: 401 for any authentication failure
@@ -63,7 +60,9 @@ pub fn require_admin(
         Err(e) => {
             request.note_reason(&format!("admin auth ({scope}): {e}"));
             if e.is_forbidden() {
-                Err(ApiError::forbidden().with_message("the token lacks the scope this route needs").with_detail(e.to_string()))
+                Err(ApiError::forbidden()
+                    .with_message("the token lacks the scope this route needs")
+                    .with_detail(e.to_string()))
             } else {
                 Err(ApiError::unauthenticated().with_detail(e.to_string()))
             }

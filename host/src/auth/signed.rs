@@ -64,18 +64,17 @@ fn hex_lower(bytes: &[u8]) -> String {
 }
 
 /// The 8-line canonical string of §4, joined by `\n`, no trailing newline.
-pub fn canonical_string(session_id: &str, timestamp: &str, nonce: &str, method: &str, path: &str, query: &str, body: &[u8]) -> String {
-    [
-        "IMGATE-HMAC-SHA256",
-        session_id,
-        timestamp,
-        nonce,
-        &method.to_ascii_uppercase(),
-        path,
-        query,
-        &body_hash(body),
-    ]
-    .join("\n")
+pub fn canonical_string(
+    session_id: &str,
+    timestamp: &str,
+    nonce: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> String {
+    ["IMGATE-HMAC-SHA256", session_id, timestamp, nonce, &method.to_ascii_uppercase(), path, query, &body_hash(body)]
+        .join("\n")
 }
 
 fn mac(key: &[u8; 32]) -> Hmac<Sha256> {
@@ -154,7 +153,11 @@ async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiEr
     if !is_nonce(nonce) {
         return Err(refuse("nonce is not 16-64 chars of [A-Za-z0-9_-]"));
     }
-    let ts: i64 = if ts_text.bytes().all(|b| b.is_ascii_digit()) { ts_text.parse().map_err(|_| refuse("bad timestamp"))? } else { return Err(refuse("bad timestamp")) };
+    let ts: i64 = if ts_text.bytes().all(|b| b.is_ascii_digit()) {
+        ts_text.parse().map_err(|_| refuse("bad timestamp"))?
+    } else {
+        return Err(refuse("bad timestamp"));
+    };
     let now = now_ms();
     let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
     let session = state.store.live_session(sid, now, idle_ms).await.ok_or_else(|| refuse("no live session"))?;
@@ -162,7 +165,9 @@ async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiEr
         return Err(refuse("timestamp outside the ±60 s window"));
     }
     // The body was already capped by the guard stage; a failure here is a broken upload.
-    let body = axum::body::to_bytes(body, usize::MAX).await.map_err(|_| ApiError::new(crate::error::ErrorCode::PayloadTooLarge))?;
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| ApiError::new(crate::error::ErrorCode::PayloadTooLarge))?;
     let canonical = canonical_string(
         sid,
         ts_text,
@@ -192,7 +197,15 @@ mod tests {
     fn spec_vector() {
         let body = br#"{"to":"u2","text":"hi"}"#;
         assert_eq!(body_hash(body), "69f38920b88cbe60f43d1ed524634e4ceeca3cba556c6ac00e525761ee861728");
-        let c = canonical_string("c2Vzc2lvbi0x", "1767225600000", "n0nce-0000000001", "POST", "/v1/messages", "dry=1", body);
+        let c = canonical_string(
+            "c2Vzc2lvbi0x",
+            "1767225600000",
+            "n0nce-0000000001",
+            "POST",
+            "/v1/messages",
+            "dry=1",
+            body,
+        );
         assert_eq!(sign(&[1u8; 32], &c), "PuIjC0mMY3zzii7A9nJYsHA4bIobFf6SrZfIvo2UCyU");
         assert!(verify(&[1u8; 32], &c, "PuIjC0mMY3zzii7A9nJYsHA4bIobFf6SrZfIvo2UCyU"));
     }

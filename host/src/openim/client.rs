@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::errors::{ErrCode, OpenImError};
 use super::ops::{self, Op};
 use super::tokens::{Token, TokenCache};
-use crate::telemetry::{Metrics, RequestId, OpenImLabels, OperationLabels, ReasonLabels};
+use crate::telemetry::{Metrics, OpenImLabels, OperationLabels, ReasonLabels, RequestId};
 
 /// Whose OpenIM token a call carries.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +109,11 @@ impl Answer {
     fn into_data<T: DeserializeOwned>(self) -> Result<T, OpenImError> {
         let env = self.envelope;
         if env.err_code != 0 {
-            return Err(OpenImError::Api { code: ErrCode::from_code(env.err_code), msg: env.err_msg, detail: env.err_dlt });
+            return Err(OpenImError::Api {
+                code: ErrCode::from_code(env.err_code),
+                msg: env.err_msg,
+                detail: env.err_dlt,
+            });
         }
         // OpenIM omits `data` for empty answers; treat that as an empty object.
         let data = env.data.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
@@ -142,7 +146,14 @@ impl OpenIm {
             .map_err(|e| OpenImError::InvalidCall(format!("HTTP client: {e}")))?;
         let base = settings.api_url.trim_end_matches('/').to_owned();
         Ok(OpenIm {
-            inner: Arc::new(Inner { http, base, settings, tokens: TokenCache::default(), seq: AtomicU64::new(1), metrics }),
+            inner: Arc::new(Inner {
+                http,
+                base,
+                settings,
+                tokens: TokenCache::default(),
+                seq: AtomicU64::new(1),
+                metrics,
+            }),
         })
     }
 
@@ -185,7 +196,13 @@ impl OpenIm {
 
     /// Forwards a body to any OpenIM path with the given token and returns OpenIM's answer as sent
     /// (errCode and all). Never retried after a transport failure: the operation is unknown.
-    pub async fn call_raw(&self, ctx: &CallCtx, path: &str, body: Bytes, who: As<'_>) -> Result<RawAnswer, OpenImError> {
+    pub async fn call_raw(
+        &self,
+        ctx: &CallCtx,
+        path: &str,
+        body: Bytes,
+        who: As<'_>,
+    ) -> Result<RawAnswer, OpenImError> {
         let a = self.answer(ctx, "passthrough", path, false, &body, who).await?;
         Ok(RawAnswer { status: a.status, err_code: a.envelope.err_code, body: a.body })
     }
@@ -207,7 +224,14 @@ impl OpenIm {
         }
     }
 
-    async fn as_admin(&self, ctx: &CallCtx, label: &str, path: &str, idempotent: bool, body: &Bytes) -> Result<Answer, OpenImError> {
+    async fn as_admin(
+        &self,
+        ctx: &CallCtx,
+        label: &str,
+        path: &str,
+        idempotent: bool,
+        body: &Bytes,
+    ) -> Result<Answer, OpenImError> {
         let mut attempt = 0;
         loop {
             let token = self.admin_token(ctx).await?;
@@ -330,7 +354,9 @@ impl OpenIm {
         };
         let m = &self.inner.metrics;
         m.openim_calls.get_or_create(&OpenImLabels { operation: label.to_owned(), outcome: outcome.clone() }).inc();
-        m.openim_duration.get_or_create(&OperationLabels { operation: label.to_owned() }).observe(elapsed.as_secs_f64());
+        m.openim_duration
+            .get_or_create(&OperationLabels { operation: label.to_owned() })
+            .observe(elapsed.as_secs_f64());
         // Never the body or the token: only what identifies the call and how it went.
         tracing::info!(operation_id = %op_id, openim_path = path, outcome = %outcome, latency_ms = elapsed.as_secs_f64() * 1000.0, "openim call");
         result
@@ -366,8 +392,8 @@ impl OpenIm {
         if status != 200 && status != 400 {
             return Err(OpenImError::BadResponse(format!("HTTP status {status}")));
         }
-        let envelope: Envelope =
-            serde_json::from_slice(&buf).map_err(|e| OpenImError::BadResponse(format!("not an OpenIM envelope: {e}")))?;
+        let envelope: Envelope = serde_json::from_slice(&buf)
+            .map_err(|e| OpenImError::BadResponse(format!("not an OpenIM envelope: {e}")))?;
         Ok(Answer { status, body: Bytes::from(buf), envelope })
     }
 }

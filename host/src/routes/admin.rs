@@ -92,29 +92,43 @@ pub async fn register_users(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let admin = require_admin(&state.admin, &headers, scopes::USERS_WRITE, &rid)?;
-    let req: RegisterUsers = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let req: RegisterUsers =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     validate_new_users(&req.users)?;
     let users: Vec<ops::NewUser> = req
         .users
         .iter()
-        .map(|u| ops::NewUser { user_id: u.user_id.clone(), nickname: u.nickname.clone(), face_url: u.face_url.clone(), ex: String::new() })
+        .map(|u| ops::NewUser {
+            user_id: u.user_id.clone(),
+            nickname: u.nickname.clone(),
+            face_url: u.face_url.clone(),
+            ex: String::new(),
+        })
         .collect();
     let ids: Vec<&str> = req.users.iter().map(|u| u.user_id.as_str()).collect();
     admin_action(&state, &rid, &admin, "register_users", json!({ "users": ids })).await?;
-    let result: Result<ops::Empty, _> =
-        state.openim.call(&CallCtx::for_request(&rid), ops::USER_REGISTER, &ops::UserRegisterReq { users }, As::Admin).await;
+    let result: Result<ops::Empty, _> = state
+        .openim
+        .call(&CallCtx::for_request(&rid), ops::USER_REGISTER, &ops::UserRegisterReq { users }, As::Admin)
+        .await;
     match result {
-        Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "registered": ids })) ).into_response()),
-        Err(e @ OpenImError::Api { code: ErrCode::RegisteredAlready, .. }) => {
-            Err(ApiError::new(ErrorCode::Conflict).with_message("a user with one of these ids already exists; none was registered").with_detail(e.to_string()))
-        }
+        Ok(_) => Ok((StatusCode::CREATED, Json(json!({ "registered": ids }))).into_response()),
+        Err(e @ OpenImError::Api { code: ErrCode::RegisteredAlready, .. }) => Err(ApiError::new(ErrorCode::Conflict)
+            .with_message("a user with one of these ids already exists; none was registered")
+            .with_detail(e.to_string())),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Writes an admin action to the audit log durably *before* it is carried out: if the audit sink
 /// cannot take it, the action does not happen (attacks.md E19: admin actions fail closed).
-pub(super) async fn admin_action(state: &AppState, rid: &RequestId, admin: &AdminPrincipal, action: &str, detail: Value) -> Result<(), ApiError> {
+pub(super) async fn admin_action(
+    state: &AppState,
+    rid: &RequestId,
+    admin: &AdminPrincipal,
+    action: &str,
+    detail: Value,
+) -> Result<(), ApiError> {
     let event = AuditEvent {
         kind: "admin_action".into(),
         request_id: Some(rid.as_str().to_owned()),
@@ -127,7 +141,9 @@ pub(super) async fn admin_action(state: &AppState, rid: &RequestId, admin: &Admi
         ..Default::default()
     };
     state.audit.record_durable(event).await.map_err(|e| {
-        ApiError::new(ErrorCode::Overloaded).with_message("the audit log is unavailable; admin actions are refused").with_detail(e.to_string())
+        ApiError::new(ErrorCode::Overloaded)
+            .with_message("the audit log is unavailable; admin actions are refused")
+            .with_detail(e.to_string())
     })
 }
 
@@ -149,7 +165,8 @@ fn validate_new_users(users: &[NewUser]) -> Result<(), ApiError> {
         if !seen.insert(u.user_id.as_str()) {
             return Err(ApiError::bad_request("user_id: listed twice"));
         }
-        if u.nickname.trim().is_empty() || u.nickname.chars().count() > 128 || u.nickname.chars().any(char::is_control) {
+        if u.nickname.trim().is_empty() || u.nickname.chars().count() > 128 || u.nickname.chars().any(char::is_control)
+        {
             return Err(ApiError::bad_request("nickname: 1-128 characters, no control characters"));
         }
         if u.face_url.len() > 1024 || u.face_url.chars().any(char::is_control) {

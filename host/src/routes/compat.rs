@@ -173,7 +173,11 @@ pub async fn handle(
         return envelope(1505, "TokenUnknownError", "token is not valid");
     };
     rid.note_user(&caller.user_id);
-    let key = crate::ratelimit::RateKey { user_id: caller.user_id.clone(), class: "default".into(), tier: caller.tier.clone() };
+    let key = crate::ratelimit::RateKey {
+        user_id: caller.user_id.clone(),
+        class: "default".into(),
+        tier: caller.tier.clone(),
+    };
     if let Err(wait) = state.limiter.check(&key).await {
         // OpenIM's own limiter answers HTTP 429 with errCode 429 (contract §7).
         let mut res = envelope(429, "too many requests, please try again later", "");
@@ -195,8 +199,16 @@ pub async fn handle(
     }
 }
 
-async fn serve(state: &AppState, rid: &RequestId, caller: &Caller, path: &str, rules: &[Rule], body: &[u8]) -> Result<Response, Response> {
-    let parsed = crate::strict_json::parse_strict_json(body).map_err(|e| envelope(1001, "ArgsError", &e.to_string()))?;
+async fn serve(
+    state: &AppState,
+    rid: &RequestId,
+    caller: &Caller,
+    path: &str,
+    rules: &[Rule],
+    body: &[u8],
+) -> Result<Response, Response> {
+    let parsed =
+        crate::strict_json::parse_strict_json(body).map_err(|e| envelope(1001, "ArgsError", &e.to_string()))?;
     let Value::Object(mut obj) = parsed else { return Err(envelope(1001, "ArgsError", "body must be a JSON object")) };
     let ctx = CallCtx::for_request(rid);
     for rule in rules {
@@ -239,7 +251,13 @@ fn slot<'a>(obj: &'a mut Map<String, Value>, dotted: &str) -> Result<(&'a mut Ma
     Err("empty field path".into())
 }
 
-async fn apply(state: &AppState, ctx: &CallCtx, caller: &Caller, rule: Rule, obj: &mut Map<String, Value>) -> Result<(), String> {
+async fn apply(
+    state: &AppState,
+    ctx: &CallCtx,
+    caller: &Caller,
+    rule: Rule,
+    obj: &mut Map<String, Value>,
+) -> Result<(), String> {
     let me = Value::String(caller.user_id.clone());
     match rule {
         Caller(p) => {
@@ -287,7 +305,12 @@ async fn apply(state: &AppState, ctx: &CallCtx, caller: &Caller, rule: Rule, obj
             for g in groups.iter().take(100) {
                 match state.openim.group_role(ctx, g, &caller.user_id).await.ok().flatten() {
                     Some(r) if r >= needed => {}
-                    _ => return Err(format!("not {} of group {g}", if needed == 60 { "an owner or admin" } else { "a member" })),
+                    _ => {
+                        return Err(format!(
+                            "not {} of group {g}",
+                            if needed == 60 { "an owner or admin" } else { "a member" }
+                        ))
+                    }
                 }
             }
         }

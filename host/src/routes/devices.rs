@@ -85,21 +85,40 @@ pub async fn enroll(
     }
     // The user must exist in OpenIM, or every later OpenIM call for this device would fail.
     let ids = [user_id.clone()];
-    let found: ops::GetUsersInfoResp =
-        state.openim.call(&CallCtx::for_request(&rid), ops::GET_USERS_INFO, &ops::GetUsersInfoReq { user_ids: &ids }, As::Admin).await?;
+    let found: ops::GetUsersInfoResp = state
+        .openim
+        .call(&CallCtx::for_request(&rid), ops::GET_USERS_INFO, &ops::GetUsersInfoReq { user_ids: &ids }, As::Admin)
+        .await?;
     if !found.users_info.unwrap_or_default().iter().any(|u| u.user_id == user_id) {
         return Err(ApiError::new(ErrorCode::NotFound).with_message("no such user in OpenIM"));
     }
-    if req.tier.len() > 32 || !req.tier.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b)) {
+    if req.tier.len() > 32
+        || !req.tier.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+    {
         return Err(ApiError::bad_request("tier: at most 32 characters of a-z, 0-9, '_', '-'"));
     }
-    let device =
-        Device { user_id, device_id: req.device_id, platform_id: req.platform_id, public_key: key, tier: req.tier, created_at_ms: now_ms() };
-    admin_action(&state, &rid, &admin, "device_enroll", json!({ "user_id": device.user_id, "device_id": device.device_id })).await?;
+    let device = Device {
+        user_id,
+        device_id: req.device_id,
+        platform_id: req.platform_id,
+        public_key: key,
+        tier: req.tier,
+        created_at_ms: now_ms(),
+    };
+    admin_action(
+        &state,
+        &rid,
+        &admin,
+        "device_enroll",
+        json!({ "user_id": device.user_id, "device_id": device.device_id }),
+    )
+    .await?;
     let outcome = state.store.enroll_device(device.clone()).await;
     match outcome {
         Ok(()) => Ok((StatusCode::CREATED, Json(device_json(&device))).into_response()),
-        Err(e @ (EnrollError::KeyTaken | EnrollError::DeviceExists)) => Err(ApiError::new(ErrorCode::Conflict).with_message(e.to_string())),
+        Err(e @ (EnrollError::KeyTaken | EnrollError::DeviceExists)) => {
+            Err(ApiError::new(ErrorCode::Conflict).with_message(e.to_string()))
+        }
     }
 }
 
@@ -125,7 +144,11 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE, &rid)?;
     admin_action(&state, &rid, &admin, "device_delete", json!({ "user_id": user_id, "device_id": device_id })).await?;
-    let device = state.store.delete_device(&user_id, &device_id).await.ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such device"))?;
+    let device = state
+        .store
+        .delete_device(&user_id, &device_id)
+        .await
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such device"))?;
     state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
 
-use super::table::{parse_check, parse_expr, parse_type, CheckKind, Expr, FieldType, ResponseField, RouteSpec, TokenChoice};
+use super::table::{
+    parse_check, parse_expr, parse_type, CheckKind, Expr, FieldType, ResponseField, RouteSpec, TokenChoice,
+};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::openim::{As, CallCtx};
@@ -54,7 +56,9 @@ pub async fn run(
     env.body = parse_body(route, &body)?;
     for c in &route.checks {
         let (kind, expr) = parse_check(c).map_err(ApiError::internal)?;
-        let group = eval(&expr, &env)?.and_then(|v| v.as_str().map(str::to_owned)).ok_or_else(|| ApiError::internal("check without a value"))?;
+        let group = eval(&expr, &env)?
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or_else(|| ApiError::internal("check without a value"))?;
         check_group_role(state, &ctx, kind, &group, &caller.user_id).await?;
     }
     let request = expand(&route.request, &env)?.unwrap_or(Value::Object(Map::new()));
@@ -73,7 +77,8 @@ pub async fn run(
 fn check_value(name: &str, v: &Value, t: &str) -> Result<(), ApiError> {
     let Some((ft, _)) = parse_type(t) else { return Err(ApiError::internal(format!("bad type {t}"))) };
     let bad = |what: &str| ApiError::bad_request(format!("{name}: {what}"));
-    let is_group = |s: &str| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    let is_group =
+        |s: &str| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
     let string = |v: &Value| v.as_str().map(str::to_owned);
     match ft {
         FieldType::String => match v.as_str() {
@@ -91,7 +96,10 @@ fn check_value(name: &str, v: &Value, t: &str) -> Result<(), ApiError> {
             _ => Err(bad("expected a group id (1-64 of A-Z, a-z, 0-9, _, -)")),
         },
         FieldType::StringList | FieldType::UserIdList => {
-            let items = v.as_array().filter(|a| a.len() <= MAX_LIST).ok_or_else(|| bad("expected a list of at most 100 items"))?;
+            let items = v
+                .as_array()
+                .filter(|a| a.len() <= MAX_LIST)
+                .ok_or_else(|| bad("expected a list of at most 100 items"))?;
             let item_type = if ft == FieldType::UserIdList { "user_id" } else { "string" };
             items.iter().try_for_each(|i| check_value(name, i, item_type))
         }
@@ -99,13 +107,18 @@ fn check_value(name: &str, v: &Value, t: &str) -> Result<(), ApiError> {
 }
 
 fn parse_query(route: &RouteSpec, raw: &str) -> Result<Map<String, Value>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).map_err(|_| ApiError::bad_request("malformed query string"))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw).map_err(|_| ApiError::bad_request("malformed query string"))?;
     let mut out = Map::new();
     for (k, v) in pairs {
         let t = route.query.get(&k).ok_or_else(|| ApiError::bad_request(format!("unknown query parameter `{k}`")))?;
         let value = match parse_type(t) {
-            Some((FieldType::Int, _)) => Value::from(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("{k}: expected an integer")))?),
-            Some((FieldType::Bool, _)) => Value::from(v.parse::<bool>().map_err(|_| ApiError::bad_request(format!("{k}: expected true or false")))?),
+            Some((FieldType::Int, _)) => {
+                Value::from(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("{k}: expected an integer")))?)
+            }
+            Some((FieldType::Bool, _)) => Value::from(
+                v.parse::<bool>().map_err(|_| ApiError::bad_request(format!("{k}: expected true or false")))?,
+            ),
             _ => Value::String(v),
         };
         check_value(&k, &value, t)?;
@@ -127,7 +140,8 @@ fn parse_body(route: &RouteSpec, body: &[u8]) -> Result<Map<String, Value>, ApiE
     }
     // No body at all is an empty object (routes whose fields are all optional).
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    let value = crate::strict_json::parse_strict_json(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let value = crate::strict_json::parse_strict_json(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let Value::Object(map) = value else { return Err(ApiError::bad_request("the body must be a JSON object")) };
     for (k, v) in &map {
         let t = route.body.get(k).ok_or_else(|| ApiError::bad_request(format!("unknown field `{k}`")))?;
@@ -230,7 +244,13 @@ fn shape(response: &std::collections::BTreeMap<String, ResponseField>, data: &Va
 }
 
 /// Asks OpenIM (admin token) for the caller's role in a group; refuses when it is too low.
-async fn check_group_role(state: &AppState, ctx: &CallCtx, kind: CheckKind, group_id: &str, user_id: &str) -> Result<(), ApiError> {
+async fn check_group_role(
+    state: &AppState,
+    ctx: &CallCtx,
+    kind: CheckKind,
+    group_id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
     let role = state.openim.group_role(ctx, group_id, user_id).await?;
     let needed = match kind {
         CheckKind::GroupMember => 20,

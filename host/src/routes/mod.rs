@@ -47,7 +47,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/healthz", get(public::liveness))
         .route("/v1/auth/gateway-key", get(public::gateway_key))
         // The handshake body is capped at 4 KiB before it is read (client-auth §3), tighter than the global cap.
-        .route("/v1/auth/handshake", post(handshake::handle).layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)))
+        .route(
+            "/v1/auth/handshake",
+            post(handshake::handle).layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)),
+        )
         .route("/v1/admin/health", get(admin::health))
         .route("/v1/admin/users", post(admin::register_users))
         .route("/v1/admin/users/{user_id}/devices", post(devices::enroll).get(devices::list))
@@ -71,7 +74,9 @@ fn table_router(state: &AppState) -> Router<AppState> {
         let mut methods = MethodRouter::new();
         for spec in specs {
             // Validated at start-up: the method is one of GET/POST/PUT/PATCH/DELETE.
-            let Some(filter) = Method::from_bytes(spec.method.as_bytes()).ok().and_then(|m| MethodFilter::try_from(m).ok()) else {
+            let Some(filter) =
+                Method::from_bytes(spec.method.as_bytes()).ok().and_then(|m| MethodFilter::try_from(m).ok())
+            else {
                 continue;
             };
             let class: Arc<str> = Arc::from(spec.class.as_str());
@@ -87,7 +92,8 @@ fn table_router(state: &AppState) -> Router<AppState> {
                     engine::run(&st, &spec, CallCtx::for_request(&rid), &caller, params, query, body).await
                 }
             };
-            methods = methods.on(filter, handler.layer(from_fn_with_state((state.clone(), class), ratelimit::limit_user)));
+            methods =
+                methods.on(filter, handler.layer(from_fn_with_state((state.clone(), class), ratelimit::limit_user)));
         }
         router = router.route(&path, methods);
     }

@@ -14,7 +14,10 @@ pub async fn liveness() -> &'static str {
 
 /// `GET /v1/auth/gateway-key`: the current Noise static key, for discovery and rotation.
 pub async fn gateway_key(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let key = state.gateway_keys.first().ok_or_else(|| ApiError::new(crate::error::ErrorCode::NotFound).with_message("no gateway key is configured"))?;
+    let key = state
+        .gateway_keys
+        .first()
+        .ok_or_else(|| ApiError::new(crate::error::ErrorCode::NotFound).with_message("no gateway key is configured"))?;
     Ok(Json(json!({
         "protocol": "Noise_IK_25519_ChaChaPoly_SHA256",
         "prologue": "imgate/1",

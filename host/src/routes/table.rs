@@ -126,7 +126,9 @@ pub fn parse_expr(s: &str) -> Result<Expr, String> {
         _ if e.starts_with("path.") => Expr::Path(e["path.".len()..].to_owned()),
         _ if e.starts_with("query.") => Expr::Query(e["query.".len()..].to_owned()),
         _ if e.starts_with("body.") => Expr::Body(e["body.".len()..].to_owned()),
-        _ if e.starts_with("data") => Expr::Data(e["data".len()..].split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+        _ if e.starts_with("data") => {
+            Expr::Data(e["data".len()..].split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        }
         _ => match (call("conv_single("), call("conv_group(")) {
             (Some(p), _) => Expr::ConvSingle(p),
             (_, Some(p)) => Expr::ConvGroup(p),
@@ -155,7 +157,8 @@ pub fn parse_check(s: &str) -> Result<(CheckKind, Expr), String> {
 }
 
 /// Paths served by built-in handlers; table routes may not take them.
-const BUILT_IN: &[&str] = &["/v1/me", "/v1/auth/gateway-key", "/v1/auth/handshake", "/v1/auth/token", "/v1/auth/logout"];
+const BUILT_IN: &[&str] =
+    &["/v1/me", "/v1/auth/gateway-key", "/v1/auth/handshake", "/v1/auth/token", "/v1/auth/logout"];
 
 /// The shipped default table.
 pub fn default_routes() -> Vec<RouteSpec> {
@@ -165,7 +168,9 @@ pub fn default_routes() -> Vec<RouteSpec> {
         route: Vec<RouteSpec>,
     }
     // Embedded at build time and covered by a unit test: failing here means a broken build.
-    toml::from_str::<File>(include_str!("default_routes.toml")).map(|f| f.route).unwrap_or_else(|e| panic!("default_routes.toml: {e}"))
+    toml::from_str::<File>(include_str!("default_routes.toml"))
+        .map(|f| f.route)
+        .unwrap_or_else(|e| panic!("default_routes.toml: {e}"))
 }
 
 /// Every problem of a route table (with the known rate-limit classes).
@@ -215,7 +220,9 @@ fn validate_one(r: &RouteSpec, classes: &BTreeSet<String>) -> Vec<String> {
     for (section, fields) in [("params", &r.params), ("query", &r.query), ("body", &r.body)] {
         for (k, t) in fields {
             match parse_type(t) {
-                Some((_, true)) if section == "params" => errors.push(format!("params.{k}: path parameters cannot be optional")),
+                Some((_, true)) if section == "params" => {
+                    errors.push(format!("params.{k}: path parameters cannot be optional"))
+                }
                 Some(_) => {}
                 None => errors.push(format!("{section}.{k}: unknown type `{t}`")),
             }
@@ -347,7 +354,18 @@ mod tests {
         )
         .expect("parses");
         let errs = validate(&[bad], &classes()).join("\n");
-        for needle in ["method", "path:", "params:", "unknown type", "token:", "class:", "plugins:", "checks:", "$data is only", "undeclared"] {
+        for needle in [
+            "method",
+            "path:",
+            "params:",
+            "unknown type",
+            "token:",
+            "class:",
+            "plugins:",
+            "checks:",
+            "$data is only",
+            "undeclared",
+        ] {
             assert!(errs.contains(needle), "{needle} not in\n{errs}");
         }
     }

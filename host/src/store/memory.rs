@@ -88,7 +88,8 @@ impl Store for MemoryStore {
 
     async fn delete_device(&self, user_id: &str, device_id: &str) -> Option<Device> {
         let mut g = self.lock();
-        let key = g.devices.values().find(|d| d.user_id == user_id && d.device_id == device_id).map(|d| d.public_key)?;
+        let key =
+            g.devices.values().find(|d| d.user_id == user_id && d.device_id == device_id).map(|d| d.public_key)?;
         g.last_ts.remove(&key);
         g.devices.remove(&key)
     }
@@ -220,7 +221,14 @@ mod tests {
     #[tokio::test]
     async fn one_key_one_device() {
         let s = MemoryStore::new();
-        let d = Device { user_id: "u".into(), device_id: "d".into(), platform_id: 1, public_key: [3; 32], tier: String::new(), created_at_ms: 0 };
+        let d = Device {
+            user_id: "u".into(),
+            device_id: "d".into(),
+            platform_id: 1,
+            public_key: [3; 32],
+            tier: String::new(),
+            created_at_ms: 0,
+        };
         assert_eq!(s.enroll_device(d.clone()).await, Ok(()));
         assert_eq!(s.enroll_device(Device { device_id: "e".into(), ..d.clone() }).await, Err(EnrollError::KeyTaken));
         assert_eq!(s.enroll_device(Device { public_key: [4; 32], ..d.clone() }).await, Err(EnrollError::DeviceExists));

@@ -57,7 +57,15 @@ impl DeviceKey {
 }
 
 /// §4: the 8 lines joined by `\n`, no trailing newline.
-pub fn canonical_string(session_id: &str, timestamp_ms: i64, nonce: &str, method: &str, path: &str, query: &str, body: &[u8]) -> String {
+pub fn canonical_string(
+    session_id: &str,
+    timestamp_ms: i64,
+    nonce: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> String {
     let hash: String = Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "IMGATE-HMAC-SHA256\n{session_id}\n{timestamp_ms}\n{nonce}\n{}\n{path}\n{query}\n{hash}",
@@ -119,7 +127,8 @@ impl PendingHandshake {
         if !self.state.is_handshake_finished() {
             return Err(ClientError::Noise("handshake not finished after message 2".into()));
         }
-        let p: Msg2Payload = serde_json::from_slice(&payload[..n]).map_err(|e| ClientError::Protocol(format!("message 2 payload: {e}")))?;
+        let p: Msg2Payload = serde_json::from_slice(&payload[..n])
+            .map_err(|e| ClientError::Protocol(format!("message 2 payload: {e}")))?;
         let key: [u8; 32] = B64
             .decode(p.session_key.as_bytes())
             .ok()
@@ -129,7 +138,13 @@ impl PendingHandshake {
         if B64URL.decode(p.session_id.as_bytes()).map_or(true, |id| id.len() < 16) {
             return Err(ClientError::Protocol(format!("session_id {:?} is not b64url of 16+ bytes", p.session_id)));
         }
-        Ok(Session { session_id: p.session_id, session_key: key, user_id: p.user_id, platform_id: p.platform_id, expires_at: p.expires_at })
+        Ok(Session {
+            session_id: p.session_id,
+            session_key: key,
+            user_id: p.user_id,
+            platform_id: p.platform_id,
+            expires_at: p.expires_at,
+        })
     }
 }
 
@@ -145,7 +160,14 @@ pub struct Session {
 
 impl Session {
     /// The four `X-Imgate-*` headers of a request; `path_and_query` is split at the first `?`.
-    pub fn sign_request(&self, method: &str, path_and_query: &str, body: &[u8], timestamp_ms: i64, nonce: &str) -> Vec<(&'static str, String)> {
+    pub fn sign_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        timestamp_ms: i64,
+        nonce: &str,
+    ) -> Vec<(&'static str, String)> {
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let canonical = canonical_string(&self.session_id, timestamp_ms, nonce, method, path, query, body);
         vec![
@@ -213,18 +235,40 @@ impl Client {
     }
 
     /// `POST /v1/admin/users/{user_id}/devices` (§2) with an admin JWT.
-    pub async fn enroll(&self, admin_jwt: &str, user_id: &str, device_id: &str, platform_id: i32, public_key_b64: &str) -> Result<reqwest::Response, ClientError> {
-        let body = serde_json::json!({ "device_id": device_id, "platform_id": platform_id, "public_key": public_key_b64 });
-        Ok(self.http.post(self.url(&format!("/v1/admin/users/{user_id}/devices"))).bearer_auth(admin_jwt).json(&body).send().await?)
+    pub async fn enroll(
+        &self,
+        admin_jwt: &str,
+        user_id: &str,
+        device_id: &str,
+        platform_id: i32,
+        public_key_b64: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let body =
+            serde_json::json!({ "device_id": device_id, "platform_id": platform_id, "public_key": public_key_b64 });
+        Ok(self
+            .http
+            .post(self.url(&format!("/v1/admin/users/{user_id}/devices")))
+            .bearer_auth(admin_jwt)
+            .json(&body)
+            .send()
+            .await?)
     }
 
     /// The whole handshake (§3) with the current time as `ts` (kept strictly increasing in this process).
     /// A non-200 answer is `ClientError::Status(code, body)`.
-    pub async fn handshake(&self, device: &DeviceKey, gateway_public: &[u8; 32], device_id: &str) -> Result<Session, ClientError> {
+    pub async fn handshake(
+        &self,
+        device: &DeviceKey,
+        gateway_public: &[u8; 32],
+        device_id: &str,
+    ) -> Result<Session, ClientError> {
         let (pending, msg1) = handshake_message1(device, gateway_public, device_id, handshake_ts())?;
         let body = serde_json::json!({ "msg": B64.encode(msg1) }).to_string();
         let v: serde_json::Value = ok_json(self.handshake_raw(body.as_bytes()).await?).await?;
-        let msg2 = v["msg"].as_str().and_then(|m| B64.decode(m).ok()).ok_or_else(|| ClientError::Protocol("no msg in the answer".into()))?;
+        let msg2 = v["msg"]
+            .as_str()
+            .and_then(|m| B64.decode(m).ok())
+            .ok_or_else(|| ClientError::Protocol("no msg in the answer".into()))?;
         pending.read_message2(&msg2)
     }
 
@@ -244,14 +288,22 @@ impl Client {
     /// It signs the request-target exactly as it goes on the wire: the URL is parsed first (reqwest
     /// sends the parsed form, which percent-encodes characters such as spaces and includes any path
     /// prefix of `base_url`), and the signed path and query are taken from that parsed URL.
-    pub async fn call(&self, session: &Session, method: &str, path_and_query: &str, body: Option<&[u8]>) -> Result<reqwest::Response, ClientError> {
+    pub async fn call(
+        &self,
+        session: &Session,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::Response, ClientError> {
         let method = method.to_ascii_uppercase();
-        let url = reqwest::Url::parse(&self.url(path_and_query)).map_err(|e| ClientError::Protocol(format!("URL: {e}")))?;
+        let url =
+            reqwest::Url::parse(&self.url(path_and_query)).map_err(|e| ClientError::Protocol(format!("URL: {e}")))?;
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let headers = session.sign_request(&method, &target, body.unwrap_or_default(), now_ms(), &Session::fresh_nonce());
+        let headers =
+            session.sign_request(&method, &target, body.unwrap_or_default(), now_ms(), &Session::fresh_nonce());
         self.send(&method, url, &headers, body).await
     }
 
@@ -259,13 +311,27 @@ impl Client {
     ///
     /// The URL goes through reqwest's parser, which resolves `.`/`..` segments and percent-encodes
     /// characters such as spaces, so path-traversal probes need a raw TCP request instead.
-    pub async fn send_with_headers(&self, method: &str, path_and_query: &str, headers: &[(&str, String)], body: Option<&[u8]>) -> Result<reqwest::Response, ClientError> {
-        let url = reqwest::Url::parse(&self.url(path_and_query)).map_err(|e| ClientError::Protocol(format!("URL: {e}")))?;
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url =
+            reqwest::Url::parse(&self.url(path_and_query)).map_err(|e| ClientError::Protocol(format!("URL: {e}")))?;
         self.send(method, url, headers, body).await
     }
 
-    async fn send(&self, method: &str, url: reqwest::Url, headers: &[(&str, String)], body: Option<&[u8]>) -> Result<reqwest::Response, ClientError> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    async fn send(
+        &self,
+        method: &str,
+        url: reqwest::Url,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut req = self.http.request(method, url);
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -297,7 +363,15 @@ mod tests {
     /// The example of client-auth §4.
     #[test]
     fn spec_vector() {
-        let c = canonical_string("c2Vzc2lvbi0x", 1_767_225_600_000, "n0nce-0000000001", "POST", "/v1/messages", "dry=1", BODY);
+        let c = canonical_string(
+            "c2Vzc2lvbi0x",
+            1_767_225_600_000,
+            "n0nce-0000000001",
+            "POST",
+            "/v1/messages",
+            "dry=1",
+            BODY,
+        );
         let lines: Vec<&str> = c.split('\n').collect();
         assert_eq!(
             lines,
@@ -313,7 +387,13 @@ mod tests {
             ]
         );
         assert_eq!(sign(&[1u8; 32], &c), SIG);
-        let s = Session { session_id: "c2Vzc2lvbi0x".into(), session_key: [1; 32], user_id: "u".into(), platform_id: 1, expires_at: 0 };
+        let s = Session {
+            session_id: "c2Vzc2lvbi0x".into(),
+            session_key: [1; 32],
+            user_id: "u".into(),
+            platform_id: 1,
+            expires_at: 0,
+        };
         let h = s.sign_request("POST", "/v1/messages?dry=1", BODY, 1_767_225_600_000, "n0nce-0000000001");
         assert_eq!(
             h,
@@ -336,7 +416,13 @@ mod tests {
         assert_eq!(lines[6], "");
         assert_eq!(lines[7], "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         // sign_request splits at the first '?' only; no '?' → empty query line.
-        let s = Session { session_id: "s".into(), session_key: [2; 32], user_id: "u".into(), platform_id: 1, expires_at: 0 };
+        let s = Session {
+            session_id: "s".into(),
+            session_key: [2; 32],
+            user_id: "u".into(),
+            platform_id: 1,
+            expires_at: 0,
+        };
         let sig = |pq: &str| s.sign_request("GET", pq, b"", 1, "n")[3].1.clone();
         assert_eq!(sig("/v1/me"), sign(&[2; 32], &c));
         assert_eq!(sig("/a?b=1?c"), sign(&[2; 32], &canonical_string("s", 1, "n", "GET", "/a", "b=1?c", b"")));
@@ -345,7 +431,10 @@ mod tests {
     #[test]
     fn nonces_and_keys() {
         let a = Session::fresh_nonce();
-        assert!((22..=64).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{a}");
+        assert!(
+            (22..=64).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{a}"
+        );
         assert_ne!(a, Session::fresh_nonce());
         let k = DeviceKey::from_bytes([7; 32]);
         assert_eq!(B64.decode(k.public_b64()).unwrap(), k.public());
@@ -394,7 +483,10 @@ mod tests {
         assert_eq!(p, serde_json::json!({"device_id": "phone", "ts": 42}));
         assert_eq!(remote, device.public());
         let s = pending.read_message2(&m2).expect("session");
-        assert_eq!((s.session_id, s.session_key, s.user_id.as_str(), s.platform_id, s.expires_at), (sid(), [5u8; 32], "u", 2, 9));
+        assert_eq!(
+            (s.session_id, s.session_key, s.user_id.as_str(), s.platform_id, s.expires_at),
+            (sid(), [5u8; 32], "u", 2, 9)
+        );
     }
 
     #[test]
@@ -406,8 +498,12 @@ mod tests {
         assert!(responder(&gw.secret, b"imgate/0").read_message(&m1, &mut buf).is_err());
         assert!(responder(&DeviceKey::generate().secret, PROLOGUE).read_message(&m1, &mut buf).is_err());
         // A message 2 answering another message 1 (another ephemeral key): the client refuses it.
-        let (_, _, m2_for_other) = respond(&gw, &handshake_message1(&device, &gw.public(), "phone", 2).unwrap().1, &session_json(&sid()));
-        assert!(matches!(pending.read_message2(&m2_for_other), Err(ClientError::Noise(_))), "message 2 of another handshake");
+        let (_, _, m2_for_other) =
+            respond(&gw, &handshake_message1(&device, &gw.public(), "phone", 2).unwrap().1, &session_json(&sid()));
+        assert!(
+            matches!(pending.read_message2(&m2_for_other), Err(ClientError::Noise(_))),
+            "message 2 of another handshake"
+        );
     }
 
     #[test]
@@ -415,7 +511,7 @@ mod tests {
         let gw = DeviceKey::generate();
         let device = DeviceKey::generate();
         let bad = [
-            session_json("c2Vzc2lvbi0x"),                      // 9 bytes: too short
+            session_json("c2Vzc2lvbi0x"),                            // 9 bytes: too short
             session_json(&format!("{}=", B64URL.encode([1u8; 17]))), // padded
             serde_json::json!({"session_id": sid(), "session_key": B64.encode([5u8; 31]), "user_id": "u", "platform_id": 2, "expires_at": 9}),
             serde_json::json!({"session_id": sid(), "session_key": B64.encode([5u8; 32]), "user_id": "u", "platform_id": 2}),
@@ -550,7 +646,8 @@ mod tests {
         task.await.unwrap();
         assert_eq!((s.session_id, s.session_key, s.platform_id), (B64URL.encode([4u8; 32]), [5u8; 32], 2));
 
-        let (url, _task) = serve_once(|_| (401, r#"{"code":"unauthenticated","message":"no","request_id":"r"}"#.into())).await;
+        let (url, _task) =
+            serve_once(|_| (401, r#"{"code":"unauthenticated","message":"no","request_id":"r"}"#.into())).await;
         match Client::new(&url).handshake(&device, &gw.public(), "tablet").await {
             Err(ClientError::Status(401, body)) => assert!(body.contains("unauthenticated"), "{body}"),
             other => panic!("{other:?}"),
@@ -571,7 +668,8 @@ mod tests {
 
         let device = DeviceKey::generate();
         let (url, task) = serve_once(|_| (201, "{}".into())).await;
-        let res = Client::new(&url).enroll("jwt.x.y", "alice", "phone-1", 2, &device.public_b64()).await.expect("enroll");
+        let res =
+            Client::new(&url).enroll("jwt.x.y", "alice", "phone-1", 2, &device.public_b64()).await.expect("enroll");
         assert_eq!(res.status(), 201);
         let got = task.await.unwrap();
         assert_eq!(got.request_line(), "POST /v1/admin/users/alice/devices HTTP/1.1");

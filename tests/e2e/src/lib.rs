@@ -109,7 +109,18 @@ impl Harness {
             let _ = stop_rx.await;
         }));
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Harness { emu, gateway_url, metrics_url, http, dir, state, ed_private_pem: admin.private_pem, hs_secret, stop: Some(stop), task: Some(task) }
+        Harness {
+            emu,
+            gateway_url,
+            metrics_url,
+            http,
+            dir,
+            state,
+            ed_private_pem: admin.private_pem,
+            hs_secret,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// The value of one metric line (`name{labels}` exactly as exported), if present.
@@ -137,11 +148,13 @@ impl Harness {
     /// Registers `user_id` in OpenIM and enrolls a fresh device key for it; returns the key.
     pub async fn user_with_device(&self, user_id: &str, device_id: &str, platform_id: i32) -> imgate_client::DeviceKey {
         let admin = self.admin_jwt("users:write devices:write");
-        let (status, body) =
-            self.post("/v1/admin/users", Some(&admin), &json!({"users": [{"user_id": user_id, "nickname": user_id}]})).await;
+        let (status, body) = self
+            .post("/v1/admin/users", Some(&admin), &json!({"users": [{"user_id": user_id, "nickname": user_id}]}))
+            .await;
         assert!(status == 201 || status == 409, "register {user_id}: {status} {body}");
         let key = imgate_client::DeviceKey::generate();
-        let res = self.client().enroll(&admin, user_id, device_id, platform_id, &key.public_b64()).await.expect("enroll");
+        let res =
+            self.client().enroll(&admin, user_id, device_id, platform_id, &key.public_b64()).await.expect("enroll");
         assert_eq!(res.status(), 201, "enroll {user_id}/{device_id}");
         key
     }
@@ -198,8 +211,9 @@ impl Harness {
         let h = B64URL.encode(header_json.to_string());
         let c = B64URL.encode(claims.to_string());
         let signing_input = format!("{h}.{c}");
-        let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &EncodingKey::from_secret(key), Algorithm::HS256)
-            .expect("hmac");
+        let sig =
+            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &EncodingKey::from_secret(key), Algorithm::HS256)
+                .expect("hmac");
         format!("{signing_input}.{sig}")
     }
 
@@ -227,7 +241,8 @@ impl Harness {
 
     /// Calls the emulator directly, as any OpenIM client could (no gateway in between).
     pub async fn openim_direct(&self, path: &str, token: Option<&str>, body: &Value) -> Value {
-        let mut req = self.http.post(format!("{}{}", self.emu.api_url(), path)).header("operationID", "test-direct").json(body);
+        let mut req =
+            self.http.post(format!("{}{}", self.emu.api_url(), path)).header("operationID", "test-direct").json(body);
         if let Some(t) = token {
             req = req.header("token", t);
         }
@@ -268,7 +283,8 @@ pub fn now_secs() -> u64 {
 pub async fn into_json(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
     let bytes = res.bytes().await.expect("body");
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, value)
 }
 

@@ -29,7 +29,11 @@ async fn passthrough_reaches_openim_with_the_admin_token_and_answers_in_its_enve
     assert_eq!(call.token_user_id.as_deref(), Some("imAdmin"));
     assert_eq!(call.token_platform_id, Some(10), "admin platform");
     // The OpenIM operationID leads back to the client's request id.
-    assert!(call.operation_id.as_deref().is_some_and(|o| o.starts_with("req-passthrough-1-")), "{:?}", call.operation_id);
+    assert!(
+        call.operation_id.as_deref().is_some_and(|o| o.starts_with("req-passthrough-1-")),
+        "{:?}",
+        call.operation_id
+    );
     h.shutdown().await;
 }
 
@@ -38,8 +42,13 @@ async fn passthrough_relays_openim_errors_as_openim_sent_them() {
     let h = Harness::start().await;
     let token = h.admin_jwt("openim:call");
     // Registering a user with an empty nickname is OpenIM's ArgsError, in OpenIM's envelope.
-    let (status, body) =
-        h.post("/v1/admin/openim/user/user_register", Some(&token), &json!({"users": [{"userID": "x1", "nickname": ""}]})).await;
+    let (status, body) = h
+        .post(
+            "/v1/admin/openim/user/user_register",
+            Some(&token),
+            &json!({"users": [{"userID": "x1", "nickname": ""}]}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["errCode"], 1001, "{body}");
     h.shutdown().await;
@@ -66,7 +75,8 @@ async fn passthrough_never_hands_out_openim_tokens_and_checks_its_input() {
     assert_eq!(res.status(), 400);
     // No token was minted for anyone by these attempts.
     assert!(!h.emu.seen().iter().any(|s| s.path == "/auth/get_user_token"));
-    let (status, _) = h.post("/v1/admin/openim/user/get_users_info", Some(&h.admin_jwt("imgate:admin")), &json!({})).await;
+    let (status, _) =
+        h.post("/v1/admin/openim/user/get_users_info", Some(&h.admin_jwt("imgate:admin")), &json!({})).await;
     assert_eq!(status, 403, "passthrough needs openim:call");
     h.shutdown().await;
 }
@@ -109,7 +119,8 @@ async fn register_users_creates_them_in_openim_and_refuses_duplicates() {
     assert_eq!(res["registered"], json!(["alice", "bob"]));
 
     let passthrough = h.admin_jwt("openim:call");
-    let (_, info) = h.post("/v1/admin/openim/user/get_users_info", Some(&passthrough), &json!({"userIDs": ["alice", "bob"]})).await;
+    let (_, info) =
+        h.post("/v1/admin/openim/user/get_users_info", Some(&passthrough), &json!({"userIDs": ["alice", "bob"]})).await;
     assert_eq!(info["data"]["usersInfo"].as_array().map(Vec::len), Some(2), "{info}");
 
     let (status, res) = h.post("/v1/admin/users", Some(&token), &body).await;

@@ -21,7 +21,11 @@ async fn every_call_is_audited_chained_and_free_of_secrets() {
         .expect("answer");
     let rid = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     assert_eq!(res.status(), 200);
-    let bad = h.client().call(&alice, "POST", "/v1/messages/user/bob", Some(br#"{"text":"x","sendID":"bob"}"#)).await.expect("answer");
+    let bad = h
+        .client()
+        .call(&alice, "POST", "/v1/messages/user/bob", Some(br#"{"text":"x","sendID":"bob"}"#))
+        .await
+        .expect("answer");
     assert_eq!(bad.status(), 400);
     let unsigned = h.http.get(h.url("/v1/me")).send().await.expect("answer");
     assert_eq!(unsigned.status(), 401);
@@ -41,10 +45,16 @@ async fn every_call_is_audited_chained_and_free_of_secrets() {
     let ops = send["operation_ids"].as_array().expect("operation ids");
     assert!(ops.iter().any(|o| o.as_str().is_some_and(|o| o.starts_with(&format!("{rid}-")))), "{send}");
     // The emulator saw the same operationIDs: one id finds the call on both sides.
-    assert!(h.emu.seen().iter().any(|s| s.path == "/msg/send_msg" && s.operation_id.as_ref().is_some_and(|o| ops.contains(&json!(o)))));
+    assert!(h
+        .emu
+        .seen()
+        .iter()
+        .any(|s| s.path == "/msg/send_msg" && s.operation_id.as_ref().is_some_and(|o| ops.contains(&json!(o)))));
 
     assert!(recs.iter().any(|r| r["status"] == 400 && r["user"] == "alice"), "refusals are audited too");
-    assert!(recs.iter().any(|r| r["status"] == 401 && r["reason"].as_str().is_some_and(|s| s.contains("signed request"))));
+    assert!(recs
+        .iter()
+        .any(|r| r["status"] == 401 && r["reason"].as_str().is_some_and(|s| s.contains("signed request"))));
     assert!(recs.iter().any(|r| r["kind"] == "admin_action" && r["outcome"] == "device_enroll"), "admin actions");
     assert!(recs.iter().any(|r| r["reason"].as_str().is_some_and(|s| s.contains("handshake accepted"))));
 

@@ -42,7 +42,14 @@ async fn headers_tokens_and_the_allow_list() {
     let h = Harness::start().await;
     let (_, alice) = h.session("alice").await;
     let tok = bearer(&h, &alice).await;
-    let res = h.http.post(h.url("/openim/user/get_users_info")).header("token", &tok).body("{}").send().await.expect("answer");
+    let res = h
+        .http
+        .post(h.url("/openim/user/get_users_info"))
+        .header("token", &tok)
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
     let (_, body) = into_json(res).await;
     assert_eq!(body["errCode"], 1001, "operationID is required, as in OpenIM");
     assert_eq!(openim(&h, None, "/user/get_users_info", "{}").await.1["errCode"], 1001);
@@ -80,10 +87,19 @@ async fn section_10_holes_are_bound_or_refused_on_the_compat_surface() {
     h.session("bob").await;
     let tok = bearer(&h, &alice).await;
     let owner_tok = bearer(&h, &owner).await;
-    let (_, g) = openim(&h, Some(&owner_tok), "/group/create_group", r#"{"groupInfo":{"groupID":"cg","groupName":"c","groupType":2,"needVerification":2}}"#).await;
+    let (_, g) = openim(
+        &h,
+        Some(&owner_tok),
+        "/group/create_group",
+        r#"{"groupInfo":{"groupID":"cg","groupName":"c","groupType":2,"needVerification":2}}"#,
+    )
+    .await;
     assert_eq!(g["errCode"], 0, "{g}");
     // §10.1: join on someone else's behalf — refused, also with another letter case.
-    for body in [r#"{"groupID":"cg","joinSource":3,"inviterUserID":"bob"}"#, r#"{"groupID":"cg","joinSource":3,"InviterUserID":"bob"}"#] {
+    for body in [
+        r#"{"groupID":"cg","joinSource":3,"inviterUserID":"bob"}"#,
+        r#"{"groupID":"cg","joinSource":3,"InviterUserID":"bob"}"#,
+    ] {
         assert_eq!(openim(&h, Some(&tok), "/group/join_group", body).await.1["errCode"], 1002, "{body}");
     }
     let (_, joined) = openim(&h, Some(&tok), "/group/join_group", r#"{"groupID":"cg","joinSource":3}"#).await;
@@ -91,29 +107,75 @@ async fn section_10_holes_are_bound_or_refused_on_the_compat_surface() {
     // §10.2: members added without consent; invites by ordinary members.
     let with_members = r#"{"groupInfo":{"groupName":"x","groupType":2},"memberUserIDs":["bob"]}"#;
     assert_eq!(openim(&h, Some(&tok), "/group/create_group", with_members).await.1["errCode"], 1002);
-    assert_eq!(openim(&h, Some(&tok), "/group/invite_user_to_group", r#"{"groupID":"cg","invitedUserIDs":["bob"]}"#).await.1["errCode"], 1002);
+    assert_eq!(
+        openim(&h, Some(&tok), "/group/invite_user_to_group", r#"{"groupID":"cg","invitedUserIDs":["bob"]}"#).await.1
+            ["errCode"],
+        1002
+    );
     // §10.3: another user's receive option.
-    assert_eq!(openim(&h, Some(&tok), "/user/set_global_msg_recv_opt", r#"{"userID":"bob","globalRecvMsgOpt":1}"#).await.1["errCode"], 1002);
-    assert_eq!(openim(&h, Some(&tok), "/user/set_global_msg_recv_opt", r#"{"globalRecvMsgOpt":0}"#).await.1["errCode"], 0);
+    assert_eq!(
+        openim(&h, Some(&tok), "/user/set_global_msg_recv_opt", r#"{"userID":"bob","globalRecvMsgOpt":1}"#).await.1
+            ["errCode"],
+        1002
+    );
+    assert_eq!(
+        openim(&h, Some(&tok), "/user/set_global_msg_recv_opt", r#"{"globalRecvMsgOpt":0}"#).await.1["errCode"],
+        0
+    );
     // §10.5: notification conversations; other users' ranges.
     let pull_n = r#"{"seqRanges":[{"conversationID":"n_si_bob_carol","begin":1,"end":5,"num":5}],"order":0}"#;
     assert_eq!(openim(&h, Some(&tok), "/msg/pull_msg_by_seq", pull_n).await.1["errCode"], 1002);
-    assert_eq!(openim(&h, Some(&tok), "/msg/pull_msg_by_seq", r#"{"userID":"bob","seqRanges":[],"order":0}"#).await.1["errCode"], 1002);
+    assert_eq!(
+        openim(&h, Some(&tok), "/msg/pull_msg_by_seq", r#"{"userID":"bob","seqRanges":[],"order":0}"#).await.1
+            ["errCode"],
+        1002
+    );
     // §10.6: group info of a group the caller is not in.
-    let (_, other) = openim(&h, Some(&owner_tok), "/group/create_group", r#"{"groupInfo":{"groupID":"secret","groupName":"s","groupType":2}}"#).await;
+    let (_, other) = openim(
+        &h,
+        Some(&owner_tok),
+        "/group/create_group",
+        r#"{"groupInfo":{"groupID":"secret","groupName":"s","groupType":2}}"#,
+    )
+    .await;
     assert_eq!(other["errCode"], 0);
     assert_eq!(openim(&h, Some(&tok), "/group/get_groups_info", r#"{"groupIDs":["secret"]}"#).await.1["errCode"], 1002);
     assert_eq!(openim(&h, Some(&tok), "/group/get_groups_info", r#"{"groupIDs":["cg"]}"#).await.1["errCode"], 0);
     // §10.6: directory enumeration — open on OpenIM with any user token, refused through imgate.
-    let direct = h.openim_direct("/auth/get_admin_token", None, &serde_json::json!({"secret": "openIM123", "userID": "imAdmin"})).await;
+    let direct = h
+        .openim_direct("/auth/get_admin_token", None, &serde_json::json!({"secret": "openIM123", "userID": "imAdmin"}))
+        .await;
     let admin = direct["data"]["token"].as_str().expect("admin token").to_owned();
-    let minted = h.openim_direct("/auth/get_user_token", Some(&admin), &serde_json::json!({"userID": "alice", "platformID": 5})).await;
+    let minted = h
+        .openim_direct("/auth/get_user_token", Some(&admin), &serde_json::json!({"userID": "alice", "platformID": 5}))
+        .await;
     let alice_openim = minted["data"]["token"].as_str().expect("user token").to_owned();
-    let all = h.openim_direct("/user/get_all_users_uid", Some(&alice_openim), &serde_json::json!({"pagination": {"pageNumber": 1, "showNumber": 100}})).await;
+    let all = h
+        .openim_direct(
+            "/user/get_all_users_uid",
+            Some(&alice_openim),
+            &serde_json::json!({"pagination": {"pageNumber": 1, "showNumber": 100}}),
+        )
+        .await;
     assert!(all["data"]["userIDs"].as_array().is_some_and(|u| u.len() >= 3), "open on OpenIM: {all}");
-    assert_eq!(openim(&h, Some(&tok), "/user/get_all_users_uid", r#"{"pagination":{"pageNumber":1,"showNumber":100}}"#).await.1["errCode"], 1002);
+    assert_eq!(
+        openim(&h, Some(&tok), "/user/get_all_users_uid", r#"{"pagination":{"pageNumber":1,"showNumber":100}}"#)
+            .await
+            .1["errCode"],
+        1002
+    );
     // Duplicate keys are refused rather than guessed.
-    assert_eq!(openim(&h, Some(&tok), "/user/set_global_msg_recv_opt", r#"{"userID":"alice","userID":"bob","globalRecvMsgOpt":1}"#).await.1["errCode"], 1001);
+    assert_eq!(
+        openim(
+            &h,
+            Some(&tok),
+            "/user/set_global_msg_recv_opt",
+            r#"{"userID":"alice","userID":"bob","globalRecvMsgOpt":1}"#
+        )
+        .await
+        .1["errCode"],
+        1001
+    );
     h.shutdown().await;
 }
 
@@ -138,7 +200,9 @@ async fn designated_friend_apply_needs_the_caller_on_one_side() {
     let tok = bearer(&h, &alice).await;
     let theirs = r#"{"fromUserID":"bob","toUserID":"carol"}"#;
     assert_eq!(openim(&h, Some(&tok), "/friend/get_designated_friend_apply", theirs).await.1["errCode"], 1002);
-    let (_, mine) = openim(&h, Some(&tok), "/friend/get_designated_friend_apply", r#"{"fromUserID":"alice","toUserID":"bob"}"#).await;
+    let (_, mine) =
+        openim(&h, Some(&tok), "/friend/get_designated_friend_apply", r#"{"fromUserID":"alice","toUserID":"bob"}"#)
+            .await;
     assert_ne!(mine["errCode"], 1002, "{mine}");
     h.shutdown().await;
 }

@@ -118,7 +118,8 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     let token = h.admin_jwt("imgate:admin");
     let http = h.http.clone();
     let url = h.url("/v1/admin/health");
-    let in_flight = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) });
+    let in_flight =
+        tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) });
     // Wait (with a deadline) until the gateway itself counts the request as in flight.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while h.metric("imgate_http_requests_in_flight").await != Some(1.0) {
@@ -140,7 +141,10 @@ async fn metrics_count_requests_and_openim_calls() {
     let (status, _) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
     assert_eq!(status, 200);
     let text = h.http.get(&h.metrics_url).send().await.expect("metrics").text().await.expect("text");
-    assert!(text.contains("imgate_http_requests_total{route=\"/v1/admin/health\",method=\"GET\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains("imgate_http_requests_total{route=\"/v1/admin/health\",method=\"GET\",status=\"200\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("imgate_openim_calls_total{operation=\"/msg/get_server_time\",outcome=\"ok\"} 1"), "{text}");
     assert!(text.contains("imgate_openim_admin_token_fetches_total{reason=\"missing\"} 1"), "{text}");
     h.shutdown().await;

@@ -4,7 +4,11 @@ use e2e::*;
 
 #[tokio::test]
 async fn burst_then_429_with_retry_after_keyed_by_user_not_session() {
-    let opts = Options { rate_limits_toml: "[rate_limits.default]\nper_second = 1\nburst = 3\n[rate_limits.send]\nper_second = 1\nburst = 2\n".into(), ..Options::default() };
+    let opts = Options {
+        rate_limits_toml:
+            "[rate_limits.default]\nper_second = 1\nburst = 3\n[rate_limits.send]\nper_second = 1\nburst = 2\n".into(),
+        ..Options::default()
+    };
     let h = Harness::start_with(opts).await;
     let (key, s1) = h.session("olga").await;
     // A second session of the same user shares the user's budget.
@@ -29,7 +33,12 @@ async fn burst_then_429_with_retry_after_keyed_by_user_not_session() {
 
 #[tokio::test]
 async fn sending_has_its_own_class() {
-    let opts = Options { rate_limits_toml: "[rate_limits.default]\nper_second = 100\nburst = 100\n[rate_limits.send]\nper_second = 1\nburst = 2\n".into(), ..Options::default() };
+    let opts = Options {
+        rate_limits_toml:
+            "[rate_limits.default]\nper_second = 100\nburst = 100\n[rate_limits.send]\nper_second = 1\nburst = 2\n"
+                .into(),
+        ..Options::default()
+    };
     let h = Harness::start_with(opts).await;
     let (_, alice) = h.session("alice").await;
     h.session("bob").await;
@@ -37,11 +46,16 @@ async fn sending_has_its_own_class() {
     let body = br#"{"text":"hi"}"#;
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        statuses.push(c.call(&alice, "POST", "/v1/messages/user/bob", Some(body)).await.expect("answer").status().as_u16());
+        statuses
+            .push(c.call(&alice, "POST", "/v1/messages/user/bob", Some(body)).await.expect("answer").status().as_u16());
     }
     assert_eq!(statuses, vec![200, 200, 429]);
     // Reading is another class: still allowed.
     assert_eq!(c.call(&alice, "GET", "/v1/me", None).await.expect("answer").status(), 200);
-    assert_eq!(h.emu.seen().iter().filter(|r| r.path == "/msg/send_msg").count(), 2, "the refused send never reached OpenIM");
+    assert_eq!(
+        h.emu.seen().iter().filter(|r| r.path == "/msg/send_msg").count(),
+        2,
+        "the refused send never reached OpenIM"
+    );
     h.shutdown().await;
 }

@@ -329,7 +329,13 @@ async fn revocation_takes_effect_at_once() {
     let key = h.user_with_device("kim", "phone", 2).await;
     let s2 = h.client().handshake(&key, &h.gateway_public(), "phone").await.expect("handshake");
     assert_eq!(me(&h, &s2).await.0, 200);
-    let res = h.http.delete(h.url(&format!("/v1/admin/sessions/{}", s2.session_id))).bearer_auth(&ops).send().await.expect("answer");
+    let res = h
+        .http
+        .delete(h.url(&format!("/v1/admin/sessions/{}", s2.session_id)))
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(res.status(), 204);
     assert_eq!(me(&h, &s2).await.0, 401);
 

@@ -36,21 +36,10 @@ fn get_admin_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     }
     let mut st = ctx.lock();
     if st.user(&req.user_id).is_none() {
-        return Err(ApiError::RecordNotFound(format!(
-            "user {} not found",
-            req.user_id
-        )));
+        return Err(ApiError::RecordNotFound(format!("user {} not found", req.user_id)));
     }
-    let tok = token::issue_admin_token(
-        &mut st,
-        &cfg.secret,
-        &req.user_id,
-        cfg.token_expire,
-        cfg.admin_token_grace,
-    )?;
-    Ok(Some(
-        json!({"token": tok, "expireTimeSeconds": cfg.token_expire.as_secs() as i64}),
-    ))
+    let tok = token::issue_admin_token(&mut st, &cfg.secret, &req.user_id, cfg.token_expire, cfg.admin_token_grace)?;
+    Ok(Some(json!({"token": tok, "expireTimeSeconds": cfg.token_expire.as_secs() as i64})))
 }
 
 #[derive(Deserialize, Default)]
@@ -66,9 +55,7 @@ fn get_user_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: UserTokenReq = decode(body)?;
     ctx.require_admin()?;
     if req.platform_id == ADMIN_PLATFORM {
-        return Err(ApiError::NoPermission(
-            "platformID invalid. platformID must not be adminPlatformID".into(),
-        ));
+        return Err(ApiError::NoPermission("platformID invalid. platformID must not be adminPlatformID".into()));
     }
     if ctx.app.is_admin_id(&req.user_id) {
         return Err(ApiError::NoPermission("don't get Admin token".into()));
@@ -77,25 +64,12 @@ fn get_user_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let mut st = ctx.lock();
     let level = st.user(&req.user_id).map(|u| u.app_manger_level);
     match level {
-        None => {
-            return Err(ApiError::RecordNotFound(format!(
-                "user {} not found",
-                req.user_id
-            )))
-        }
+        None => return Err(ApiError::RecordNotFound(format!("user {} not found", req.user_id))),
         Some(l) if l >= 3 => return Err(ApiError::Args("app account can`t get token".into())),
         Some(_) => {}
     }
-    let tok = token::issue_user_token(
-        &mut st,
-        &cfg.secret,
-        &req.user_id,
-        req.platform_id,
-        cfg.token_expire,
-    )?;
-    Ok(Some(
-        json!({"token": tok, "expireTimeSeconds": cfg.token_expire.as_secs() as i64}),
-    ))
+    let tok = token::issue_user_token(&mut st, &cfg.secret, &req.user_id, req.platform_id, cfg.token_expire)?;
+    Ok(Some(json!({"token": tok, "expireTimeSeconds": cfg.token_expire.as_secs() as i64})))
 }
 
 #[derive(Deserialize, Default)]

@@ -14,15 +14,7 @@ fn required_keys(content_type: i32) -> Option<&'static [&'static str]> {
         101 | 118 => &["content"],
         102 => &["sourcePicture", "bigPicture", "snapshotPicture"],
         103 => &["sourceUrl", "duration"],
-        104 => &[
-            "videoUrl",
-            "videoType",
-            "videoSize",
-            "duration",
-            "snapshotUrl",
-            "snapshotWidth",
-            "snapshotHeight",
-        ],
+        104 => &["videoUrl", "videoType", "videoSize", "duration", "snapshotUrl", "snapshotWidth", "snapshotHeight"],
         105 => &["sourceUrl", "fileName", "fileSize"],
         106 => &["atUserList"],
         110 => &["data"],
@@ -34,11 +26,7 @@ fn required_keys(content_type: i32) -> Option<&'static [&'static str]> {
 
 /// Find a key the way mapstructure does (case-insensitive).
 fn get<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    m.get(key).or_else(|| {
-        m.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
+    m.get(key).or_else(|| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 /// The validator's `required`: non-zero scalar, non-nil list/object.
@@ -53,15 +41,12 @@ fn has_value(v: Option<&Value>) -> bool {
 }
 
 fn missing(key: &str) -> ApiError {
-    ApiError::Args(format!(
-        "Key: '{key}' Error:Field validation for '{key}' failed on the 'required' tag"
-    ))
+    ApiError::Args(format!("Key: '{key}' Error:Field validation for '{key}' failed on the 'required' tag"))
 }
 
 /// Validate `content` for `content_type`.
 pub fn validate(content_type: i32, content: &Map<String, Value>) -> Result<(), ApiError> {
-    let keys = required_keys(content_type)
-        .ok_or_else(|| ApiError::Args("unsupported content type".into()))?;
+    let keys = required_keys(content_type).ok_or_else(|| ApiError::Args("unsupported content type".into()))?;
     for k in keys {
         if !has_value(get(content, k)) {
             return Err(missing(k));
@@ -80,22 +65,13 @@ pub fn validate(content_type: i32, content: &Map<String, Value>) -> Result<(), A
                 }
             }
         }
-        103 if get(content, "duration")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            < 1 =>
-        {
+        103 if get(content, "duration").and_then(Value::as_i64).unwrap_or(0) < 1 => {
             return Err(ApiError::Args("duration must be at least 1".into()));
         }
         106 => {
-            let n = get(content, "atUserList")
-                .and_then(Value::as_array)
-                .map(Vec::len)
-                .unwrap_or(0);
+            let n = get(content, "atUserList").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
             if n > 1000 {
-                return Err(ApiError::Args(
-                    "atUserList must have at most 1000 items".into(),
-                ));
+                return Err(ApiError::Args("atUserList must have at most 1000 items".into()));
             }
         }
         1400 => {
@@ -122,25 +98,14 @@ mod tests {
     fn text_and_unsupported() {
         assert!(validate(101, &obj(json!({"content":"hi"}))).is_ok());
         assert!(validate(101, &obj(json!({"content":""}))).is_err());
-        assert_eq!(
-            validate(107, &obj(json!({}))).unwrap_err().detail(),
-            "unsupported content type"
-        );
+        assert_eq!(validate(107, &obj(json!({}))).unwrap_err().detail(), "unsupported content type");
     }
 
     #[test]
     fn picture_nested_fields() {
         let p = json!({"type":"png","width":1,"height":1,"url":"u"});
-        assert!(validate(
-            102,
-            &obj(json!({"sourcePicture":p,"bigPicture":p,"snapshotPicture":p}))
-        )
-        .is_ok());
+        assert!(validate(102, &obj(json!({"sourcePicture":p,"bigPicture":p,"snapshotPicture":p}))).is_ok());
         let bad = json!({"type":"png","width":0,"height":1,"url":"u"});
-        assert!(validate(
-            102,
-            &obj(json!({"sourcePicture":p,"bigPicture":bad,"snapshotPicture":p}))
-        )
-        .is_err());
+        assert!(validate(102, &obj(json!({"sourcePicture":p,"bigPicture":bad,"snapshotPicture":p}))).is_err());
     }
 }

@@ -15,16 +15,10 @@ use crate::user::Pagination;
 
 pub fn routes() -> Vec<(&'static str, Handler)> {
     vec![
-        (
-            "/conversation/get_all_conversations",
-            get_all_conversations as Handler,
-        ),
+        ("/conversation/get_all_conversations", get_all_conversations as Handler),
         ("/conversation/get_conversation", get_conversation),
         ("/conversation/get_conversations", get_conversations),
-        (
-            "/conversation/get_sorted_conversation_list",
-            get_sorted_conversation_list,
-        ),
+        ("/conversation/get_sorted_conversation_list", get_sorted_conversation_list),
         ("/conversation/set_conversations", set_conversations),
     ]
 }
@@ -53,11 +47,7 @@ fn require(v: &str, what: &str) -> Result<(), ApiError> {
 }
 
 fn owned<'s>(st: &'s State, owner: &str) -> Vec<&'s Conversation> {
-    st.conversations
-        .iter()
-        .filter(|((o, _), _)| o == owner)
-        .map(|(_, c)| c)
-        .collect()
+    st.conversations.iter().filter(|((o, _), _)| o == owner).map(|(_, c)| c).collect()
 }
 
 fn get_all_conversations(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
@@ -65,9 +55,7 @@ fn get_all_conversations(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     require(&r.owner_user_id, "OwnerUserID")?;
     ctx.check_access(&r.owner_user_id)?;
     let st = ctx.lock();
-    Ok(Some(
-        json!({ "conversations": owned(&st, &r.owner_user_id) }),
-    ))
+    Ok(Some(json!({ "conversations": owned(&st, &r.owner_user_id) })))
 }
 
 fn get_conversation(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
@@ -86,15 +74,11 @@ fn get_conversation(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
 fn get_conversations(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: Req = decode(body)?;
     require(&r.owner_user_id, "OwnerUserID")?;
-    let ids = r
-        .conversation_ids
-        .ok_or_else(|| ApiError::Args("ConversationIDs is empty".into()))?;
+    let ids = r.conversation_ids.ok_or_else(|| ApiError::Args("ConversationIDs is empty".into()))?;
     ctx.check_access(&r.owner_user_id)?;
     let st = ctx.lock();
-    let list: Vec<&Conversation> = ids
-        .iter()
-        .filter_map(|id| st.conversations.get(&(r.owner_user_id.clone(), id.clone())))
-        .collect();
+    let list: Vec<&Conversation> =
+        ids.iter().filter_map(|id| st.conversations.get(&(r.owner_user_id.clone(), id.clone()))).collect();
     Ok(Some(json!({ "conversations": list })))
 }
 
@@ -103,17 +87,19 @@ fn elem(st: &State, c: &Conversation) -> (i64, Value) {
     let last = st.messages.get(&c.conversation_id).and_then(|v| v.last());
     let unread = (st.max_seq(&c.conversation_id) - c.has_read_seq).max(0);
     let g = st.groups.get(&c.group_id);
-    let msg_info = last.map(|m| json!({
-        "serverMsgID": m.server_msg_id, "clientMsgID": m.client_msg_id, "sessionType": m.session_type,
-        "sendID": m.send_id, "recvID": m.recv_id, "senderName": m.sender_nickname,
-        "faceURL": m.sender_face_url, "groupID": m.group_id,
-        "groupName": g.map(|g| g.group_name.clone()).unwrap_or_default(),
-        "groupFaceURL": g.map(|g| g.face_url.clone()).unwrap_or_default(),
-        "groupType": g.map(|g| g.group_type).unwrap_or(0),
-        "groupMemberCount": g.map(|g| g.members.len() as u32).unwrap_or(0),
-        "LatestMsgRecvTime": m.send_time, "msgFrom": m.msg_from, "contentType": m.content_type,
-        "content": String::from_utf8_lossy(&m.content), "ex": m.ex,
-    }));
+    let msg_info = last.map(|m| {
+        json!({
+            "serverMsgID": m.server_msg_id, "clientMsgID": m.client_msg_id, "sessionType": m.session_type,
+            "sendID": m.send_id, "recvID": m.recv_id, "senderName": m.sender_nickname,
+            "faceURL": m.sender_face_url, "groupID": m.group_id,
+            "groupName": g.map(|g| g.group_name.clone()).unwrap_or_default(),
+            "groupFaceURL": g.map(|g| g.face_url.clone()).unwrap_or_default(),
+            "groupType": g.map(|g| g.group_type).unwrap_or(0),
+            "groupMemberCount": g.map(|g| g.members.len() as u32).unwrap_or(0),
+            "LatestMsgRecvTime": m.send_time, "msgFrom": m.msg_from, "contentType": m.content_type,
+            "content": String::from_utf8_lossy(&m.content), "ex": m.ex,
+        })
+    });
     let time = last.map(|m| m.send_time).unwrap_or(0);
     (
         unread,
@@ -135,12 +121,7 @@ fn get_sorted_conversation_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         .collect();
     let unread_total: i64 = elems.iter().map(|(u, _)| *u).sum();
     elems.sort_by(|(_, a), (_, b)| {
-        let key = |v: &Value| {
-            (
-                v["IsPinned"].as_bool().unwrap_or(false),
-                v["_t"].as_i64().unwrap_or(0),
-            )
-        };
+        let key = |v: &Value| (v["IsPinned"].as_bool().unwrap_or(false), v["_t"].as_i64().unwrap_or(0));
         key(b).cmp(&key(a))
     });
     let mut list: Vec<Value> = elems.into_iter().map(|(_, v)| v).collect();
@@ -154,9 +135,7 @@ fn get_sorted_conversation_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         Some(p) => paginate(&list, p.page_number, p.show_number),
         None => list,
     };
-    Ok(Some(
-        json!({"conversationTotal": total, "unreadTotal": unread_total, "conversationElems": page}),
-    ))
+    Ok(Some(json!({"conversationTotal": total, "unreadTotal": unread_total, "conversationElems": page})))
 }
 
 /// `conversation.ConversationReq`: wrapper fields are `None` when absent.
@@ -202,10 +181,7 @@ struct SetReq {
 fn apply(c: &mut Conversation, i: &ConversationIn) {
     c.recv_msg_opt = i.recv_msg_opt.unwrap_or(c.recv_msg_opt);
     c.is_pinned = i.is_pinned.unwrap_or(c.is_pinned);
-    c.attached_info = i
-        .attached_info
-        .clone()
-        .unwrap_or_else(|| c.attached_info.clone());
+    c.attached_info = i.attached_info.clone().unwrap_or_else(|| c.attached_info.clone());
     c.is_private_chat = i.is_private_chat.unwrap_or(c.is_private_chat);
     c.group_at_type = i.group_at_type.unwrap_or(c.group_at_type);
     c.ex = i.ex.clone().unwrap_or_else(|| c.ex.clone());
@@ -217,27 +193,16 @@ fn apply(c: &mut Conversation, i: &ConversationIn) {
 /// SELF on each of `userIDs`; upserts the records.
 fn set_conversations(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: SetReq = decode(body)?;
-    let conv = r
-        .conversation
-        .ok_or_else(|| ApiError::Args("conversation is empty".into()))?;
+    let conv = r.conversation.ok_or_else(|| ApiError::Args("conversation is empty".into()))?;
     require(&conv.conversation_id, "conversationID")?;
     for u in &r.user_ids {
         ctx.check_access(u)?;
     }
     let mut st = ctx.lock();
     for u in &r.user_ids {
-        st.ensure_conversation(
-            u,
-            &conv.conversation_id,
-            conv.conversation_type,
-            &conv.user_id,
-            &conv.group_id,
-        );
+        st.ensure_conversation(u, &conv.conversation_id, conv.conversation_type, &conv.user_id, &conv.group_id);
         let max = st.max_seq(&conv.conversation_id);
-        if let Some(c) = st
-            .conversations
-            .get_mut(&(u.clone(), conv.conversation_id.clone()))
-        {
+        if let Some(c) = st.conversations.get_mut(&(u.clone(), conv.conversation_id.clone())) {
             apply(c, &conv);
             c.max_seq = max;
         }

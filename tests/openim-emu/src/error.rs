@@ -168,8 +168,8 @@ impl ApiError {
             | TokenInvalid(d)
             | ConnArgs(d)
             | ServerInternal(d) => d.clone(),
-            JsonDecode(_) | TokenUnknown(_) | TokenExpired | TokenMalformed | TokenNotValidYet
-            | TokenKicked | TokenNotExist => String::new(),
+            JsonDecode(_) | TokenUnknown(_) | TokenExpired | TokenMalformed | TokenNotValidYet | TokenKicked
+            | TokenNotExist => String::new(),
         }
     }
 
@@ -211,10 +211,7 @@ mod tests {
     fn envelope_omits_data_when_empty() {
         let v = envelope(None, None);
         assert_eq!(v.to_string(), r#"{"errCode":0,"errDlt":"","errMsg":""}"#);
-        let e = envelope(
-            Some(&ApiError::Args("header must have operationID".into())),
-            None,
-        );
+        let e = envelope(Some(&ApiError::Args("header must have operationID".into())), None);
         assert_eq!(e["errCode"], 1001);
         assert_eq!(e["errMsg"], "ArgsError");
         assert_eq!(e["errDlt"], "header must have operationID");

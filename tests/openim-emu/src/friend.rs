@@ -18,10 +18,7 @@ pub fn routes() -> Vec<(&'static str, Handler)> {
         ("/friend/add_friend", add_friend as Handler),
         ("/friend/add_friend_response", add_friend_response),
         ("/friend/get_friend_apply_list", get_friend_apply_list),
-        (
-            "/friend/get_self_friend_apply_list",
-            get_self_friend_apply_list,
-        ),
+        ("/friend/get_self_friend_apply_list", get_self_friend_apply_list),
         ("/friend/get_friend_list", get_friend_list),
         ("/friend/delete_friend", delete_friend),
         ("/friend/is_friend", is_friend),
@@ -85,14 +82,12 @@ fn users_exist(st: &State, ids: &[&str]) -> Result<(), ApiError> {
 
 fn make_friends(st: &mut State, a: &str, b: &str, source: i32, op: &str) {
     for (o, f) in [(a, b), (b, a)] {
-        st.friends
-            .entry((o.to_string(), f.to_string()))
-            .or_insert_with(|| Friend {
-                create_time_s: now_s(),
-                add_source: source,
-                operator_user_id: op.to_string(),
-                ..Default::default()
-            });
+        st.friends.entry((o.to_string(), f.to_string())).or_insert_with(|| Friend {
+            create_time_s: now_s(),
+            add_source: source,
+            operator_user_id: op.to_string(),
+            ..Default::default()
+        });
     }
 }
 
@@ -102,21 +97,15 @@ fn add_friend(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     require(&r.from_user_id, "fromUserID")?;
     ctx.check_access(&r.from_user_id)?;
     if r.from_user_id == r.to_user_id {
-        return Err(ApiError::CanNotAddYourself(
-            "req.ToUserID == req.FromUserID".into(),
-        ));
+        return Err(ApiError::CanNotAddYourself("req.ToUserID == req.FromUserID".into()));
     }
     let mut st = ctx.lock();
     users_exist(&st, &[&r.to_user_id, &r.from_user_id])?;
-    if st.is_friend(&r.from_user_id, &r.to_user_id) && st.is_friend(&r.to_user_id, &r.from_user_id)
-    {
+    if st.is_friend(&r.from_user_id, &r.to_user_id) && st.is_friend(&r.to_user_id, &r.from_user_id) {
         return Err(ApiError::RelationshipAlready("has been friends".into()));
     }
     let now = now_ms();
-    let pos = st
-        .friend_requests
-        .iter()
-        .position(|q| q.from_user_id == r.from_user_id && q.to_user_id == r.to_user_id);
+    let pos = st.friend_requests.iter().position(|q| q.from_user_id == r.from_user_id && q.to_user_id == r.to_user_id);
     let req = FriendRequest {
         from_user_id: r.from_user_id,
         to_user_id: r.to_user_id,
@@ -147,9 +136,7 @@ fn add_friend_response(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         .position(|q| q.from_user_id == r.from_user_id && q.to_user_id == r.to_user_id)
         .ok_or_else(|| ApiError::RecordNotFound("friend request not found".into()))?;
     if st.friend_requests[idx].handle_result != 0 {
-        return Err(ApiError::Args(
-            "the friend request has been processed".into(),
-        ));
+        return Err(ApiError::Args("the friend request has been processed".into()));
     }
     let q = &mut st.friend_requests[idx];
     q.handle_result = r.handle_result;
@@ -172,27 +159,13 @@ fn apply_list(ctx: &Ctx<'_>, body: &[u8], to_me: bool) -> HResult {
     let mut list: Vec<FriendRequest> = st
         .friend_requests
         .iter()
-        .filter(|q| {
-            if to_me {
-                q.to_user_id == r.user_id
-            } else {
-                q.from_user_id == r.user_id
-            }
-        })
-        .filter(|q| {
-            r.handle_results
-                .as_ref()
-                .is_none_or(|h| h.is_empty() || h.contains(&q.handle_result))
-        })
+        .filter(|q| if to_me { q.to_user_id == r.user_id } else { q.from_user_id == r.user_id })
+        .filter(|q| r.handle_results.as_ref().is_none_or(|h| h.is_empty() || h.contains(&q.handle_result)))
         .map(|q| st.friend_request_view(q))
         .collect();
     list.sort_by_key(|q| std::cmp::Reverse(q.create_time));
     let page = crate::state::paginate(&list, p.page_number, p.show_number);
-    let key = if to_me {
-        "FriendRequests"
-    } else {
-        "friendRequests"
-    };
+    let key = if to_me { "FriendRequests" } else { "friendRequests" };
     Ok(Some(json!({ key: page, "total": list.len() as i32 })))
 }
 
@@ -210,16 +183,10 @@ fn get_friend_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     require(&r.user_id, "userID")?;
     ctx.check_access(&r.user_id)?;
     let st = ctx.lock();
-    let all: Vec<_> = st
-        .friends
-        .iter()
-        .filter(|((o, _), _)| *o == r.user_id)
-        .map(|((o, f), fr)| st.friend_info(o, f, fr))
-        .collect();
+    let all: Vec<_> =
+        st.friends.iter().filter(|((o, _), _)| *o == r.user_id).map(|((o, f), fr)| st.friend_info(o, f, fr)).collect();
     let page = crate::state::paginate(&all, p.page_number, p.show_number);
-    Ok(Some(
-        json!({"friendsInfo": page, "total": all.len() as i32}),
-    ))
+    Ok(Some(json!({"friendsInfo": page, "total": all.len() as i32})))
 }
 
 fn delete_friend(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
@@ -228,11 +195,7 @@ fn delete_friend(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     require(&r.friend_user_id, "userID2")?;
     ctx.check_access(&r.owner_user_id)?;
     let mut st = ctx.lock();
-    if st
-        .friends
-        .remove(&(r.owner_user_id.clone(), r.friend_user_id.clone()))
-        .is_none()
-    {
+    if st.friends.remove(&(r.owner_user_id.clone(), r.friend_user_id.clone())).is_none() {
         return Err(ApiError::RecordNotFound("friend not found".into()));
     }
     Ok(None)
@@ -253,9 +216,7 @@ fn is_friend(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
 fn import_friend(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: Req = decode(body)?;
     require(&r.owner_user_id, "ownerUserID")?;
-    let ids = r
-        .friend_user_ids
-        .ok_or_else(|| ApiError::Args("friendUserIDS is empty".into()))?;
+    let ids = r.friend_user_ids.ok_or_else(|| ApiError::Args("friendUserIDS is empty".into()))?;
     ctx.require_admin()?;
     let mut st = ctx.lock();
     let mut all: Vec<&str> = vec![&r.owner_user_id];
@@ -280,12 +241,7 @@ fn add_black(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     ctx.check_access(&r.owner_user_id)?;
     let mut st = ctx.lock();
     users_exist(&st, &[&r.owner_user_id, &r.black_user_id])?;
-    let black = Black {
-        create_time: now_ms(),
-        operator_user_id: ctx.op_user.clone(),
-        ex: r.ex,
-        ..Default::default()
-    };
+    let black = Black { create_time: now_ms(), operator_user_id: ctx.op_user.clone(), ex: r.ex, ..Default::default() };
     st.blacks.insert((r.owner_user_id, r.black_user_id), black);
     Ok(None)
 }
@@ -295,9 +251,7 @@ fn remove_black(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     require(&r.owner_user_id, "ownerUserID")?;
     require(&r.black_user_id, "blackUserID")?;
     ctx.check_access(&r.owner_user_id)?;
-    ctx.lock()
-        .blacks
-        .remove(&(r.owner_user_id, r.black_user_id));
+    ctx.lock().blacks.remove(&(r.owner_user_id, r.black_user_id));
     Ok(None)
 }
 

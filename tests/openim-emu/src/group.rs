@@ -31,18 +31,9 @@ pub fn routes() -> Vec<(&'static str, Handler)> {
         ("/group/get_group_members_info", get_group_members_info),
         ("/group/get_joined_group_list", get_joined_group_list),
         ("/group/dismiss_group", dismiss_group),
-        (
-            "/group/group_application_response",
-            group_application_response,
-        ),
-        (
-            "/group/get_recv_group_applicationList",
-            get_recv_group_application_list,
-        ),
-        (
-            "/group/get_user_req_group_applicationList",
-            get_user_req_group_application_list,
-        ),
+        ("/group/group_application_response", group_application_response),
+        ("/group/get_recv_group_applicationList", get_recv_group_application_list),
+        ("/group/get_user_req_group_applicationList", get_user_req_group_application_list),
         ("/group/mute_group_member", mute_group_member),
         ("/group/cancel_mute_group_member", cancel_mute_group_member),
         ("/group/mute_group", mute_group),
@@ -200,12 +191,7 @@ struct CreateReq {
 
 /// Everyone named in a create request plus the op user; duplicates are an ArgsError.
 fn create_member_ids<'a>(ctx: &'a Ctx<'_>, r: &'a CreateReq) -> Result<Vec<&'a str>, ApiError> {
-    let mut ids: Vec<&str> = r
-        .member_user_ids
-        .iter()
-        .chain(&r.admin_user_ids)
-        .map(String::as_str)
-        .collect();
+    let mut ids: Vec<&str> = r.member_user_ids.iter().chain(&r.admin_user_ids).map(String::as_str).collect();
     ids.push(&r.owner_user_id);
     if !ids.contains(&ctx.op_user.as_str()) {
         ids.push(&ctx.op_user);
@@ -219,10 +205,7 @@ fn create_member_ids<'a>(ctx: &'a Ctx<'_>, r: &'a CreateReq) -> Result<Vec<&'a s
 /// ⚠ Members/admins may be any existing users, added without consent (§10.2).
 fn create_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let mut r: CreateReq = decode(body)?;
-    let info = r
-        .group_info
-        .take()
-        .ok_or_else(|| ApiError::Args("groupInfo is empty".into()))?;
+    let info = r.group_info.take().ok_or_else(|| ApiError::Args("groupInfo is empty".into()))?;
     if !(0..=2).contains(&info.group_type) {
         return Err(ApiError::Args("GroupType is invalid".into()));
     }
@@ -236,11 +219,7 @@ fn create_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     if let Some(id) = ids.iter().find(|id| st.user(id).is_none()) {
         return Err(ApiError::UserIdNotFound(format!("user {id} not found")));
     }
-    let gid = if info.group_id.is_empty() {
-        gen_group_id(&st)
-    } else {
-        info.group_id.clone()
-    };
+    let gid = if info.group_id.is_empty() { gen_group_id(&st) } else { info.group_id.clone() };
     if st.groups.contains_key(&gid) {
         return Err(ApiError::GroupIdExisted("group id existed".into()));
     }
@@ -250,10 +229,7 @@ fn create_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         (ROLE_ADMIN, &r.admin_user_ids[..]),
         (ROLE_MEMBER, &r.member_user_ids[..]),
     ];
-    let members = roles
-        .iter()
-        .flat_map(|(role, ids)| ids.iter().map(|u| new_member(u, *role, 2, &op, &op)))
-        .collect();
+    let members = roles.iter().flat_map(|(role, ids)| ids.iter().map(|u| new_member(u, *role, 2, &op, &op))).collect();
     let g = Group {
         group_id: gid.clone(),
         group_name: info.group_name,
@@ -284,10 +260,7 @@ fn join_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     }
     let mut st = ctx.lock();
     if st.user(&r.inviter_user_id).is_none() {
-        return Err(ApiError::RecordNotFound(format!(
-            "user {} not found",
-            r.inviter_user_id
-        )));
+        return Err(ApiError::RecordNotFound(format!("user {} not found", r.inviter_user_id)));
     }
     let g = group(&st, &r.group_id)?;
     if g.status == GROUP_DISMISSED {
@@ -297,13 +270,7 @@ fn join_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::Args(String::new()));
     }
     if g.need_verification == 2 {
-        let m = new_member(
-            &r.inviter_user_id,
-            ROLE_MEMBER,
-            r.join_source,
-            &r.inviter_user_id,
-            &ctx.op_user,
-        );
+        let m = new_member(&r.inviter_user_id, ROLE_MEMBER, r.join_source, &r.inviter_user_id, &ctx.op_user);
         group_mut(&mut st, &r.group_id)?.members.push(m);
         return Ok(None);
     }
@@ -322,25 +289,18 @@ fn join_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
 }
 
 fn upsert_request(st: &mut State, req: GroupRequest) {
-    st.group_requests
-        .retain(|q| !(q.group_id == req.group_id && q.user_id == req.user_id));
+    st.group_requests.retain(|q| !(q.group_id == req.group_id && q.user_id == req.user_id));
     st.group_requests.push(req);
 }
 
 fn quit_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: Req = decode(body)?;
     require(&r.group_id, "groupID")?;
-    let uid = if r.user_id.is_empty() {
-        ctx.op_user.clone()
-    } else {
-        r.user_id.clone()
-    };
+    let uid = if r.user_id.is_empty() { ctx.op_user.clone() } else { r.user_id.clone() };
     ctx.check_access(&uid)?;
     let mut st = ctx.lock();
     let g = group_mut(&mut st, &r.group_id)?;
-    let m = g
-        .member(&uid)
-        .ok_or_else(|| ApiError::RecordNotFound("not in group".into()))?;
+    let m = g.member(&uid).ok_or_else(|| ApiError::RecordNotFound("not in group".into()))?;
     if m.role_level == ROLE_OWNER {
         return Err(ApiError::NoPermission("group owner can't quit".into()));
     }
@@ -353,9 +313,7 @@ fn quit_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
 fn invite_user_to_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: Req = decode(body)?;
     require(&r.group_id, "groupID")?;
-    let invited = r
-        .invited_user_ids
-        .ok_or_else(|| ApiError::Args("invitedUserIDs is empty".into()))?;
+    let invited = r.invited_user_ids.ok_or_else(|| ApiError::Args("invitedUserIDs is empty".into()))?;
     if invited.is_empty() {
         return Err(ApiError::Args("user empty".into()));
     }
@@ -373,10 +331,7 @@ fn invite_user_to_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let role = if ctx.is_admin() {
         None
     } else {
-        Some(
-            op_role(ctx, g)
-                .ok_or_else(|| ApiError::RecordNotFound("op user not in group".into()))?,
-        )
+        Some(op_role(ctx, g).ok_or_else(|| ApiError::RecordNotFound("op user not in group".into()))?)
     };
     let op = ctx.op_user.clone();
     if g.need_verification == 1 && matches!(role, Some(ROLE_MEMBER)) {
@@ -398,20 +353,14 @@ fn invite_user_to_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::DuplicateKey("user already in group".into()));
     }
     let g = group_mut(&mut st, &r.group_id)?;
-    g.members.extend(
-        invited
-            .iter()
-            .map(|u| new_member(u, ROLE_MEMBER, 2, &op, &op)),
-    );
+    g.members.extend(invited.iter().map(|u| new_member(u, ROLE_MEMBER, 2, &op, &op)));
     Ok(None)
 }
 
 fn kick_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: Req = decode(body)?;
     require(&r.group_id, "groupID")?;
-    let kicked = r
-        .kicked_user_ids
-        .ok_or_else(|| ApiError::Args("kickUserIDs is empty".into()))?;
+    let kicked = r.kicked_user_ids.ok_or_else(|| ApiError::Args("kickUserIDs is empty".into()))?;
     let mut st = ctx.lock();
     let g = group(&st, &r.group_id)?;
     if kicked.is_empty() || kicked.iter().collect::<HashSet<_>>().len() != kicked.len() {
@@ -425,9 +374,7 @@ fn kick_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     }
     let op = op_role(ctx, g);
     for u in &kicked {
-        let m = g
-            .member(u)
-            .ok_or_else(|| ApiError::UserIdNotFound(u.clone()))?;
+        let m = g.member(u).ok_or_else(|| ApiError::UserIdNotFound(u.clone()))?;
         if ctx.is_admin() {
             continue;
         }
@@ -438,24 +385,16 @@ fn kick_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
             _ => return Err(ApiError::NoPermission("no permission to kick".into())),
         }
     }
-    group_mut(&mut st, &r.group_id)?
-        .members
-        .retain(|m| !kicked.contains(&m.user_id));
+    group_mut(&mut st, &r.group_id)?.members.retain(|m| !kicked.contains(&m.user_id));
     Ok(None)
 }
 
 /// ⚠ Info of any group for any token (§10.6).
 fn get_groups_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: Req = decode(body)?;
-    let ids = r
-        .group_ids
-        .ok_or_else(|| ApiError::Args("GroupIDs is empty".into()))?;
+    let ids = r.group_ids.ok_or_else(|| ApiError::Args("GroupIDs is empty".into()))?;
     let st = ctx.lock();
-    let infos: Vec<_> = ids
-        .iter()
-        .filter_map(|id| st.groups.get(id))
-        .map(|g| st.group_info(g))
-        .collect();
+    let infos: Vec<_> = ids.iter().filter_map(|id| st.groups.get(id)).map(|g| st.group_info(g)).collect();
     Ok(Some(json!({ "groupInfos": infos })))
 }
 
@@ -487,9 +426,7 @@ fn get_group_member_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         .map(|m| st.member_info(&g.group_id, m))
         .filter(|v| {
             r.keyword.is_empty()
-                || v["nickname"]
-                    .as_str()
-                    .is_some_and(|n| n.contains(&r.keyword))
+                || v["nickname"].as_str().is_some_and(|n| n.contains(&r.keyword))
                 || v["userID"].as_str().is_some_and(|n| n.contains(&r.keyword))
         })
         .collect();
@@ -500,17 +437,11 @@ fn get_group_member_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
 fn get_group_members_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let r: Req = decode(body)?;
     require(&r.group_id, "groupID")?;
-    let ids = r
-        .user_ids
-        .ok_or_else(|| ApiError::Args("userIDs is empty".into()))?;
+    let ids = r.user_ids.ok_or_else(|| ApiError::Args("userIDs is empty".into()))?;
     let st = ctx.lock();
     let g = group(&st, &r.group_id)?;
     check_in_group(ctx, g)?;
-    let members: Vec<_> = ids
-        .iter()
-        .filter_map(|u| g.member(u))
-        .map(|m| st.member_info(&g.group_id, m))
-        .collect();
+    let members: Vec<_> = ids.iter().filter_map(|u| g.member(u)).map(|m| st.member_info(&g.group_id, m)).collect();
     Ok(Some(json!({ "members": members })))
 }
 
@@ -520,12 +451,8 @@ fn get_joined_group_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     require(&r.from_user_id, "fromUserID")?;
     ctx.check_access(&r.from_user_id)?;
     let st = ctx.lock();
-    let all: Vec<_> = st
-        .groups
-        .values()
-        .filter(|g| g.member(&r.from_user_id).is_some())
-        .map(|g| st.group_info(g))
-        .collect();
+    let all: Vec<_> =
+        st.groups.values().filter(|g| g.member(&r.from_user_id).is_some()).map(|g| st.group_info(g)).collect();
     let page = paginate(&all, p.page_number, p.show_number);
     Ok(Some(json!({"total": all.len() as u32, "groups": page})))
 }
@@ -540,9 +467,7 @@ fn dismiss_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::NoPermission("not group owner".into()));
     }
     if !r.delete_member && g.status == GROUP_DISMISSED {
-        return Err(ApiError::DismissedAlready(
-            "group status is dismissed".into(),
-        ));
+        return Err(ApiError::DismissedAlready("group status is dismissed".into()));
     }
     g.status = GROUP_DISMISSED;
     if r.delete_member {
@@ -566,15 +491,10 @@ fn group_application_response(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         .position(|q| q.group_id == r.group_id && q.user_id == r.from_user_id)
         .ok_or_else(|| ApiError::RecordNotFound("group request not found".into()))?;
     if st.group_requests[idx].handle_result != 0 {
-        return Err(ApiError::GroupRequestHandled(
-            "group request already processed".into(),
-        ));
+        return Err(ApiError::GroupRequestHandled("group request already processed".into()));
     }
     if st.user(&r.from_user_id).is_none() {
-        return Err(ApiError::RecordNotFound(format!(
-            "user {} not found",
-            r.from_user_id
-        )));
+        return Err(ApiError::RecordNotFound(format!("user {} not found", r.from_user_id)));
     }
     let q = &mut st.group_requests[idx];
     q.handle_result = r.handle_result;
@@ -584,13 +504,7 @@ fn group_application_response(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let (source, inviter) = (q.join_source, q.inviter_user_id.clone());
     let g = group_mut(&mut st, &r.group_id)?;
     if r.handle_result == 1 && g.member(&r.from_user_id).is_none() {
-        g.members.push(new_member(
-            &r.from_user_id,
-            ROLE_MEMBER,
-            source,
-            &inviter,
-            &ctx.op_user,
-        ));
+        g.members.push(new_member(&r.from_user_id, ROLE_MEMBER, source, &inviter, &ctx.op_user));
     }
     Ok(None)
 }
@@ -622,9 +536,7 @@ fn get_recv_group_application_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         .map(|q| request_view(&st, q))
         .collect();
     let page = paginate(&all, p.page_number, p.show_number);
-    Ok(Some(
-        json!({"total": all.len() as u32, "groupRequests": page}),
-    ))
+    Ok(Some(json!({"total": all.len() as u32, "groupRequests": page})))
 }
 
 fn get_user_req_group_application_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
@@ -633,16 +545,10 @@ fn get_user_req_group_application_list(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let p = check_pagination(&r.pagination)?;
     ctx.check_access(&r.user_id)?;
     let st = ctx.lock();
-    let all: Vec<_> = st
-        .group_requests
-        .iter()
-        .filter(|q| q.user_id == r.user_id)
-        .map(|q| request_view(&st, q))
-        .collect();
+    let all: Vec<_> =
+        st.group_requests.iter().filter(|q| q.user_id == r.user_id).map(|q| request_view(&st, q)).collect();
     let page = paginate(&all, p.page_number, p.show_number);
-    Ok(Some(
-        json!({"total": all.len() as u32, "groupRequests": page}),
-    ))
+    Ok(Some(json!({"total": all.len() as u32, "groupRequests": page})))
 }
 
 /// Shared body of mute/cancel-mute member: role rules of `MuteGroupMember`.
@@ -655,10 +561,7 @@ fn set_member_mute(ctx: &Ctx<'_>, body: &[u8], mute: bool) -> HResult {
     }
     let mut st = ctx.lock();
     let g = group_mut(&mut st, &r.group_id)?;
-    let target = g
-        .member(&r.user_id)
-        .ok_or_else(|| ApiError::RecordNotFound("member not found".into()))?
-        .role_level;
+    let target = g.member(&r.user_id).ok_or_else(|| ApiError::RecordNotFound("member not found".into()))?.role_level;
     if !ctx.is_admin() {
         let op = g
             .member(&ctx.op_user)
@@ -670,17 +573,11 @@ fn set_member_mute(ctx: &Ctx<'_>, body: &[u8], mute: bool) -> HResult {
             _ => op == ROLE_OWNER || op == ROLE_ADMIN,
         };
         if !allowed {
-            return Err(ApiError::NoPermission(
-                "no permission to (un)mute this member".into(),
-            ));
+            return Err(ApiError::NoPermission("no permission to (un)mute this member".into()));
         }
     }
     if let Some(m) = g.member_mut(&r.user_id) {
-        m.mute_end_time = if mute {
-            now_ms() + r.muted_seconds * 1000
-        } else {
-            0
-        };
+        m.mute_end_time = if mute { now_ms() + r.muted_seconds * 1000 } else { 0 };
     }
     Ok(None)
 }
@@ -724,20 +621,13 @@ fn transfer_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::Args("OldOwnerUserID == NewOwnerUserID".into()));
     }
     if !ctx.is_admin() && ctx.op_user != r.old_owner_user_id {
-        return Err(ApiError::NoPermission(
-            "no permission transfer group owner".into(),
-        ));
+        return Err(ApiError::NoPermission("no permission transfer group owner".into()));
     }
-    let old = g
-        .member(&r.old_owner_user_id)
-        .ok_or_else(|| ApiError::Args("OldOwnerUser not in group".into()))?;
+    let old = g.member(&r.old_owner_user_id).ok_or_else(|| ApiError::Args("OldOwnerUser not in group".into()))?;
     let old_role = old.role_level;
-    g.member(&r.new_owner_user_id)
-        .ok_or_else(|| ApiError::Args("NewOwnerUser not in group".into()))?;
+    g.member(&r.new_owner_user_id).ok_or_else(|| ApiError::Args("NewOwnerUser not in group".into()))?;
     if old_role != ROLE_OWNER {
-        return Err(ApiError::NoPermission(
-            "OldOwnerUser is not group owner".into(),
-        ));
+        return Err(ApiError::NoPermission("OldOwnerUser is not group owner".into()));
     }
     for m in g.members.iter_mut() {
         if m.user_id == r.old_owner_user_id {
@@ -784,9 +674,7 @@ fn set_group_info_ex(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         g.notification_user_id = ctx.op_user.clone();
     }
     g.group_name = r.group_name.unwrap_or(std::mem::take(&mut g.group_name));
-    g.introduction = r
-        .introduction
-        .unwrap_or(std::mem::take(&mut g.introduction));
+    g.introduction = r.introduction.unwrap_or(std::mem::take(&mut g.introduction));
     g.face_url = r.face_url.unwrap_or(std::mem::take(&mut g.face_url));
     g.ex = r.ex.unwrap_or(std::mem::take(&mut g.ex));
     g.need_verification = r.need_verification.unwrap_or(g.need_verification);

@@ -32,8 +32,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         }
     }
     fold::<T>(&mut v);
-    serde_json::from_value(v)
-        .map_err(|e| ApiError::JsonDecode(format!("json: cannot unmarshal: {e}")))
+    serde_json::from_value(v).map_err(|e| ApiError::JsonDecode(format!("json: cannot unmarshal: {e}")))
 }
 
 /// Go's name of a JSON value kind, for error texts.
@@ -80,9 +79,7 @@ where
         None | Some(Value::Null) => Ok(None),
         Some(mut v) => {
             fold::<T>(&mut v);
-            serde_json::from_value(v)
-                .map(Some)
-                .map_err(de::Error::custom)
+            serde_json::from_value(v).map(Some).map_err(de::Error::custom)
         }
     }
 }
@@ -103,10 +100,7 @@ where
             }
             Ok(Some(out))
         }
-        Some(other) => Err(de::Error::custom(format!(
-            "cannot unmarshal {} into a list",
-            go_kind(&other)
-        ))),
+        Some(other) => Err(de::Error::custom(format!("cannot unmarshal {} into a list", go_kind(&other)))),
     }
 }
 
@@ -177,10 +171,7 @@ mod tests {
     fn go_errors() {
         let e = decode::<Outer>(b"").unwrap_err();
         assert_eq!(e.msg(), "unexpected end of JSON input");
-        assert_eq!(
-            decode::<Outer>(br#"{"userID":1}"#).unwrap_err().code(),
-            1001
-        );
+        assert_eq!(decode::<Outer>(br#"{"userID":1}"#).unwrap_err().code(), 1001);
         let o: Outer = decode(br#"{"userID":null}"#).unwrap();
         assert_eq!(o.user_id, "");
     }

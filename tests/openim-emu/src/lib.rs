@@ -106,34 +106,16 @@ impl Emulator {
     }
 
     /// Serve on the given listeners.
-    pub async fn start_on(
-        config: Config,
-        api: TcpListener,
-        ws: TcpListener,
-    ) -> std::io::Result<Emulator> {
+    pub async fn start_on(config: Config, api: TcpListener, ws: TcpListener) -> std::io::Result<Emulator> {
         let app = Arc::new(App::new(config));
         let api_addr = api.local_addr()?;
         let ws_addr = ws.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(server::serve(
-                api,
-                server::api_router(app.clone()),
-                stop_rx.clone(),
-            )),
-            tokio::spawn(server::serve(
-                ws,
-                ws::ws_router(app.clone(), stop_rx.clone()),
-                stop_rx,
-            )),
+            tokio::spawn(server::serve(api, server::api_router(app.clone()), stop_rx.clone())),
+            tokio::spawn(server::serve(ws, ws::ws_router(app.clone(), stop_rx.clone()), stop_rx)),
         ];
-        Ok(Emulator {
-            app,
-            api_addr,
-            ws_addr,
-            stop,
-            tasks,
-        })
+        Ok(Emulator { app, api_addr, ws_addr, stop, tasks })
     }
 
     pub fn api_addr(&self) -> SocketAddr {

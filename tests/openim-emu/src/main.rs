@@ -8,10 +8,7 @@ use openim_emu::{Config, Emulator};
 use tokio::net::TcpListener;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "openim-emu",
-    about = "In-memory OpenIM HTTP API / WS gateway emulator"
-)]
+#[command(name = "openim-emu", about = "In-memory OpenIM HTTP API / WS gateway emulator")]
 struct Cli {
     /// Address of the HTTP API (OpenIM's port 10002).
     #[arg(long, default_value = "127.0.0.1:10002")]
@@ -37,9 +34,7 @@ struct Cli {
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     let config = Config {

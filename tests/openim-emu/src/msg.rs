@@ -23,10 +23,7 @@ pub fn routes() -> Vec<(&'static str, Handler)> {
         ("/msg/newest_seq", newest_seq),
         ("/msg/search_msg", search_msg),
         ("/msg/get_server_time", get_server_time),
-        (
-            "/msg/get_conversations_has_read_and_max_seq",
-            get_conversations_has_read_and_max_seq,
-        ),
+        ("/msg/get_conversations_has_read_and_max_seq", get_conversations_has_read_and_max_seq),
         ("/msg/mark_conversation_as_read", mark_conversation_as_read),
     ]
 }
@@ -97,23 +94,16 @@ fn bind_send_msg(body: &[u8]) -> Result<SendMsgReq, ApiError> {
 fn send_msg(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req = bind_send_msg(body)?;
     if !ctx.is_admin() {
-        return Err(ApiError::NoPermission(
-            "only app manager can send message".into(),
-        ));
+        return Err(ApiError::NoPermission("only app manager can send message".into()));
     }
     let content = req.content.unwrap_or_default();
     crate::content::validate(req.content_type, &content)?;
     let mut session_type = req.session_type;
     let mut st = ctx.lock();
     if req.content_type == 1400 {
-        let level = st
-            .user(&req.send_id)
-            .map(|u| u.app_manger_level)
-            .unwrap_or(0);
+        let level = st.user(&req.send_id).map(|u| u.app_manger_level).unwrap_or(0);
         if level < 2 && !ctx.app.is_admin_id(&req.send_id) {
-            return Err(ApiError::NoPermission(
-                "only notification/system accounts can send OA notifications".into(),
-            ));
+            return Err(ApiError::NoPermission("only notification/system accounts can send OA notifications".into()));
         }
         session_type = 4;
     }
@@ -148,9 +138,7 @@ fn send_msg(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     };
     let sent = send(&mut st, ctx.app, msg)?;
     st.send_status.insert(ctx.operation_id.clone(), 2);
-    Ok(Some(
-        json!({"serverMsgID": sent.server_msg_id, "clientMsgID": sent.client_msg_id, "sendTime": sent.send_time}),
-    ))
+    Ok(Some(json!({"serverMsgID": sent.server_msg_id, "clientMsgID": sent.client_msg_id, "sendTime": sent.send_time})))
 }
 
 fn is_notification_type(content_type: i32) -> bool {
@@ -166,9 +154,7 @@ pub fn send(st: &mut State, app: &App, mut msg: MsgData) -> Result<MsgData, ApiE
         return Err(ApiError::Args("content is empty".into()));
     }
     if (msg.session_type == 4) != (msg.content_type == 1400) {
-        return Err(ApiError::Args(
-            "sessionType 4 requires contentType 1400".into(),
-        ));
+        return Err(ApiError::Args("sessionType 4 requires contentType 1400".into()));
     }
     msg.server_msg_id = random_md5();
     if msg.send_time == 0 {
@@ -198,9 +184,8 @@ fn verify_single(st: &State, app: &App, msg: &MsgData) -> Result<(), ApiError> {
     if app.is_admin_id(&msg.send_id) || is_notification_type(msg.content_type) {
         return Ok(());
     }
-    let sender = st
-        .user(&msg.send_id)
-        .ok_or_else(|| ApiError::RecordNotFound(format!("user {} not found", msg.send_id)))?;
+    let sender =
+        st.user(&msg.send_id).ok_or_else(|| ApiError::RecordNotFound(format!("user {} not found", msg.send_id)))?;
     if sender.app_manger_level >= 2 {
         return Ok(());
     }
@@ -215,9 +200,8 @@ fn verify_single(st: &State, app: &App, msg: &MsgData) -> Result<(), ApiError> {
 
 /// Recipient's global and per-conversation receive options (NotReceive ⇒ 1001).
 fn apply_recv_opt(st: &State, msg: &mut MsgData) -> Result<(), ApiError> {
-    let recv = st
-        .user(&msg.recv_id)
-        .ok_or_else(|| ApiError::RecordNotFound(format!("user {} not found", msg.recv_id)))?;
+    let recv =
+        st.user(&msg.recv_id).ok_or_else(|| ApiError::RecordNotFound(format!("user {} not found", msg.recv_id)))?;
     let not_sent = || ApiError::Args("message is not sent".into());
     match recv.global_recv_msg_opt {
         1 => return Err(not_sent()),
@@ -227,11 +211,7 @@ fn apply_recv_opt(st: &State, msg: &mut MsgData) -> Result<(), ApiError> {
         _ => {}
     }
     let cid = single_conversation_id(&msg.send_id, &msg.recv_id);
-    match st
-        .conversations
-        .get(&(msg.recv_id.clone(), cid))
-        .map(|c| c.recv_msg_opt)
-    {
+    match st.conversations.get(&(msg.recv_id.clone(), cid)).map(|c| c.recv_msg_opt) {
         Some(1) => Err(not_sent()),
         Some(2) => {
             msg.options.insert("offlinePush".into(), false);
@@ -250,13 +230,10 @@ fn verify_group(st: &State, app: &App, msg: &MsgData) -> Result<(), ApiError> {
     if g.status == GROUP_DISMISSED && msg.content_type != 1511 {
         return Err(ApiError::DismissedAlready(String::new()));
     }
-    if g.group_type == 1 || app.is_admin_id(&msg.send_id) || is_notification_type(msg.content_type)
-    {
+    if g.group_type == 1 || app.is_admin_id(&msg.send_id) || is_notification_type(msg.content_type) {
         return Ok(());
     }
-    let m = g
-        .member(&msg.send_id)
-        .ok_or_else(|| ApiError::NotInGroupYet(String::new()))?;
+    let m = g.member(&msg.send_id).ok_or_else(|| ApiError::NotInGroupYet(String::new()))?;
     if m.role_level == ROLE_OWNER {
         return Ok(());
     }
@@ -291,22 +268,13 @@ fn store(st: &mut State, cid: &str, msg: &mut MsgData) {
             st.ensure_conversation(&b, cid, t, &a, "");
         }
     }
-    for c in st
-        .conversations
-        .values_mut()
-        .filter(|c| c.conversation_id == cid)
-    {
+    for c in st.conversations.values_mut().filter(|c| c.conversation_id == cid) {
         c.max_seq = msg.seq;
     }
 }
 
 fn check_msg_is_send_success(ctx: &Ctx<'_>, _body: &[u8]) -> HResult {
-    let status = ctx
-        .lock()
-        .send_status
-        .get(&ctx.operation_id)
-        .copied()
-        .unwrap_or(0);
+    let status = ctx.lock().send_status.get(&ctx.operation_id).copied().unwrap_or(0);
     Ok(Some(json!({ "status": status })))
 }
 
@@ -332,36 +300,17 @@ struct PullReq {
 
 /// Messages of one range as `PullMsgs` JSON.
 fn pull_range(st: &State, r: &SeqRange, desc: bool) -> Value {
-    let all = st
-        .messages
-        .get(&r.conversation_id)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let all = st.messages.get(&r.conversation_id).map(Vec::as_slice).unwrap_or(&[]);
     let max = all.len() as i64;
     let (lo, hi) = (r.begin.max(1), r.end.min(max));
-    let mut msgs: Vec<&MsgData> = if lo <= hi {
-        all[(lo - 1) as usize..hi as usize].iter().collect()
-    } else {
-        Vec::new()
-    };
+    let mut msgs: Vec<&MsgData> =
+        if lo <= hi { all[(lo - 1) as usize..hi as usize].iter().collect() } else { Vec::new() };
     if r.num > 0 && msgs.len() as i64 > r.num {
         let n = r.num as usize;
-        msgs = if desc {
-            msgs.split_off(msgs.len() - n)
-        } else {
-            msgs.into_iter().take(n).collect()
-        };
+        msgs = if desc { msgs.split_off(msgs.len() - n) } else { msgs.into_iter().take(n).collect() };
     }
-    let is_end = if desc {
-        msgs.first().is_none_or(|m| m.seq <= 1)
-    } else {
-        msgs.last().is_none_or(|m| m.seq >= max)
-    };
-    let list = if msgs.is_empty() {
-        Value::Null
-    } else {
-        json!(msgs)
-    };
+    let is_end = if desc { msgs.first().is_none_or(|m| m.seq <= 1) } else { msgs.last().is_none_or(|m| m.seq >= max) };
+    let list = if msgs.is_empty() { Value::Null } else { json!(msgs) };
     json!({"Msgs": list, "isEnd": is_end, "endSeq": 0})
 }
 
@@ -374,21 +323,12 @@ fn pull_msg_by_seq(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let (mut msgs, mut notes) = (Map::new(), Map::new());
     for mut raw in req.seq_ranges {
         fold::<SeqRange>(&mut raw);
-        let r: SeqRange = serde_json::from_value(raw)
-            .map_err(|e| ApiError::JsonDecode(format!("json: cannot unmarshal: {e}")))?;
+        let r: SeqRange =
+            serde_json::from_value(raw).map_err(|e| ApiError::JsonDecode(format!("json: cannot unmarshal: {e}")))?;
         if r.conversation_id.starts_with("n_") {
-            notes.insert(
-                r.conversation_id.clone(),
-                pull_range(&st, &r, req.order == 1),
-            );
-        } else if st
-            .conversations
-            .contains_key(&(req.user_id.clone(), r.conversation_id.clone()))
-        {
-            msgs.insert(
-                r.conversation_id.clone(),
-                pull_range(&st, &r, req.order == 1),
-            );
+            notes.insert(r.conversation_id.clone(), pull_range(&st, &r, req.order == 1));
+        } else if st.conversations.contains_key(&(req.user_id.clone(), r.conversation_id.clone())) {
+            msgs.insert(r.conversation_id.clone(), pull_range(&st, &r, req.order == 1));
         }
     }
     let mut out = Map::new();
@@ -421,11 +361,7 @@ fn newest_seq(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     ctx.check_access(&req.user_id)?;
     let st = ctx.lock();
     let mut max = Map::new();
-    for ((_, cid), _) in st
-        .conversations
-        .iter()
-        .filter(|((o, _), _)| *o == req.user_id)
-    {
+    for ((_, cid), _) in st.conversations.iter().filter(|((o, _), _)| *o == req.user_id) {
         let seq = st.max_seq(cid);
         if seq > 0 {
             max.insert(cid.clone(), json!(seq));
@@ -522,21 +458,15 @@ fn get_conversations_has_read_and_max_seq(ctx: &Ctx<'_>, body: &[u8]) -> HResult
     let st = ctx.lock();
     let mut seqs = Map::new();
     let mut pinned = Vec::new();
-    for ((_, cid), c) in st
-        .conversations
-        .iter()
-        .filter(|((o, _), _)| *o == req.user_id)
-    {
+    for ((_, cid), c) in st.conversations.iter().filter(|((o, _), _)| *o == req.user_id) {
         if !req.conversation_ids.is_empty() && !req.conversation_ids.contains(cid) {
             continue;
         }
-        let max_time = st
-            .messages
-            .get(cid)
-            .and_then(|v| v.last())
-            .map(|m| m.send_time)
-            .unwrap_or(0);
-        seqs.insert(cid.clone(), json!({"maxSeq": st.max_seq(cid), "hasReadSeq": c.has_read_seq, "maxSeqTime": max_time}));
+        let max_time = st.messages.get(cid).and_then(|v| v.last()).map(|m| m.send_time).unwrap_or(0);
+        seqs.insert(
+            cid.clone(),
+            json!({"maxSeq": st.max_seq(cid), "hasReadSeq": c.has_read_seq, "maxSeqTime": max_time}),
+        );
         if c.is_pinned {
             pinned.push(cid.clone());
         }
@@ -545,11 +475,7 @@ fn get_conversations_has_read_and_max_seq(ctx: &Ctx<'_>, body: &[u8]) -> HResult
     if !seqs.is_empty() {
         out.insert("seqs".into(), Value::Object(seqs));
     }
-    let pinned = if req.return_pinned && !pinned.is_empty() {
-        json!(pinned)
-    } else {
-        Value::Null
-    };
+    let pinned = if req.return_pinned && !pinned.is_empty() { json!(pinned) } else { Value::Null };
     out.insert("pinnedConversationIDs".into(), pinned);
     Ok(Some(Value::Object(out)))
 }
@@ -564,9 +490,7 @@ fn mark_conversation_as_read(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         .get_mut(&(req.user_id.clone(), req.conversation_id.clone()))
         .ok_or_else(|| ApiError::RecordNotFound("conversation not found".into()))?;
     if req.has_read_seq > max {
-        return Err(ApiError::Args(
-            "hasReadSeq must not be bigger than maxSeq".into(),
-        ));
+        return Err(ApiError::Args("hasReadSeq must not be bigger than maxSeq".into()));
     }
     c.has_read_seq = c.has_read_seq.max(req.has_read_seq);
     Ok(None)
@@ -578,11 +502,7 @@ mod tests {
     use crate::Config;
 
     fn user(st: &mut State, id: &str) {
-        st.add_user(UserInfo {
-            user_id: id.into(),
-            nickname: id.into(),
-            ..Default::default()
-        });
+        st.add_user(UserInfo { user_id: id.into(), nickname: id.into(), ..Default::default() });
     }
 
     /// §10.8: notification contentTypes (1000–5000) skip blacklist and membership checks. REST
@@ -598,11 +518,7 @@ mod tests {
         let g = Group {
             group_id: "g".into(),
             group_type: 2,
-            members: vec![Member {
-                user_id: "o".into(),
-                role_level: ROLE_OWNER,
-                ..Default::default()
-            }],
+            members: vec![Member { user_id: "o".into(), role_level: ROLE_OWNER, ..Default::default() }],
             ..Default::default()
         };
         st.groups.insert("g".into(), g);
@@ -614,19 +530,8 @@ mod tests {
             content: b"{}".to_vec(),
             ..Default::default()
         };
-        assert_eq!(
-            send(&mut st, &app, single.clone()).unwrap_err().code(),
-            1302
-        );
-        let sent = send(
-            &mut st,
-            &app,
-            MsgData {
-                content_type: 1201,
-                ..single
-            },
-        )
-        .unwrap();
+        assert_eq!(send(&mut st, &app, single.clone()).unwrap_err().code(), 1302);
+        let sent = send(&mut st, &app, MsgData { content_type: 1201, ..single }).unwrap();
         assert_eq!(sent.seq, 1);
         let group = MsgData {
             send_id: "a".into(),
@@ -637,15 +542,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(send(&mut st, &app, group.clone()).unwrap_err().code(), 1203);
-        assert!(send(
-            &mut st,
-            &app,
-            MsgData {
-                content_type: 1501,
-                ..group
-            }
-        )
-        .is_ok());
+        assert!(send(&mut st, &app, MsgData { content_type: 1501, ..group }).is_ok());
         // sessionType 4 + 1400 is accepted from anyone with no checks.
         let oa = MsgData {
             send_id: "a".into(),

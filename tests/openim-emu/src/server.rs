@@ -34,9 +34,7 @@ pub type Handler = fn(&Ctx<'_>, &[u8]) -> HResult;
 
 /// Serialize a response payload.
 pub fn data<T: serde::Serialize>(v: T) -> HResult {
-    serde_json::to_value(v)
-        .map(Some)
-        .map_err(|e| ApiError::ServerInternal(e.to_string()))
+    serde_json::to_value(v).map(Some).map_err(|e| ApiError::ServerInternal(e.to_string()))
 }
 
 /// Shared emulator state.
@@ -117,10 +115,7 @@ impl Ctx<'_> {
         if self.is_admin() {
             Ok(())
         } else {
-            Err(ApiError::NoPermission(format!(
-                "user {} is not admin userID",
-                self.op_user
-            )))
+            Err(ApiError::NoPermission(format!("user {} is not admin userID", self.op_user)))
         }
     }
     /// `CheckAccess(owner)`: opUserID == owner or admin.
@@ -128,10 +123,7 @@ impl Ctx<'_> {
         if self.op_user == owner || self.is_admin() {
             Ok(())
         } else {
-            Err(ApiError::NoPermission(format!(
-                "ownerUserID {owner} is not opUserID {}",
-                self.op_user
-            )))
+            Err(ApiError::NoPermission(format!("ownerUserID {owner} is not opUserID {}", self.op_user)))
         }
     }
     /// `CheckAccessIn(ids...)`.
@@ -139,10 +131,7 @@ impl Ctx<'_> {
         if ids.contains(&self.op_user.as_str()) || self.is_admin() {
             Ok(())
         } else {
-            Err(ApiError::NoPermission(format!(
-                "opUserID {} is not in {ids:?}",
-                self.op_user
-            )))
+            Err(ApiError::NoPermission(format!("opUserID {} is not in {ids:?}", self.op_user)))
         }
     }
 }
@@ -161,27 +150,15 @@ pub fn api_router(app: Arc<App>) -> Router {
 
 fn json_response(status: StatusCode, body: Value) -> Response {
     let mut resp = (status, axum::Json(body)).into_response();
-    resp.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
     resp
 }
 
 fn add_cors(headers: &mut HeaderMap) {
     headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    headers.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        "access-control-allow-credentials",
-        HeaderValue::from_static("false"),
-    );
+    headers.insert("access-control-allow-methods", HeaderValue::from_static("*"));
+    headers.insert("access-control-allow-headers", HeaderValue::from_static("*"));
+    headers.insert("access-control-allow-credentials", HeaderValue::from_static("false"));
     headers.insert("access-control-max-age", HeaderValue::from_static("172800"));
 }
 
@@ -202,11 +179,7 @@ async fn apply_fault(app: &App, kill: Option<&ConnKill>) {
 }
 
 fn header(headers: &HeaderMap, name: &str) -> String {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// The whole gin middleware chain plus dispatch.
@@ -219,9 +192,7 @@ async fn api_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
     } else if parts.method != Method::POST {
         not_found()
     } else {
-        let body = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .unwrap_or_default();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
         handle_post(&app, parts.uri.path(), &parts.headers, &body)
     };
     add_cors(resp.headers_mut());
@@ -230,8 +201,7 @@ async fn api_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
 
 fn not_found() -> Response {
     let mut r = (StatusCode::NOT_FOUND, "404 page not found").into_response();
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
     r
 }
 
@@ -273,10 +243,7 @@ fn run_post(
     seen: &mut SeenRequest,
 ) -> (StatusCode, Option<HResult>) {
     if operation_id.is_empty() {
-        return (
-            StatusCode::OK,
-            Some(Err(ApiError::Args("header must have operationID".into()))),
-        );
+        return (StatusCode::OK, Some(Err(ApiError::Args("header must have operationID".into()))));
     }
     let mut op_user = String::new();
     let mut platform_id = 0;
@@ -290,17 +257,9 @@ fn run_post(
     }
     if !WHITELIST.iter().any(|w| path.starts_with(w)) {
         if tok.is_empty() {
-            return (
-                StatusCode::OK,
-                Some(Err(ApiError::Args("header must have token".into()))),
-            );
+            return (StatusCode::OK, Some(Err(ApiError::Args("header must have token".into()))));
         }
-        let verified = token::verify(
-            &app.lock(),
-            &app.config.secret,
-            &app.config.admin_user_ids,
-            &tok,
-        );
+        let verified = token::verify(&app.lock(), &app.config.secret, &app.config.admin_user_ids, &tok);
         match verified {
             Ok(c) => {
                 op_user = c.user_id;
@@ -312,12 +271,7 @@ fn run_post(
     let Some(handler) = app.routes.get(path) else {
         return (StatusCode::OK, None);
     };
-    let ctx = Ctx {
-        app,
-        operation_id: operation_id.to_string(),
-        op_user,
-        platform_id,
-    };
+    let ctx = Ctx { app, operation_id: operation_id.to_string(), op_user, platform_id };
     (StatusCode::OK, Some(handler(&ctx, body)))
 }
 
@@ -335,11 +289,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: watch::Recei
     }
 }
 
-async fn serve_conn(
-    stream: tokio::net::TcpStream,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_conn(stream: tokio::net::TcpStream, router: Router, mut shutdown: watch::Receiver<bool>) {
     let kill = ConnKill(Arc::new(Notify::new()));
     let k = kill.clone();
     let svc = router.map_request(move |mut req: Request<hyper::body::Incoming>| {

@@ -15,10 +15,7 @@ use serde::{Serialize, Serializer};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.
@@ -351,13 +348,11 @@ impl State {
     }
 
     pub fn is_friend(&self, owner: &str, friend: &str) -> bool {
-        self.friends
-            .contains_key(&(owner.to_string(), friend.to_string()))
+        self.friends.contains_key(&(owner.to_string(), friend.to_string()))
     }
 
     pub fn is_black(&self, owner: &str, black: &str) -> bool {
-        self.blacks
-            .contains_key(&(owner.to_string(), black.to_string()))
+        self.blacks.contains_key(&(owner.to_string(), black.to_string()))
     }
 
     /// Insert a user (registration order recorded).
@@ -373,25 +368,16 @@ impl State {
     }
 
     /// Create the conversation record of `owner` if it does not exist yet.
-    pub fn ensure_conversation(
-        &mut self,
-        owner: &str,
-        cid: &str,
-        ctype: i32,
-        user_id: &str,
-        group_id: &str,
-    ) {
+    pub fn ensure_conversation(&mut self, owner: &str, cid: &str, ctype: i32, user_id: &str, group_id: &str) {
         let key = (owner.to_string(), cid.to_string());
-        self.conversations
-            .entry(key)
-            .or_insert_with(|| Conversation {
-                owner_user_id: owner.to_string(),
-                conversation_id: cid.to_string(),
-                conversation_type: ctype,
-                user_id: user_id.to_string(),
-                group_id: group_id.to_string(),
-                ..Default::default()
-            });
+        self.conversations.entry(key).or_insert_with(|| Conversation {
+            owner_user_id: owner.to_string(),
+            conversation_id: cid.to_string(),
+            conversation_type: ctype,
+            user_id: user_id.to_string(),
+            group_id: group_id.to_string(),
+            ..Default::default()
+        });
     }
 
     /// `sdkws.GroupInfo` JSON of a group.
@@ -433,10 +419,10 @@ impl State {
 
     /// `sdkws.FriendInfo` JSON (createTime in seconds, §1.5).
     pub fn friend_info(&self, owner: &str, friend_id: &str, f: &Friend) -> serde_json::Value {
-        let user = self.user(friend_id).cloned().unwrap_or_else(|| UserInfo {
-            user_id: friend_id.to_string(),
-            ..Default::default()
-        });
+        let user = self
+            .user(friend_id)
+            .cloned()
+            .unwrap_or_else(|| UserInfo { user_id: friend_id.to_string(), ..Default::default() });
         serde_json::json!({
             "ownerUserID": owner, "remark": f.remark, "createTime": f.create_time_s,
             "friendUser": user, "addSource": f.add_source, "operatorUserID": f.operator_user_id,
@@ -488,10 +474,5 @@ pub fn paginate<T: Clone>(items: &[T], page_number: i32, show_number: i32) -> Ve
         return Vec::new();
     }
     let skip = (page_number as usize - 1).saturating_mul(show_number as usize);
-    items
-        .iter()
-        .skip(skip)
-        .take(show_number as usize)
-        .cloned()
-        .collect()
+    items.iter().skip(skip).take(show_number as usize).cloned().collect()
 }

@@ -37,12 +37,8 @@ pub struct Claims {
 
 /// Sign claims with the shared secret.
 fn sign(secret: &str, claims: &Claims) -> Result<String, ApiError> {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .map_err(|e| ApiError::ServerInternal(e.to_string()))
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .map_err(|e| ApiError::ServerInternal(e.to_string()))
 }
 
 /// Verify signature and expiry only (step 1 of §4.4).
@@ -66,12 +62,7 @@ pub fn parse_jwt(secret: &str, token: &str) -> Result<Claims, ApiError> {
 }
 
 /// Full verification: JWT, then the state map (§4.4).
-pub fn verify(
-    st: &State,
-    secret: &str,
-    admins: &[String],
-    token: &str,
-) -> Result<Claims, ApiError> {
+pub fn verify(st: &State, secret: &str, admins: &[String], token: &str) -> Result<Claims, ApiError> {
     let claims = parse_jwt(secret, token)?;
     let key = (claims.user_id.clone(), claims.platform_id);
     match st.tokens.get(&key).and_then(|m| m.get(token)) {
@@ -79,11 +70,8 @@ pub fn verify(
         Some(&TOKEN_KICKED) => Err(ApiError::TokenKicked),
         Some(_) => Err(ApiError::TokenUnknown("token state unknown".into())),
         None => {
-            let in_grace = admins.contains(&claims.user_id)
-                && st
-                    .admin_grace
-                    .get(token)
-                    .is_some_and(|end| *end > Instant::now());
+            let in_grace =
+                admins.contains(&claims.user_id) && st.admin_grace.get(token).is_some_and(|end| *end > Instant::now());
             if in_grace {
                 Ok(claims)
             } else {
@@ -94,13 +82,7 @@ pub fn verify(
 }
 
 /// Mint a JWT that is not already in the state map of (user, platform).
-fn mint(
-    st: &State,
-    secret: &str,
-    user_id: &str,
-    platform_id: i32,
-    expire: Duration,
-) -> Result<String, ApiError> {
+fn mint(st: &State, secret: &str, user_id: &str, platform_id: i32, expire: Duration) -> Result<String, ApiError> {
     let now = now_s();
     let existing = st.tokens.get(&(user_id.to_string(), platform_id));
     for back in 0..600 {
@@ -111,15 +93,12 @@ fn mint(
             iat: Some(now - 5 - back),
         };
         let tok = sign(secret, &claims)?;
-        let seen =
-            existing.is_some_and(|m| m.contains_key(&tok)) || st.admin_grace.contains_key(&tok);
+        let seen = existing.is_some_and(|m| m.contains_key(&tok)) || st.admin_grace.contains_key(&tok);
         if !seen {
             return Ok(tok);
         }
     }
-    Err(ApiError::ServerInternal(
-        "could not mint a fresh token".into(),
-    ))
+    Err(ApiError::ServerInternal("could not mint a fresh token".into()))
 }
 
 /// Issue a user token under multi-login policy 1 (§4.2): delete non-normal or unparsable tokens
@@ -143,10 +122,7 @@ pub fn issue_user_token(
             }
         }
     }
-    st.tokens
-        .entry((user_id.to_string(), platform_id))
-        .or_default()
-        .insert(tok.clone(), TOKEN_NORMAL);
+    st.tokens.entry((user_id.to_string(), platform_id)).or_default().insert(tok.clone(), TOKEN_NORMAL);
     Ok(tok)
 }
 
@@ -170,10 +146,7 @@ pub fn issue_admin_token(
     }
     let now = Instant::now();
     st.admin_grace.retain(|_, e| *e > now);
-    st.tokens
-        .entry(key)
-        .or_default()
-        .insert(tok.clone(), TOKEN_NORMAL);
+    st.tokens.entry(key).or_default().insert(tok.clone(), TOKEN_NORMAL);
     Ok(tok)
 }
 
@@ -195,23 +168,12 @@ mod tests {
     #[test]
     fn jwt_errors_map_to_codes() {
         assert_eq!(parse_jwt("s", "not-a-jwt").unwrap_err().code(), 1503);
-        let c = Claims {
-            user_id: "u".into(),
-            platform_id: 1,
-            exp: Some(now_s() + 100),
-            iat: Some(now_s() - 5),
-        };
+        let c = Claims { user_id: "u".into(), platform_id: 1, exp: Some(now_s() + 100), iat: Some(now_s() - 5) };
         let t = sign("other", &c).unwrap();
         let e = parse_jwt("s", &t).unwrap_err();
         assert_eq!((e.code(), e.msg().as_str()), (1505, "signature is invalid"));
-        let c = Claims {
-            exp: Some(now_s() - 10),
-            ..c
-        };
-        assert_eq!(
-            parse_jwt("s", &sign("s", &c).unwrap()).unwrap_err().code(),
-            1501
-        );
+        let c = Claims { exp: Some(now_s() - 10), ..c };
+        assert_eq!(parse_jwt("s", &sign("s", &c).unwrap()).unwrap_err().code(), 1501);
     }
 
     #[test]

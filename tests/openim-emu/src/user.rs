@@ -77,9 +77,7 @@ fn legal_user_id(id: &str) -> bool {
 
 fn user_register(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: RegisterReq = decode(body)?;
-    let users = req
-        .users
-        .ok_or_else(|| ApiError::Args("users are empty".into()))?;
+    let users = req.users.ok_or_else(|| ApiError::Args("users are empty".into()))?;
     if users.iter().any(|u| !legal_user_id(&u.user_id)) {
         return Err(ApiError::Args("userID is legal".into()));
     }
@@ -96,9 +94,7 @@ fn user_register(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     }
     let mut st = ctx.lock();
     if users.iter().any(|u| st.user(&u.user_id).is_some()) {
-        return Err(ApiError::RegisteredAlready(
-            "userID registered already".into(),
-        ));
+        return Err(ApiError::RegisteredAlready("userID registered already".into()));
     }
     let now = now_ms();
     for u in users {
@@ -125,16 +121,10 @@ struct UserIdsReq {
 
 fn get_users_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: UserIdsReq = decode(body)?;
-    let ids = req
-        .user_ids
-        .ok_or_else(|| ApiError::Args("UserIDs is empty".into()))?;
+    let ids = req.user_ids.ok_or_else(|| ApiError::Args("UserIDs is empty".into()))?;
     let st = ctx.lock();
     let mut seen = HashSet::new();
-    let users: Vec<&UserInfo> = ids
-        .iter()
-        .filter(|id| seen.insert(id.as_str()))
-        .filter_map(|id| st.user(id))
-        .collect();
+    let users: Vec<&UserInfo> = ids.iter().filter(|id| seen.insert(id.as_str())).filter_map(|id| st.user(id)).collect();
     Ok(Some(json!({ "usersInfo": users })))
 }
 
@@ -147,18 +137,13 @@ struct UpdateReq {
 
 fn update_user_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: UpdateReq = decode(body)?;
-    let info = req
-        .user_info
-        .ok_or_else(|| ApiError::Args("UserInfo is empty".into()))?;
+    let info = req.user_info.ok_or_else(|| ApiError::Args("UserInfo is empty".into()))?;
     if info.user_id.is_empty() {
         return Err(ApiError::Args("UserID is empty".into()));
     }
     ctx.check_access(&info.user_id)?;
     let mut st = ctx.lock();
-    let u = st
-        .users
-        .get_mut(&info.user_id)
-        .ok_or_else(|| ApiError::RecordNotFound(info.user_id.clone()))?;
+    let u = st.users.get_mut(&info.user_id).ok_or_else(|| ApiError::RecordNotFound(info.user_id.clone()))?;
     if !info.nickname.is_empty() {
         u.nickname = info.nickname;
     }
@@ -194,18 +179,13 @@ struct UpdateExReq {
 
 fn update_user_info_ex(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: UpdateExReq = decode(body)?;
-    let info = req
-        .user_info
-        .ok_or_else(|| ApiError::Args("userInfo is empty".into()))?;
+    let info = req.user_info.ok_or_else(|| ApiError::Args("userInfo is empty".into()))?;
     if info.user_id.is_empty() {
         return Err(ApiError::Args("userID is empty".into()));
     }
     ctx.check_access(&info.user_id)?;
     let mut st = ctx.lock();
-    let u = st
-        .users
-        .get_mut(&info.user_id)
-        .ok_or_else(|| ApiError::RecordNotFound(info.user_id.clone()))?;
+    let u = st.users.get_mut(&info.user_id).ok_or_else(|| ApiError::RecordNotFound(info.user_id.clone()))?;
     if let Some(v) = info.nickname {
         u.nickname = v;
     }
@@ -230,18 +210,14 @@ struct AccountCheckReq {
 
 fn account_check(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: AccountCheckReq = decode(body)?;
-    let ids = req
-        .check_user_ids
-        .ok_or_else(|| ApiError::Args("CheckUserIDs is empty".into()))?;
+    let ids = req.check_user_ids.ok_or_else(|| ApiError::Args("CheckUserIDs is empty".into()))?;
     ctx.require_admin()?;
     if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
         return Err(ApiError::Args("userID repeated".into()));
     }
     let st = ctx.lock();
-    let results: Vec<_> = ids
-        .iter()
-        .map(|id| json!({"userID": id, "accountStatus": i32::from(st.user(id).is_some())}))
-        .collect();
+    let results: Vec<_> =
+        ids.iter().map(|id| json!({"userID": id, "accountStatus": i32::from(st.user(id).is_some())})).collect();
     Ok(Some(json!({ "results": results })))
 }
 
@@ -310,10 +286,7 @@ fn set_global_msg_recv_opt(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::Args("UserID is empty".into()));
     }
     let mut st = ctx.lock();
-    let u = st
-        .users
-        .get_mut(&req.user_id)
-        .ok_or_else(|| ApiError::RecordNotFound(req.user_id.clone()))?;
+    let u = st.users.get_mut(&req.user_id).ok_or_else(|| ApiError::RecordNotFound(req.user_id.clone()))?;
     u.global_recv_msg_opt = req.global_recv_msg_opt;
     Ok(None)
 }

@@ -54,10 +54,7 @@ impl WsRegistry {
     pub fn kick(&self, user_id: &str, platform_id: i32, keep_token: Option<&str>) {
         if let Ok(conns) = self.conns.lock() {
             for e in conns.values() {
-                if e.user_id == user_id
-                    && e.platform_id == platform_id
-                    && Some(e.token.as_str()) != keep_token
-                {
+                if e.user_id == user_id && e.platform_id == platform_id && Some(e.token.as_str()) != keep_token {
                     let _ = e.kick.send(());
                 }
             }
@@ -66,10 +63,7 @@ impl WsRegistry {
 
     /// Number of live connections of a user (all platforms).
     pub fn count(&self, user_id: &str) -> usize {
-        self.conns
-            .lock()
-            .map(|c| c.values().filter(|e| e.user_id == user_id).count())
-            .unwrap_or(0)
+        self.conns.lock().map(|c| c.values().filter(|e| e.user_id == user_id).count()).unwrap_or(0)
     }
 
     fn register(&self, e: Entry) -> u64 {
@@ -95,9 +89,7 @@ struct WsState {
 
 /// Router of the WS listener: every path is the gateway.
 pub fn ws_router(app: Arc<App>, stop: watch::Receiver<bool>) -> Router {
-    Router::new()
-        .fallback(ws_entry)
-        .with_state(WsState { app, stop })
+    Router::new().fallback(ws_entry).with_state(WsState { app, stop })
 }
 
 /// Handshake arguments after parsing.
@@ -141,9 +133,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 /// The `v=<base64url JSON>` form; returns the args, operationID and sdkType.
 fn parse_v(v: &str) -> Result<(Args, String, String), ApiError> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(v)
-        .map_err(|e| conn_err(&e.to_string()))?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).map_err(|e| conn_err(&e.to_string()))?;
     let j: VArgs = serde_json::from_slice(&raw).map_err(|e| conn_err(&e.to_string()))?;
     let a = Args {
         user_id: j.user_id,
@@ -166,9 +156,7 @@ fn parse_query(q: &HashMap<String, String>) -> Result<(Args, String, String), Ap
     if user_id.is_empty() {
         return Err(conn_err("sendID is empty"));
     }
-    let platform_id: i32 = get("platformID")
-        .parse()
-        .map_err(|_| conn_err("platformID is not int"))?;
+    let platform_id: i32 = get("platformID").parse().map_err(|_| conn_err("platformID is not int"))?;
     let op = get("operationID");
     if op.is_empty() {
         return Err(conn_err("operationID is empty"));
@@ -179,13 +167,7 @@ fn parse_query(q: &HashMap<String, String>) -> Result<(Args, String, String), Ap
         return Err(ApiError::ServerInternal(msg));
     }
     let send_response = parse_bool(&get("isMsgResp")).unwrap_or(false);
-    let args = Args {
-        user_id,
-        token,
-        platform_id,
-        sdk_js: false,
-        send_response,
-    };
+    let args = Args { user_id, token, platform_id, sdk_js: false, send_response };
     Ok((args, op, get("sdkType")))
 }
 
@@ -212,10 +194,7 @@ fn parse_args(q: &HashMap<String, String>) -> Result<Args, ApiError> {
 /// Plain HTTP 200 JSON error (`apiresp.HttpError`), no upgrade.
 fn http_error(e: &ApiError) -> Response {
     let mut r = (StatusCode::OK, envelope(Some(e), None).to_string()).into_response();
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
     r
 }
 
@@ -234,10 +213,7 @@ async fn ws_entry(
     };
     let checked = verified.and_then(|c| {
         if c.user_id != args.user_id || c.platform_id != args.platform_id {
-            Err(ApiError::TokenInvalid(format!(
-                "token uid {} != userID {}",
-                c.user_id, args.user_id
-            )))
+            Err(ApiError::TokenInvalid(format!("token uid {} != userID {}", c.user_id, args.user_id)))
         } else {
             Ok(())
         }
@@ -250,9 +226,7 @@ async fn ws_entry(
     };
     match checked {
         Err(e) if args.send_response => upgrade.on_upgrade(move |mut ws| async move {
-            let _ = ws
-                .send(Message::Text(envelope(Some(&e), None).to_string().into()))
-                .await;
+            let _ = ws.send(Message::Text(envelope(Some(&e), None).to_string().into())).await;
         }),
         Err(e) => http_error(&e),
         Ok(()) => upgrade.on_upgrade(move |ws| run_conn(s, args, ws)),
@@ -261,15 +235,8 @@ async fn ws_entry(
 
 /// One live connection: multi-login kick, heartbeats, kicks, shutdown.
 async fn run_conn(s: WsState, args: Args, mut ws: WebSocket) {
-    s.app
-        .ws
-        .kick(&args.user_id, args.platform_id, Some(&args.token));
-    token::kick_all(
-        &mut s.app.lock(),
-        &args.user_id,
-        args.platform_id,
-        Some(&args.token),
-    );
+    s.app.ws.kick(&args.user_id, args.platform_id, Some(&args.token));
+    token::kick_all(&mut s.app.lock(), &args.user_id, args.platform_id, Some(&args.token));
     let (tx, mut kicked) = mpsc::unbounded_channel();
     let id = s.app.ws.register(Entry {
         user_id: args.user_id.clone(),

@@ -98,8 +98,8 @@ lTW7nGNVIOKsA/KDpwIDAQAB
 
 /// Order of the P-256 group.
 const P256_N: [u8; 32] = [
-    0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-    0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+    0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBC, 0xE6, 0xFA,
+    0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
 ];
 
 const AUD: &str = "imgate-admin";
@@ -161,10 +161,7 @@ fn ed_pair() -> EdPair {
 }
 
 fn key(kid: &str, file: &str) -> KeyConfig {
-    KeyConfig {
-        kid: kid.into(),
-        file: file.into(),
-    }
+    KeyConfig { kid: kid.into(), file: file.into() }
 }
 
 fn issuer(iss: &str, alg: &str, keys: Vec<KeyConfig>) -> IssuerConfig {
@@ -204,11 +201,7 @@ fn fx() -> &'static Fixture {
         let config = vec![
             issuer(ED_ISS, "EdDSA", vec![key("ed-1", "ed.pem")]),
             issuer(ES_ISS, "ES256", vec![key("es-1", "es.pem")]),
-            issuer(
-                RS_ISS,
-                "RS256",
-                vec![key("rs-1", "rs.pem"), key("rs-2", "rs-pkcs1.pem")],
-            ),
+            issuer(RS_ISS, "RS256", vec![key("rs-1", "rs.pem"), key("rs-2", "rs-pkcs1.pem")]),
             issuer(HS_ISS, "HS256", vec![key("hs-1", "hs.secret")]),
         ];
         let verifier = AdminVerifier::from_config(&config, dir.path()).expect("fixture config");
@@ -251,12 +244,7 @@ fn sign_raw(header_json: &str, claims_json: &str, key: &EncodingKey, alg: Algori
 }
 
 fn ed_token(claims: &Value) -> String {
-    sign_raw(
-        &header("EdDSA", "ed-1"),
-        &claims.to_string(),
-        &fx().ed,
-        Algorithm::EdDSA,
-    )
+    sign_raw(&header("EdDSA", "ed-1"), &claims.to_string(), &fx().ed, Algorithm::EdDSA)
 }
 
 /// An Ed token whose claims are `claims(ED_ISS)` edited by `edit`.
@@ -280,10 +268,7 @@ macro_rules! assert_rejected_claim {
     ($result:expr) => {{
         let result = $result;
         assert!(
-            matches!(
-                result,
-                Err(AdminAuthError::Invalid(_) | AdminAuthError::Malformed(_))
-            ),
+            matches!(result, Err(AdminAuthError::Invalid(_) | AdminAuthError::Malformed(_))),
             "unexpected result: {result:?}"
         );
     }};
@@ -292,10 +277,7 @@ macro_rules! assert_rejected_claim {
 macro_rules! assert_err {
     ($result:expr, $pattern:pat) => {{
         let result = $result;
-        assert!(
-            matches!(result, Err($pattern)),
-            "unexpected result: {result:?}"
-        );
+        assert!(matches!(result, Err($pattern)), "unexpected result: {result:?}");
     }};
 }
 
@@ -306,21 +288,13 @@ fn accepts_valid_eddsa_token() {
     let p = verify(&ed_token(&claims(ED_ISS))).unwrap();
     assert_eq!(p.subject, "alice");
     assert_eq!(p.issuer, ED_ISS);
-    let expected: BTreeSet<String> = ["imgate:admin", "devices:write"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let expected: BTreeSet<String> = ["imgate:admin", "devices:write"].iter().map(|s| s.to_string()).collect();
     assert_eq!(p.scopes, expected);
 }
 
 #[test]
 fn accepts_valid_es256_token() {
-    let t = sign_raw(
-        &header("ES256", "es-1"),
-        &claims(ES_ISS).to_string(),
-        &fx().es,
-        Algorithm::ES256,
-    );
+    let t = sign_raw(&header("ES256", "es-1"), &claims(ES_ISS).to_string(), &fx().es, Algorithm::ES256);
     assert_eq!(verify(&t).unwrap().issuer, ES_ISS);
 }
 
@@ -335,12 +309,7 @@ fn accepts_valid_rs256_token_with_spki_and_pkcs1_keys() {
 
 #[test]
 fn accepts_valid_hs256_token() {
-    let t = sign_raw(
-        &header("HS256", "hs-1"),
-        &claims(HS_ISS).to_string(),
-        &fx().hs,
-        Algorithm::HS256,
-    );
+    let t = sign_raw(&header("HS256", "hs-1"), &claims(HS_ISS).to_string(), &fx().hs, Algorithm::HS256);
     assert_eq!(verify(&t).unwrap().issuer, HS_ISS);
 }
 
@@ -358,15 +327,9 @@ fn rejects_alg_none_in_any_case() {
     let payload = b64(claims(ED_ISS).to_string());
     for alg in ["none", "None", "NONE", "nOnE"] {
         let h = b64(header(alg, "ed-1"));
-        assert_err!(
-            verify(&format!("{h}.{payload}.")),
-            AdminAuthError::AlgorithmNotAllowed
-        );
+        assert_err!(verify(&format!("{h}.{payload}.")), AdminAuthError::AlgorithmNotAllowed);
         // Also with some signature bytes present.
-        assert_err!(
-            verify(&format!("{h}.{payload}.{}", b64([0u8; 64]))),
-            AdminAuthError::AlgorithmNotAllowed
-        );
+        assert_err!(verify(&format!("{h}.{payload}.{}", b64([0u8; 64]))), AdminAuthError::AlgorithmNotAllowed);
     }
 }
 
@@ -377,12 +340,7 @@ fn rejects_alg_of_another_family_or_not_listed() {
     let t = sign_raw(&header("ES256", "ed-1"), &c, &fx().es, Algorithm::ES256);
     assert_err!(verify(&t), AdminAuthError::AlgorithmNotAllowed);
     // HS512 is in the HMAC family but not in the HS issuer's list.
-    let t = sign_raw(
-        &header("HS512", "hs-1"),
-        &claims(HS_ISS).to_string(),
-        &fx().hs,
-        Algorithm::HS512,
-    );
+    let t = sign_raw(&header("HS512", "hs-1"), &claims(HS_ISS).to_string(), &fx().hs, Algorithm::HS512);
     assert_err!(verify(&t), AdminAuthError::AlgorithmNotAllowed);
     // A non-string alg.
     let h = json!({"alg": 1, "kid": "ed-1"}).to_string();
@@ -393,14 +351,8 @@ fn rejects_alg_of_another_family_or_not_listed() {
 #[test]
 fn rejects_hs256_signed_with_public_key_bytes() {
     // CVE-2015-9235 style: the attacker HMACs with the verifier's public key.
-    let rsa_der = STANDARD
-        .decode(
-            RSA_PUBLIC_PKCS1_PEM
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect::<String>(),
-        )
-        .unwrap();
+    let rsa_der =
+        STANDARD.decode(RSA_PUBLIC_PKCS1_PEM.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).unwrap();
     let ed_public_pem = ed_pair().public_pem;
     let cases: [(&str, &str, &[u8]); 4] = [
         ("rs-1", RS_ISS, RSA_PUBLIC_PEM.as_bytes()),
@@ -428,12 +380,7 @@ fn rejects_hs256_signed_with_public_key_bytes() {
 }
 
 fn es_token_parts() -> (String, Vec<u8>) {
-    let t = sign_raw(
-        &header("ES256", "es-1"),
-        &claims(ES_ISS).to_string(),
-        &fx().es,
-        Algorithm::ES256,
-    );
+    let t = sign_raw(&header("ES256", "es-1"), &claims(ES_ISS).to_string(), &fx().es, Algorithm::ES256);
     let (message, sig) = t.rsplit_once('.').unwrap();
     (message.to_owned(), URL_SAFE_NO_PAD.decode(sig).unwrap())
 }
@@ -442,10 +389,7 @@ fn es_token_parts() -> (String, Vec<u8>) {
 fn rejects_es256_zero_signature() {
     // CVE-2022-21449 ("psychic signatures"): r = s = 0.
     let (message, _) = es_token_parts();
-    assert_err!(
-        verify(&format!("{message}.{}", b64([0u8; 64]))),
-        AdminAuthError::Invalid(_)
-    );
+    assert_err!(verify(&format!("{message}.{}", b64([0u8; 64]))), AdminAuthError::Invalid(_));
 }
 
 #[test]
@@ -471,10 +415,7 @@ fn rejects_es256_out_of_range_and_wrong_length_signatures() {
     bad.push(flipped);
     for s in bad {
         let r = verify(&format!("{message}.{}", b64(&s)));
-        assert!(
-            matches!(r, Err(AdminAuthError::Invalid(_))),
-            "signature {s:02x?}: {r:?}"
-        );
+        assert!(matches!(r, Err(AdminAuthError::Invalid(_))), "signature {s:02x?}: {r:?}");
     }
 }
 
@@ -487,12 +428,7 @@ fn rejects_tampered_payload_and_foreign_key() {
     parts[1] = b64(c.to_string());
     assert_err!(verify(&parts.join(".")), AdminAuthError::Invalid(_));
 
-    let t = sign_raw(
-        &header("EdDSA", "ed-1"),
-        &claims(ED_ISS).to_string(),
-        &fx().ed_other,
-        Algorithm::EdDSA,
-    );
+    let t = sign_raw(&header("EdDSA", "ed-1"), &claims(ED_ISS).to_string(), &fx().ed_other, Algorithm::EdDSA);
     assert_err!(verify(&t), AdminAuthError::Invalid(_));
 }
 
@@ -539,8 +475,7 @@ fn rejects_exp_that_is_not_an_integer_or_missing() {
         assert_rejected_claim!(verify(&t));
     }
     // 2^64 written as an integer literal (serde_json reads it as a float).
-    let text =
-        format!(r#"{{"iss":"{ED_ISS}","aud":"{AUD}","sub":"alice","exp":18446744073709551616}}"#);
+    let text = format!(r#"{{"iss":"{ED_ISS}","aud":"{AUD}","sub":"alice","exp":18446744073709551616}}"#);
     let t = sign_raw(&header("EdDSA", "ed-1"), &text, &fx().ed, Algorithm::EdDSA);
     assert_rejected_claim!(verify(&t));
     let t = ed_token_with(|c| {
@@ -623,13 +558,7 @@ fn rejects_iat_in_the_future_or_after_exp() {
 
 #[test]
 fn rejects_wrong_audience() {
-    for aud in [
-        json!("someone-else"),
-        json!(["a", "b"]),
-        json!([]),
-        json!(7),
-        json!([AUD, 7]),
-    ] {
+    for aud in [json!("someone-else"), json!(["a", "b"]), json!([]), json!(7), json!([AUD, 7])] {
         let t = ed_token_with(|c| {
             c.insert("aud".into(), aud.clone());
         });
@@ -647,12 +576,7 @@ fn accepts_audience_array_containing_ours() {
 
 #[test]
 fn rejects_wrong_issuer() {
-    for iss in [
-        json!("https://evil.example"),
-        json!(ES_ISS),
-        json!([ED_ISS]),
-        json!(1),
-    ] {
+    for iss in [json!("https://evil.example"), json!(ES_ISS), json!([ED_ISS]), json!(1)] {
         let t = ed_token_with(|c| {
             c.insert("iss".into(), iss.clone());
         });
@@ -667,10 +591,7 @@ fn rejects_missing_iss_aud_or_sub() {
             c.remove(claim);
         });
         let r = verify(&t);
-        assert!(
-            matches!(&r, Err(AdminAuthError::Invalid(m)) if m.contains(claim)),
-            "{claim}: {r:?}"
-        );
+        assert!(matches!(&r, Err(AdminAuthError::Invalid(m)) if m.contains(claim)), "{claim}: {r:?}");
     }
 }
 
@@ -690,40 +611,18 @@ fn rejects_bad_subject_values() {
 fn rejects_unknown_and_hostile_kids() {
     let c = claims(ED_ISS).to_string();
     let long = "k".repeat(300);
-    for kid in [
-        "nope",
-        "../../dev/null",
-        "/etc/passwd",
-        "' OR 1=1--",
-        "",
-        long.as_str(),
-    ] {
+    for kid in ["nope", "../../dev/null", "/etc/passwd", "' OR 1=1--", "", long.as_str()] {
         let t = sign_raw(&header("EdDSA", kid), &c, &fx().ed, Algorithm::EdDSA);
         assert_err!(verify(&t), AdminAuthError::UnknownKid);
     }
     // A 10 kB kid does not even fit in the header cap.
-    let t = sign_raw(
-        &header("EdDSA", &"k".repeat(10_000)),
-        &c,
-        &fx().ed,
-        Algorithm::EdDSA,
-    );
+    let t = sign_raw(&header("EdDSA", &"k".repeat(10_000)), &c, &fx().ed, Algorithm::EdDSA);
     assert_err!(verify(&t), AdminAuthError::TooLarge);
     // No kid at all.
-    let t = sign_raw(
-        &json!({"alg": "EdDSA"}).to_string(),
-        &c,
-        &fx().ed,
-        Algorithm::EdDSA,
-    );
+    let t = sign_raw(&json!({"alg": "EdDSA"}).to_string(), &c, &fx().ed, Algorithm::EdDSA);
     assert_err!(verify(&t), AdminAuthError::UnknownKid);
     // A non-string kid.
-    let t = sign_raw(
-        &json!({"alg": "EdDSA", "kid": 1}).to_string(),
-        &c,
-        &fx().ed,
-        Algorithm::EdDSA,
-    );
+    let t = sign_raw(&json!({"alg": "EdDSA", "kid": 1}).to_string(), &c, &fx().ed, Algorithm::EdDSA);
     assert_err!(verify(&t), AdminAuthError::Malformed(_));
 }
 
@@ -736,10 +635,7 @@ fn rejects_forbidden_header_parameters() {
         ("crit", json!(["x"])),
         ("jku", json!("http://127.0.0.1:9/jwks.json")),
         ("x5u", json!("http://127.0.0.1:9/cert.pem")),
-        (
-            "jwk",
-            json!({"kty": "OKP", "crv": "Ed25519", "x": b64([7u8; 32])}),
-        ),
+        ("jwk", json!({"kty": "OKP", "crv": "Ed25519", "x": b64([7u8; 32])})),
         ("x5c", json!(["MIIB"])),
         ("b64", json!(false)),
     ];
@@ -748,10 +644,7 @@ fn rejects_forbidden_header_parameters() {
         h[name] = value;
         let t = sign_raw(&h.to_string(), &c, &fx().ed, Algorithm::EdDSA);
         let r = verify(&t);
-        assert!(
-            matches!(&r, Err(AdminAuthError::ForbiddenHeader(n)) if n == name),
-            "{name}: {r:?}"
-        );
+        assert!(matches!(&r, Err(AdminAuthError::ForbiddenHeader(n)) if n == name), "{name}: {r:?}");
     }
 }
 
@@ -777,10 +670,7 @@ fn scopes_present_and_missing() {
     assert!(p.require_scope("imgate:admin").unwrap_err().is_forbidden());
 
     let t = ed_token_with(|c| {
-        c.insert(
-            "scope".into(),
-            json!("  sessions:revoke \t plugins:write  "),
-        );
+        c.insert("scope".into(), json!("  sessions:revoke \t plugins:write  "));
     });
     let p = verify(&t).unwrap();
     assert_eq!(p.scopes.len(), 2);
@@ -802,10 +692,7 @@ fn rejects_missing_or_non_bearer_header() {
     assert_err!(verify_header(b""), AdminAuthError::Missing);
     assert_err!(verify_header(b"Bearer"), AdminAuthError::Missing);
     assert_err!(verify_header(b"Bearer    "), AdminAuthError::Missing);
-    assert_err!(
-        verify_header(b"Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
-        AdminAuthError::Missing
-    );
+    assert_err!(verify_header(b"Basic YWxhZGRpbjpvcGVuc2VzYW1l"), AdminAuthError::Missing);
     let t = ed_token(&claims(ED_ISS));
     assert_err!(verify_header(t.as_bytes()), AdminAuthError::Missing);
 }
@@ -828,16 +715,10 @@ fn rejects_wrong_segment_counts() {
     let t = ed_token(&claims(ED_ISS));
     let parts: Vec<&str> = t.split('.').collect();
     assert_err!(verify(&parts[..2].join(".")), AdminAuthError::Malformed(_));
-    assert_err!(
-        verify(&format!("{t}.{}", parts[2])),
-        AdminAuthError::Malformed(_)
-    );
+    assert_err!(verify(&format!("{t}.{}", parts[2])), AdminAuthError::Malformed(_));
     assert_err!(verify(parts[0]), AdminAuthError::Malformed(_));
     // JWE compact serialization (5 segments).
-    assert_err!(
-        verify(&format!("{t}.AAAA.BBBB")),
-        AdminAuthError::Malformed(_)
-    );
+    assert_err!(verify(&format!("{t}.AAAA.BBBB")), AdminAuthError::Malformed(_));
     // JSON serialization instead of compact.
     let json_ser = json!({"protected": parts[0], "payload": parts[1], "signature": parts[2]});
     assert_err!(verify(&json_ser.to_string()), AdminAuthError::Malformed(_));
@@ -849,23 +730,14 @@ fn rejects_non_base64url_and_padding() {
     let parts: Vec<&str> = t.split('.').collect();
     for header in ["e30!", "eyJ+", "eyJ/", "e30=", "e3 0"] {
         let r = verify(&format!("{header}.{}.{}", parts[1], parts[2]));
-        assert!(
-            matches!(r, Err(AdminAuthError::Malformed(_))),
-            "{header}: {r:?}"
-        );
+        assert!(matches!(r, Err(AdminAuthError::Malformed(_))), "{header}: {r:?}");
     }
     // Padded header segment of an otherwise valid token.
     let padded = format!("{}==.{}.{}", parts[0], parts[1], parts[2]);
     assert_err!(verify(&padded), AdminAuthError::Malformed(_));
     // Invalid UTF-8 and a BOM in the header value.
-    assert_err!(
-        verify_header(b"Bearer \xff\xfe.a.b"),
-        AdminAuthError::Malformed(_)
-    );
-    assert_err!(
-        verify_header(format!("Bearer \u{feff}{t}").as_bytes()),
-        AdminAuthError::Malformed(_)
-    );
+    assert_err!(verify_header(b"Bearer \xff\xfe.a.b"), AdminAuthError::Malformed(_));
+    assert_err!(verify_header(format!("Bearer \u{feff}{t}").as_bytes()), AdminAuthError::Malformed(_));
     // Non-canonical trailing bits in the header segment ("e30" is "{}"; "e31" has stray bits).
     let r = verify(&format!("e31.{}.{}", parts[1], parts[2]));
     assert!(r.is_err(), "{r:?}");
@@ -885,21 +757,11 @@ fn rejects_header_that_is_not_a_json_object() {
     ];
     for h in headers {
         let r = verify(&format!("{}.{}.{}", b64(h), parts[1], parts[2]));
-        assert!(
-            matches!(r, Err(AdminAuthError::Malformed(_))),
-            "{h:?}: {r:?}"
-        );
+        assert!(matches!(r, Err(AdminAuthError::Malformed(_))), "{h:?}: {r:?}");
     }
     // 1000-deep nesting stops at serde_json's recursion limit without a stack overflow.
-    let deep = format!(
-        "{{\"alg\":\"EdDSA\",\"kid\":\"ed-1\",\"x\":{}{}}}",
-        "[".repeat(1000),
-        "]".repeat(1000)
-    );
-    assert_err!(
-        verify(&format!("{}.{}.{}", b64(deep), parts[1], parts[2])),
-        AdminAuthError::Malformed(_)
-    );
+    let deep = format!("{{\"alg\":\"EdDSA\",\"kid\":\"ed-1\",\"x\":{}{}}}", "[".repeat(1000), "]".repeat(1000));
+    assert_err!(verify(&format!("{}.{}.{}", b64(deep), parts[1], parts[2])), AdminAuthError::Malformed(_));
 }
 
 #[test]
@@ -913,20 +775,10 @@ fn rejects_duplicate_keys_in_header_and_claims() {
     assert_err!(verify(&t), AdminAuthError::Malformed(_));
     // A duplicated claim in a correctly signed payload.
     let dup_scope = c.replacen('{', r#"{"scope":"nothing","#, 1);
-    let t = sign_raw(
-        &header("EdDSA", "ed-1"),
-        &dup_scope,
-        &fx().ed,
-        Algorithm::EdDSA,
-    );
+    let t = sign_raw(&header("EdDSA", "ed-1"), &dup_scope, &fx().ed, Algorithm::EdDSA);
     assert_err!(verify(&t), AdminAuthError::Malformed(_));
     let dup_sub = c.replacen('{', r#"{"sub":"root","#, 1);
-    let t = sign_raw(
-        &header("EdDSA", "ed-1"),
-        &dup_sub,
-        &fx().ed,
-        Algorithm::EdDSA,
-    );
+    let t = sign_raw(&header("EdDSA", "ed-1"), &dup_sub, &fx().ed, Algorithm::EdDSA);
     assert!(verify(&t).is_err());
 }
 
@@ -940,12 +792,7 @@ fn rejects_empty_signature_with_an_allowed_alg() {
 #[test]
 fn rejects_payload_that_is_not_a_json_object() {
     for payload in ["[1,2]", "\"x\"", "null"] {
-        let t = sign_raw(
-            &header("EdDSA", "ed-1"),
-            payload,
-            &fx().ed,
-            Algorithm::EdDSA,
-        );
+        let t = sign_raw(&header("EdDSA", "ed-1"), payload, &fx().ed, Algorithm::EdDSA);
         assert!(verify(&t).is_err(), "{payload}");
     }
 }
@@ -967,18 +814,13 @@ fn config_defaults_and_unknown_fields() {
         "issuer": ED_ISS, "audience": AUD, "algorithms": ["EdDSA"], "jwks_url": "http://x",
     }));
     assert!(unknown.is_err());
-    let unknown_key_field =
-        serde_json::from_value::<KeyConfig>(json!({"kid": "a", "file": "a", "url": "x"}));
+    let unknown_key_field = serde_json::from_value::<KeyConfig>(json!({"kid": "a", "file": "a", "url": "x"}));
     assert!(unknown_key_field.is_err());
 }
 
 #[test]
 fn config_rejects_mixed_families() {
-    for algs in [
-        vec!["RS256", "HS256"],
-        vec!["EdDSA", "ES256"],
-        vec!["ES256", "RS256"],
-    ] {
+    for algs in [vec!["RS256", "HS256"], vec!["EdDSA", "ES256"], vec!["ES256", "RS256"]] {
         let mut cfg = issuer(ED_ISS, "EdDSA", vec![key("k", "k.pem")]);
         cfg.algorithms = algs.iter().map(|s| s.to_string()).collect();
         let errors = validate_config(&[cfg]);
@@ -999,10 +841,7 @@ fn config_rejects_none_unknown_and_empty_algorithms() {
         let mut cfg = issuer(ED_ISS, "EdDSA", vec![key("k", "k.pem")]);
         cfg.algorithms = algs.iter().map(|s| s.to_string()).collect();
         let errors = validate_config(&[cfg]);
-        assert!(
-            errors.iter().any(|e| e.contains(needle)),
-            "{algs:?}: {errors:?}"
-        );
+        assert!(errors.iter().any(|e| e.contains(needle)), "{algs:?}: {errors:?}");
     }
 }
 
@@ -1047,10 +886,7 @@ fn config_rejects_other_static_problems() {
     empty.audience = " ".into();
     let errors = validate_config(&[empty]);
     assert!(errors.iter().any(|e| e.contains("`issuer`")), "{errors:?}");
-    assert!(
-        errors.iter().any(|e| e.contains("`audience`")),
-        "{errors:?}"
-    );
+    assert!(errors.iter().any(|e| e.contains("`audience`")), "{errors:?}");
     assert!(errors.iter().any(|e| e.contains("no keys")), "{errors:?}");
 
     let mut hs_jwks = issuer(HS_ISS, "HS256", vec![]);
@@ -1063,11 +899,7 @@ fn config_rejects_other_static_problems() {
     zero_life.max_lifetime_secs = 0;
     assert_eq!(validate_config(&[zero_life]).len(), 1);
 
-    let bad_kids = issuer(
-        ED_ISS,
-        "EdDSA",
-        vec![key("", "a.pem"), key(&"k".repeat(257), "b.pem")],
-    );
+    let bad_kids = issuer(ED_ISS, "EdDSA", vec![key("", "a.pem"), key(&"k".repeat(257), "b.pem")]);
     assert_eq!(validate_config(&[bad_kids]).len(), 2);
 }
 
@@ -1082,33 +914,14 @@ fn from_config_checks_key_files_and_reports_all() {
     dir.write("ec.pem", EC_PUBLIC_PEM);
     dir.write("pem-as-secret.pem", RSA_PUBLIC_PEM);
     let config = vec![
-        issuer(
-            HS_ISS,
-            "HS256",
-            vec![
-                key("hs-short", "short.secret"),
-                key("hs-pem", "pem-as-secret.pem"),
-            ],
-        ),
+        issuer(HS_ISS, "HS256", vec![key("hs-short", "short.secret"), key("hs-pem", "pem-as-secret.pem")]),
         issuer(
             ES_ISS,
             "ES256",
-            vec![
-                key("es-private", "ec-private.pem"),
-                key("es-p384", "p384.pem"),
-                key("es-rsa", "rsa.pem"),
-            ],
+            vec![key("es-private", "ec-private.pem"), key("es-p384", "p384.pem"), key("es-rsa", "rsa.pem")],
         ),
-        issuer(
-            RS_ISS,
-            "RS256",
-            vec![key("rs-1024", "rsa1024.pem"), key("rs-ec", "ec.pem")],
-        ),
-        issuer(
-            ED_ISS,
-            "EdDSA",
-            vec![key("ed-missing", "missing.pem"), key("ed-ec", "ec.pem")],
-        ),
+        issuer(RS_ISS, "RS256", vec![key("rs-1024", "rsa1024.pem"), key("rs-ec", "ec.pem")]),
+        issuer(ED_ISS, "EdDSA", vec![key("ed-missing", "missing.pem"), key("ed-ec", "ec.pem")]),
     ];
     let errors = AdminVerifier::from_config(&config, dir.path()).unwrap_err();
     let expect = [
@@ -1125,9 +938,7 @@ fn from_config_checks_key_files_and_reports_all() {
     assert_eq!(errors.len(), expect.len(), "{errors:#?}");
     for (kid, needle) in expect {
         assert!(
-            errors
-                .iter()
-                .any(|e| e.contains(&format!("{kid:?}")) && e.contains(needle)),
+            errors.iter().any(|e| e.contains(&format!("{kid:?}")) && e.contains(needle)),
             "no error for {kid} mentioning {needle:?}: {errors:#?}"
         );
     }
@@ -1148,36 +959,18 @@ fn from_config_includes_static_errors_and_absolute_paths() {
 #[test]
 fn empty_config_verifies_nothing() {
     let v = AdminVerifier::from_config(&[], Path::new(".")).unwrap();
-    assert_err!(
-        v.verify(Some(
-            format!("Bearer {}", ed_token(&claims(ED_ISS))).as_bytes()
-        )),
-        AdminAuthError::UnknownKid
-    );
+    assert_err!(v.verify(Some(format!("Bearer {}", ed_token(&claims(ED_ISS))).as_bytes())), AdminAuthError::UnknownKid);
 }
 
 fn rsa_components() -> (Vec<u8>, Vec<u8>) {
-    let der = STANDARD
-        .decode(
-            RSA_PUBLIC_PKCS1_PEM
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect::<String>(),
-        )
-        .unwrap();
+    let der =
+        STANDARD.decode(RSA_PUBLIC_PKCS1_PEM.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).unwrap();
     let (n, e) = pkcs1_rsa_public_key(&der).unwrap();
     (n.to_vec(), e.to_vec())
 }
 
 fn ec_xy() -> (Vec<u8>, Vec<u8>) {
-    let der = STANDARD
-        .decode(
-            EC_PUBLIC_PEM
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect::<String>(),
-        )
-        .unwrap();
+    let der = STANDARD.decode(EC_PUBLIC_PEM.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).unwrap();
     let point = &der[der.len() - 65..];
     assert_eq!(point[0], 0x04);
     (point[1..33].to_vec(), point[33..].to_vec())
@@ -1211,26 +1004,13 @@ fn jwks_file_keys_verify_tokens() {
         ("jwks-rs", "RS256", RS_ISS, &fx().rs, Algorithm::RS256),
     ];
     for (kid, alg_name, iss, signing, alg) in cases {
-        let t = sign_raw(
-            &header(alg_name, kid),
-            &claims(iss).to_string(),
-            signing,
-            alg,
-        );
+        let t = sign_raw(&header(alg_name, kid), &claims(iss).to_string(), signing, alg);
         let p = v.verify(Some(format!("Bearer {t}").as_bytes()));
         assert_eq!(p.unwrap().issuer, iss, "{kid}");
     }
     for kid in ["jwks-enc", "jwks-ps"] {
-        let t = sign_raw(
-            &header("RS256", kid),
-            &claims(RS_ISS).to_string(),
-            &fx().rs,
-            Algorithm::RS256,
-        );
-        assert_err!(
-            v.verify(Some(format!("Bearer {t}").as_bytes())),
-            AdminAuthError::UnknownKid
-        );
+        let t = sign_raw(&header("RS256", kid), &claims(RS_ISS).to_string(), &fx().rs, Algorithm::RS256);
+        assert_err!(v.verify(Some(format!("Bearer {t}").as_bytes())), AdminAuthError::UnknownKid);
     }
 }
 
@@ -1241,12 +1021,16 @@ fn jwks_file_problems_are_reported() {
     let (n, e) = rsa_components();
     let short_n = n[1..129].to_vec(); // n[0] is DER's 0x00 sign byte
     dir.write("ed.pem", &ed.public_pem);
-    dir.write("ed.json", json!({"keys": [
-        {"kty": "OKP", "crv": "Ed25519", "x": b64(ed.raw_public)},
-        {"kty": "OKP", "crv": "Ed25519", "kid": "with-d", "x": b64(ed.raw_public), "d": b64([1u8; 32])},
-        {"kty": "OKP", "crv": "Ed25519", "kid": "static-ed", "x": b64(ed.raw_public)},
-        {"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": b64(ed.raw_public)},
-    ]}).to_string());
+    dir.write(
+        "ed.json",
+        json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "x": b64(ed.raw_public)},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "with-d", "x": b64(ed.raw_public), "d": b64([1u8; 32])},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "static-ed", "x": b64(ed.raw_public)},
+            {"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": b64(ed.raw_public)},
+        ]})
+        .to_string(),
+    );
     dir.write(
         "rs.json",
         json!({"keys": [
@@ -1265,8 +1049,7 @@ fn jwks_file_problems_are_reported() {
     es_issuer.jwks_file = Some("empty.json".into());
     let mut broken = issuer("https://broken.example", "ES256", vec![]);
     broken.jwks_file = Some("broken.json".into());
-    let errors = AdminVerifier::from_config(&[ed_issuer, rs_issuer, es_issuer, broken], dir.path())
-        .unwrap_err();
+    let errors = AdminVerifier::from_config(&[ed_issuer, rs_issuer, es_issuer, broken], dir.path()).unwrap_err();
     let expect = [
         "key #0 has no usable `kid`",
         "\"with-d\") contains private key material",
@@ -1279,10 +1062,7 @@ fn jwks_file_problems_are_reported() {
     ];
     assert_eq!(errors.len(), expect.len(), "{errors:#?}");
     for needle in expect {
-        assert!(
-            errors.iter().any(|e| e.contains(needle)),
-            "missing {needle:?}: {errors:#?}"
-        );
+        assert!(errors.iter().any(|e| e.contains(needle)), "missing {needle:?}: {errors:#?}");
     }
 }
 

@@ -19,10 +19,22 @@ impl Tour {
         host::dev::mint_admin_jwt(&self.pem, "tour@imgate-dev", scope, 300).unwrap_or_default()
     }
 
-    async fn call(&mut self, title: &str, method: &str, path: &str, token: Option<&str>, body: Option<&Value>, want: u16) -> Value {
+    async fn call(
+        &mut self,
+        title: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        want: u16,
+    ) -> Value {
         println!("\n== {title}");
         println!("   {method} {path}{}", if token.is_some() { "   (Authorization: Bearer <admin JWT>)" } else { "" });
-        let mut req = if method == "GET" { self.http.get(format!("{}{path}", self.gw)) } else { self.http.post(format!("{}{path}", self.gw)) };
+        let mut req = if method == "GET" {
+            self.http.get(format!("{}{path}", self.gw))
+        } else {
+            self.http.post(format!("{}{path}", self.gw))
+        };
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -58,22 +70,51 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let pem = env["admin"]["private_key_pem_path"].as_str().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let pem =
+        env["admin"]["private_key_pem_path"].as_str().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     let Ok(http) = reqwest::Client::builder().no_proxy().build() else { return ExitCode::FAILURE };
     let mut t = Tour { http, gw: env["gateway_url"].as_str().unwrap_or_default().to_owned(), pem, failures: 0 };
-    println!("imgate tour — gateway {} in front of the OpenIM emulator at {}", t.gw, env["openim_api_url"].as_str().unwrap_or("?"));
+    println!(
+        "imgate tour — gateway {} in front of the OpenIM emulator at {}",
+        t.gw,
+        env["openim_api_url"].as_str().unwrap_or("?")
+    );
 
     t.call("The gateway's public Noise key (clients pin it)", "GET", "/v1/auth/gateway-key", None, None, 200).await;
     t.call("Admin routes need an admin JWT: none given", "GET", "/v1/admin/health", None, None, 401).await;
     let weak = t.jwt("users:write");
     t.call("A valid JWT without the route's scope is 403", "GET", "/v1/admin/health", Some(&weak), None, 403).await;
     let admin = t.jwt("imgate:admin users:write openim:call devices:write");
-    t.call("Health: the gateway reaches OpenIM with its own admin token", "GET", "/v1/admin/health", Some(&admin), None, 200).await;
+    t.call(
+        "Health: the gateway reaches OpenIM with its own admin token",
+        "GET",
+        "/v1/admin/health",
+        Some(&admin),
+        None,
+        200,
+    )
+    .await;
     let users = json!({"users": [{"user_id": "alice", "nickname": "Alice"}, {"user_id": "bob", "nickname": "Bob"}]});
     t.call("Register two users in OpenIM", "POST", "/v1/admin/users", Some(&admin), Some(&users), 201).await;
-    t.call("Registering them again is a conflict, nothing changes", "POST", "/v1/admin/users", Some(&admin), Some(&users), 409).await;
+    t.call(
+        "Registering them again is a conflict, nothing changes",
+        "POST",
+        "/v1/admin/users",
+        Some(&admin),
+        Some(&users),
+        409,
+    )
+    .await;
     let bad = json!({"users": [{"user_id": "eve ", "nickname": "Eve", "appMangerLevel": 2}]});
-    t.call("Unknown fields and odd ids are refused before OpenIM sees them", "POST", "/v1/admin/users", Some(&admin), Some(&bad), 400).await;
+    t.call(
+        "Unknown fields and odd ids are refused before OpenIM sees them",
+        "POST",
+        "/v1/admin/users",
+        Some(&admin),
+        Some(&bad),
+        400,
+    )
+    .await;
     t.call(
         "Back-office passthrough: OpenIM's own envelope, sent with the admin token",
         "POST",
@@ -84,7 +125,15 @@ async fn main() -> ExitCode {
     )
     .await;
     let send = json!({"sendID": "alice", "recvID": "bob", "content": {"content": "hello from the tour"}, "contentType": 101, "sessionType": 1});
-    t.call("An admin tool sends a message as alice (admin-only in OpenIM)", "POST", "/v1/admin/openim/msg/send_msg", Some(&admin), Some(&send), 200).await;
+    t.call(
+        "An admin tool sends a message as alice (admin-only in OpenIM)",
+        "POST",
+        "/v1/admin/openim/msg/send_msg",
+        Some(&admin),
+        Some(&send),
+        200,
+    )
+    .await;
     t.call(
         "OpenIM tokens never leave imgate, even for admins",
         "POST",
@@ -95,7 +144,15 @@ async fn main() -> ExitCode {
     )
     .await;
     let big = json!({"userIDs": ["x".repeat(2 * 1024 * 1024)]});
-    t.call("A body over the configured limit is 413", "POST", "/v1/admin/openim/user/get_users_info", Some(&admin), Some(&big), 413).await;
+    t.call(
+        "A body over the configured limit is 413",
+        "POST",
+        "/v1/admin/openim/user/get_users_info",
+        Some(&admin),
+        Some(&big),
+        413,
+    )
+    .await;
     t.call("Unknown routes are 404 in the same error shape", "GET", "/v1/whatever", None, None, 404).await;
 
     user_auth(&mut t, &admin).await;
@@ -107,7 +164,11 @@ async fn main() -> ExitCode {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        for line in text.lines().filter(|l| l.starts_with("imgate_http_requests_total") || l.starts_with("imgate_openim_calls_total")).take(8) {
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("imgate_http_requests_total") || l.starts_with("imgate_openim_calls_total"))
+            .take(8)
+        {
             println!("   {line}");
         }
     }
@@ -154,7 +215,10 @@ async fn user_auth(t: &mut Tour, admin: &str) {
     println!("\n== Noise IK handshake: message 1 → POST /v1/auth/handshake → message 2 with the session");
     let session = match client.handshake(&device, &gateway_public, "phone-1").await {
         Ok(s) => {
-            println!("   -> session {} for user {} on platform {}, expires at {} (session key stays in memory)", s.session_id, s.user_id, s.platform_id, s.expires_at);
+            println!(
+                "   -> session {} for user {} on platform {}, expires at {} (session key stays in memory)",
+                s.session_id, s.user_id, s.platform_id, s.expires_at
+            );
             s
         }
         Err(e) => {
@@ -202,9 +266,16 @@ async fn client_api(t: &mut Tour, admin: &str) {
     let sent = client.call(alice, "POST", "/v1/messages/user/bob", Some(br#"{"text":"hello bob, via imgate"}"#)).await;
     signed_step(t, "alice sends bob a text: POST /v1/messages/user/bob {\"text\":…}", sent, 200).await;
     let pulled = client.call(bob, "GET", "/v1/conversations/user/alice/messages?from=1&to=20", None).await;
-    signed_step(t, "bob pulls the conversation: GET /v1/conversations/user/alice/messages?from=1&to=20", pulled, 200).await;
+    signed_step(t, "bob pulls the conversation: GET /v1/conversations/user/alice/messages?from=1&to=20", pulled, 200)
+        .await;
     let spoof = client.call(alice, "POST", "/v1/messages/user/bob", Some(br#"{"text":"hi","sendID":"bob"}"#)).await;
-    signed_step(t, "alice tries to send as bob (sendID in the body): refused, the sender is always the session's user", spoof, 400).await;
+    signed_step(
+        t,
+        "alice tries to send as bob (sendID in the body): refused, the sender is always the session's user",
+        spoof,
+        400,
+    )
+    .await;
     let join = client.call(alice, "POST", "/v1/groups/g-demo/join", Some(br#"{"inviterUserID":"bob"}"#)).await;
     signed_step(t, "alice tries to make bob join a group (OpenIM would allow it): refused", join, 400).await;
     println!("\n== Rate limits: alice sends quickly (class `send`: 5/s, burst 10)");
@@ -215,7 +286,10 @@ async fn client_api(t: &mut Tour, admin: &str) {
     }
     println!("   statuses: {codes:?}");
     let limited = codes.contains(&429);
-    println!("   -> {}", if limited { "429 Too Many Requests once the burst is spent   [ok]" } else { "no 429   [UNEXPECTED]" });
+    println!(
+        "   -> {}",
+        if limited { "429 Too Many Requests once the burst is spent   [ok]" } else { "no 429   [UNEXPECTED]" }
+    );
     if !limited {
         t.failures += 1;
     }

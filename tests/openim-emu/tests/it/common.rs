@@ -38,18 +38,9 @@ impl Env {
     }
 
     pub async fn with(config: Config) -> Env {
-        let emu = Emulator::start(config.clone())
-            .await
-            .expect("start emulator");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
-        let mut env = Env {
-            emu,
-            http,
-            admin: String::new(),
-        };
+        let emu = Emulator::start(config.clone()).await.expect("start emulator");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+        let mut env = Env { emu, http, admin: String::new() };
         let a = env
             .raw(
                 "/auth/get_admin_token",
@@ -64,17 +55,8 @@ impl Env {
     }
 
     /// POST with full control over headers and body.
-    pub async fn raw(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        op: Option<&str>,
-        body: String,
-    ) -> Answer {
-        let mut req = self
-            .http
-            .post(format!("{}{}", self.emu.api_url(), path))
-            .body(body);
+    pub async fn raw(&self, path: &str, token: Option<&str>, op: Option<&str>, body: String) -> Answer {
+        let mut req = self.http.post(format!("{}{}", self.emu.api_url(), path)).body(body);
         if let Some(t) = token {
             req = req.header("token", t);
         }
@@ -84,16 +66,11 @@ impl Env {
         let resp = req.send().await.expect("send");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        Answer {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        }
+        Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
-        self.raw(path, Some(token), Some(&op_id()), body.to_string())
-            .await
+        self.raw(path, Some(token), Some(&op_id()), body.to_string()).await
     }
 
     /// errCode of a call.
@@ -109,32 +86,19 @@ impl Env {
     }
 
     pub async fn register(&self, ids: &[&str]) {
-        let users: Vec<Value> = ids
-            .iter()
-            .map(|id| json!({"userID": id, "nickname": format!("nick_{id}")}))
-            .collect();
-        self.ok(
-            "/user/user_register",
-            &self.admin,
-            json!({ "users": users }),
-        )
-        .await;
+        let users: Vec<Value> = ids.iter().map(|id| json!({"userID": id, "nickname": format!("nick_{id}")})).collect();
+        self.ok("/user/user_register", &self.admin, json!({ "users": users })).await;
     }
 
     pub async fn user_token(&self, user: &str, platform: i32) -> String {
-        let d = self
-            .ok(
-                "/auth/get_user_token",
-                &self.admin,
-                json!({"userID": user, "platformID": platform}),
-            )
-            .await;
+        let d = self.ok("/auth/get_user_token", &self.admin, json!({"userID": user, "platformID": platform})).await;
         d["token"].as_str().expect("token").to_string()
     }
 
     /// Admin send of a text message; returns the whole answer.
     pub async fn send_text(&self, from: &str, to: &str, text: &str) -> Answer {
-        let body = json!({"sendID": from, "recvID": to, "content": {"content": text}, "contentType": 101, "sessionType": 1});
+        let body =
+            json!({"sendID": from, "recvID": to, "content": {"content": text}, "contentType": 101, "sessionType": 1});
         self.post("/msg/send_msg", &self.admin, body).await
     }
 
@@ -144,14 +108,7 @@ impl Env {
     }
 
     /// Create a group owned by `owner` (via its own token) with members.
-    pub async fn group(
-        &self,
-        owner_token: &str,
-        owner: &str,
-        id: &str,
-        members: &[&str],
-        need_verification: i32,
-    ) {
+    pub async fn group(&self, owner_token: &str, owner: &str, id: &str, members: &[&str], need_verification: i32) {
         let body = json!({"ownerUserID": owner, "memberUserIDs": members, "adminUserIDs": [],
             "groupInfo": {"groupID": id, "groupName": id, "groupType": 2, "needVerification": need_verification}});
         self.ok("/group/create_group", owner_token, body).await;

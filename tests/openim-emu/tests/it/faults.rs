@@ -32,18 +32,11 @@ async fn delay_hang_and_close() {
 
     env.emu.set_fault(Fault::CloseConnection);
     let e = call(Duration::from_secs(5)).await.expect_err("closed");
-    assert!(
-        !e.is_timeout(),
-        "connection must be dropped, not left hanging: {e}"
-    );
+    assert!(!e.is_timeout(), "connection must be dropped, not left hanging: {e}");
     assert!(e.status().is_none());
 
     env.emu.set_fault(Fault::None);
-    assert_eq!(
-        env.code("/user/get_users_info", &env.admin, json!({"userIDs": []}))
-            .await,
-        0
-    );
+    assert_eq!(env.code("/user/get_users_info", &env.admin, json!({"userIDs": []})).await, 0);
 }
 
 #[tokio::test]
@@ -52,10 +45,6 @@ async fn shutdown_stops_listening() {
     let url = env.emu.api_url();
     let crate::common::Env { emu, http, .. } = env;
     emu.shutdown().await;
-    let r = http
-        .post(format!("{url}/user/get_users_info"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await;
+    let r = http.post(format!("{url}/user/get_users_info")).timeout(Duration::from_secs(2)).send().await;
     assert!(r.is_err());
 }

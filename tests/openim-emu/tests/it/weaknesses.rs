@@ -13,25 +13,10 @@ async fn join_group_trusts_inviter_user_id() {
     let ta = env.user_token("attacker", 1).await;
     env.group(&to, "o", "open", &[], 2).await;
     // The attacker's token puts the victim into the group.
-    env.ok(
-        "/group/join_group",
-        &ta,
-        json!({"groupID":"open","joinSource":3,"inviterUserID":"victim"}),
-    )
-    .await;
-    let d = env
-        .ok(
-            "/group/get_group_members_info",
-            &to,
-            json!({"groupID":"open","userIDs":["victim","attacker"]}),
-        )
-        .await;
-    let ids: Vec<&str> = d["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["userID"].as_str().unwrap())
-        .collect();
+    env.ok("/group/join_group", &ta, json!({"groupID":"open","joinSource":3,"inviterUserID":"victim"})).await;
+    let d =
+        env.ok("/group/get_group_members_info", &to, json!({"groupID":"open","userIDs":["victim","attacker"]})).await;
+    let ids: Vec<&str> = d["members"].as_array().unwrap().iter().map(|m| m["userID"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["victim"]);
     assert_eq!(d["members"][0]["inviterUserID"], "victim");
     assert_eq!(d["members"][0]["operatorUserID"], "attacker");
@@ -43,19 +28,10 @@ async fn search_msg_reads_everyones_messages() {
     env.register(&["a", "b", "snoop"]).await;
     env.send_text("a", "b", "private").await;
     let ts = env.user_token("snoop", 1).await;
-    let d = env
-        .ok(
-            "/msg/search_msg",
-            &ts,
-            json!({"sendID":"a","pagination":{"pageNumber":1,"showNumber":10}}),
-        )
-        .await;
+    let d = env.ok("/msg/search_msg", &ts, json!({"sendID":"a","pagination":{"pageNumber":1,"showNumber":10}})).await;
     assert_eq!(d["chatLogsNum"], 1);
     assert_eq!(d["chatLogs"][0]["chatLog"]["recvID"], "b");
-    assert_eq!(
-        d["chatLogs"][0]["chatLog"]["content"],
-        "{\"content\":\"private\"}"
-    );
+    assert_eq!(d["chatLogs"][0]["chatLog"]["content"], "{\"content\":\"private\"}");
 }
 
 #[tokio::test]
@@ -63,21 +39,10 @@ async fn anyone_sets_anyones_global_recv_opt() {
     let env = Env::new().await;
     env.register(&["a", "b", "c"]).await;
     let ta = env.user_token("a", 1).await;
-    env.ok(
-        "/user/set_global_msg_recv_opt",
-        &ta,
-        json!({"userID":"b","globalRecvMsgOpt":1}),
-    )
-    .await;
-    let d = env
-        .ok("/user/get_users_info", &ta, json!({"userIDs":["b"]}))
-        .await;
+    env.ok("/user/set_global_msg_recv_opt", &ta, json!({"userID":"b","globalRecvMsgOpt":1})).await;
+    let d = env.ok("/user/get_users_info", &ta, json!({"userIDs":["b"]})).await;
     assert_eq!(d["usersInfo"][0]["globalRecvMsgOpt"], 1);
-    assert_eq!(
-        env.send_text("c", "b", "x").await.code(),
-        1001,
-        "b's inbox is silenced"
-    );
+    assert_eq!(env.send_text("c", "b", "x").await.code(), 1001, "b's inbox is silenced");
 }
 
 #[tokio::test]
@@ -87,25 +52,11 @@ async fn directory_and_group_info_leak() {
     let to = env.user_token("o", 1).await;
     let tx = env.user_token("outsider", 1).await;
     env.group(&to, "o", "private", &[], 0).await;
-    let d = env
-        .ok(
-            "/group/get_groups_info",
-            &tx,
-            json!({"groupIDs":["private","missing"]}),
-        )
-        .await;
+    let d = env.ok("/group/get_groups_info", &tx, json!({"groupIDs":["private","missing"]})).await;
     assert_eq!(d["groupInfos"].as_array().unwrap().len(), 1);
-    let d = env
-        .ok("/user/get_users_info", &tx, json!({"userIDs":["imAdmin"]}))
-        .await;
+    let d = env.ok("/user/get_users_info", &tx, json!({"userIDs":["imAdmin"]})).await;
     assert_eq!(d["usersInfo"][0]["appMangerLevel"], 2);
-    let d = env
-        .ok(
-            "/user/get_all_users_uid",
-            &tx,
-            json!({"pagination":{"pageNumber":1,"showNumber":100}}),
-        )
-        .await;
+    let d = env.ok("/user/get_all_users_uid", &tx, json!({"pagination":{"pageNumber":1,"showNumber":100}})).await;
     assert_eq!(d["total"], 3);
 }
 
@@ -132,19 +83,8 @@ async fn create_group_adds_users_without_consent() {
     assert_eq!(d["groups"][0]["groupID"], "forced");
     // Any member may add further users too.
     env.register(&["d"]).await;
-    env.ok(
-        "/group/invite_user_to_group",
-        &tb,
-        json!({"groupID":"forced","invitedUserIDs":["d"]}),
-    )
-    .await;
-    let d = env
-        .ok(
-            "/group/get_groups_info",
-            &tb,
-            json!({"groupIDs":["forced"]}),
-        )
-        .await;
+    env.ok("/group/invite_user_to_group", &tb, json!({"groupID":"forced","invitedUserIDs":["d"]})).await;
+    let d = env.ok("/group/get_groups_info", &tb, json!({"groupIDs":["forced"]})).await;
     assert_eq!(d["groupInfos"][0]["memberCount"], 4);
 }
 

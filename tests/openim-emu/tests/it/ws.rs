@@ -16,9 +16,7 @@ fn query(user: &str, token: &str, platform: i32, extra: &str) -> String {
 }
 
 async fn connect(env: &Env, q: &str) -> Ws {
-    let (ws, resp) = connect_async(format!("{}{}", env.emu.ws_url(), q))
-        .await
-        .expect("ws connect");
+    let (ws, resp) = connect_async(format!("{}{}", env.emu.ws_url(), q)).await.expect("ws connect");
     assert_eq!(resp.status().as_u16(), 101);
     ws
 }
@@ -44,17 +42,9 @@ fn text_json(m: Option<Message>) -> Value {
 
 /// Plain HTTP GET on the WS port (no upgrade): the error envelope.
 async fn http_get(env: &Env, q: &str) -> (u16, Value) {
-    let r = env
-        .http
-        .get(format!("http://{}{}", env.emu.ws_addr(), q))
-        .send()
-        .await
-        .expect("get");
+    let r = env.http.get(format!("http://{}{}", env.emu.ws_addr(), q)).send().await.expect("get");
     let status = r.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -63,19 +53,9 @@ async fn handshake_ok_and_text_heartbeat() {
     env.register(&["u1"]).await;
     let t = env.user_token("u1", 5).await;
     let mut ws = connect(&env, &query("u1", &t, 5, "&isMsgResp=true")).await;
-    assert_eq!(
-        text_json(next(&mut ws).await),
-        json!({"errCode":0,"errMsg":"","errDlt":""})
-    );
-    ws.send(Message::Text(
-        json!({"type":"ping","body":"hb-1"}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(
-        text_json(next(&mut ws).await),
-        json!({"type":"pong","body":"hb-1"})
-    );
+    assert_eq!(text_json(next(&mut ws).await), json!({"errCode":0,"errMsg":"","errDlt":""}));
+    ws.send(Message::Text(json!({"type":"ping","body":"hb-1"}).to_string().into())).await.unwrap();
+    assert_eq!(text_json(next(&mut ws).await), json!({"type":"pong","body":"hb-1"}));
     // Any other text closes the connection.
     ws.send(Message::Text("hello".into())).await.unwrap();
     assert!(next(&mut ws).await.is_none());
@@ -86,17 +66,9 @@ async fn handshake_errors_are_plain_http_json() {
     let env = Env::new().await;
     env.register(&["u1", "u2"]).await;
     let t = env.user_token("u1", 1).await;
-    let (s, b) = http_get(
-        &env,
-        "/?sendID=u1&platformID=1&operationID=o&isBackground=false",
-    )
-    .await;
+    let (s, b) = http_get(&env, "/?sendID=u1&platformID=1&operationID=o&isBackground=false").await;
     assert_eq!((s, b["errCode"].as_i64()), (200, Some(1602)));
-    let (_, b) = http_get(
-        &env,
-        &format!("/?sendID=u1&token={t}&platformID=1&operationID=o"),
-    )
-    .await;
+    let (_, b) = http_get(&env, &format!("/?sendID=u1&token={t}&platformID=1&operationID=o")).await;
     assert_eq!(b["errCode"], 500, "missing isBackground");
     let (_, b) = http_get(&env, &query("u1", &t, 12, "")).await;
     assert_eq!(b["errCode"], 1602);
@@ -107,16 +79,7 @@ async fn handshake_errors_are_plain_http_json() {
     let (_, b) = http_get(&env, &query("u1", &t, 2, "")).await;
     assert_eq!(b["errCode"], 1502, "platform mismatch");
     // A valid handshake that is not an upgrade is a 400.
-    let r = env
-        .http
-        .get(format!(
-            "http://{}{}",
-            env.emu.ws_addr(),
-            query("u1", &t, 1, "")
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = env.http.get(format!("http://{}{}", env.emu.ws_addr(), query("u1", &t, 1, ""))).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     // Via connect_async the failure is a non-101 answer.
     let err = connect_async(format!("{}{}", env.emu.ws_url(), query("u2", &t, 1, ""))).await;
@@ -143,22 +106,12 @@ async fn force_logout_closes_connections_of_that_platform() {
     let t2 = env.user_token("u1", 2).await;
     let mut ios = connect(&env, &query("u1", &t1, 1, "&sdkType=js")).await;
     let mut android = connect(&env, &query("u1", &t2, 2, "")).await;
-    env.ok(
-        "/auth/force_logout",
-        &env.admin,
-        json!({"userID":"u1","platformID":1}),
-    )
-    .await;
+    env.ok("/auth/force_logout", &env.admin, json!({"userID":"u1","platformID":1})).await;
     let kick = next(&mut ios).await.expect("kick frame for sdkType=js");
     let v: Value = serde_json::from_slice(&kick.into_data()).unwrap();
     assert_eq!(v["reqIdentifier"], 2002);
     assert!(next(&mut ios).await.is_none());
-    android
-        .send(Message::Text(
-            json!({"type":"ping","body":1}).to_string().into(),
-        ))
-        .await
-        .unwrap();
+    android.send(Message::Text(json!({"type":"ping","body":1}).to_string().into())).await.unwrap();
     assert_eq!(text_json(next(&mut android).await)["type"], "pong");
 }
 
@@ -168,18 +121,10 @@ async fn binary_frames_close_and_new_login_kicks_old_connection() {
     env.register(&["u1"]).await;
     let t = env.user_token("u1", 3).await;
     let mut ws = connect(&env, &query("u1", &t, 3, "")).await;
-    ws.send(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    assert!(
-        next(&mut ws).await.is_none(),
-        "binary request frames are out of scope: closed"
-    );
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert!(next(&mut ws).await.is_none(), "binary request frames are out of scope: closed");
     let mut old = connect(&env, &query("u1", &t, 3, "")).await;
     let t2 = env.user_token("u1", 3).await;
     let _new = connect(&env, &query("u1", &t2, 3, "")).await;
-    assert!(
-        next(&mut old).await.is_none(),
-        "older connection with another token is kicked"
-    );
+    assert!(next(&mut old).await.is_none(), "older connection with another token is kicked");
 }
