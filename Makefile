@@ -30,6 +30,7 @@ test: deps
 	$(CARGO) test --locked --workspace
 
 lint:
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 clean:
