@@ -172,6 +172,19 @@ async fn main() -> ExitCode {
             println!("   {line}");
         }
     }
+    if let Some(path) = env["audit_log"].as_str() {
+        println!("\n== The audit log ({path}): one hash-chained line per call and per admin action");
+        match host::audit::verify_file(std::path::Path::new(path)) {
+            Ok(n) => println!("   imgate audit verify: ok ({n} records so far); the last one:"),
+            Err(e) => {
+                println!("   imgate audit verify: {e}   [UNEXPECTED]");
+                t.failures += 1;
+            }
+        }
+        if let Some(last) = std::fs::read_to_string(path).ok().and_then(|s| s.lines().last().map(str::to_owned)) {
+            println!("   {last}");
+        }
+    }
     if t.failures == 0 {
         println!("\ntour complete: every step behaved as described");
         ExitCode::SUCCESS
