@@ -94,7 +94,7 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
     let method = req.method().as_str().to_owned();
     let span = tracing::info_span!("request", request_id = id.as_str(), method = %method, route = %route);
     metrics.in_flight.inc();
-    let mut res = next.run(req).instrument(span.clone()).await;
+    let res = next.run(req).instrument(span.clone()).await;
     metrics.in_flight.dec();
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
@@ -103,6 +103,10 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
     metrics.http_duration.get_or_create(&RouteLabels { route, method }).observe(elapsed.as_secs_f64());
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request done"));
     let trail = id.take_trail();
+    // Liveness probes are not API calls: auditing them would bury the trail in noise.
+    if route_for_audit == "/healthz" {
+        return finish(res, &id);
+    }
     let outcome = match status {
         200..=399 => "ok",
         401 | 403 => "refused",
@@ -123,6 +127,11 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
         reason: trail.reason,
         detail: Default::default(),
     });
+    finish(res, &id)
+}
+
+/// Stamps the request id on the answer.
+fn finish(mut res: Response, id: &RequestId) -> Response {
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
