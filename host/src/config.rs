@@ -113,6 +113,14 @@ pub struct OpenImConfig {
     /// Largest OpenIM answer read; larger ones are a 502.
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
+    /// How long a group-role lookup (membership checks) is reused; writes through imgate forget
+    /// it at once, changes made in OpenIM directly show after at most this long. 0 = no cache.
+    #[serde(default = "default_membership_cache")]
+    pub membership_cache_ms: u64,
+}
+
+fn default_membership_cache() -> u64 {
+    2_000
 }
 
 fn default_admin_user_id() -> String {

@@ -89,6 +89,7 @@ pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> 
             read_retries: o.read_retries,
             refresh_before: Duration::from_secs(o.admin_token_refresh_before_secs),
             max_response_bytes: o.max_response_bytes,
+            membership_cache: Duration::from_millis(o.membership_cache_ms),
         };
         OpenIm::new(settings, metrics.clone()).map_err(|e| errors.push(format!("openim: {e}"))).ok()
     });

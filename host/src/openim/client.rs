@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::{ErrCode, OpenImError};
 use super::ops::{self, Op};
+use super::roles::RoleCache;
 use super::tokens::{Token, TokenCache};
 use crate::telemetry::{Metrics, OpenImLabels, OperationLabels, ReasonLabels, RequestId};
 
@@ -72,6 +73,8 @@ pub struct OpenImSettings {
     pub read_retries: u32,
     pub refresh_before: Duration,
     pub max_response_bytes: usize,
+    /// How long a group-role lookup is reused (0 = never).
+    pub membership_cache: Duration,
 }
 
 /// OpenIM's answer to a passthrough call, as it sent it.
@@ -134,6 +137,7 @@ struct Inner {
     tokens: TokenCache,
     seq: AtomicU64,
     metrics: Arc<Metrics>,
+    roles: RoleCache,
 }
 
 impl OpenIm {
@@ -145,6 +149,7 @@ impl OpenIm {
             .build()
             .map_err(|e| OpenImError::InvalidCall(format!("HTTP client: {e}")))?;
         let base = settings.api_url.trim_end_matches('/').to_owned();
+        let roles = RoleCache::new(settings.membership_cache);
         Ok(OpenIm {
             inner: Arc::new(Inner {
                 http,
@@ -153,6 +158,7 @@ impl OpenIm {
                 tokens: TokenCache::default(),
                 seq: AtomicU64::new(1),
                 metrics,
+                roles,
             }),
         })
     }
@@ -185,12 +191,16 @@ impl OpenIm {
     /// A user's role level in a group (100 owner, 60 admin, 20 member), or `None` if not a member.
     /// Asked with the admin token: OpenIM has no route a user could use to check another's role.
     pub async fn group_role(&self, ctx: &CallCtx, group_id: &str, user_id: &str) -> Result<Option<i64>, OpenImError> {
+        if let Some(role) = self.inner.roles.get(group_id, user_id) {
+            return Ok(role);
+        }
         let req = serde_json::json!({ "groupID": group_id, "userIDs": [user_id] });
         let data = self.call_path(ctx, ops::GET_GROUP_MEMBERS_INFO.path, true, &req, As::Admin).await?;
         let role = data["members"]
             .as_array()
             .and_then(|m| m.iter().find(|x| x["userID"] == user_id))
             .and_then(|m| m["roleLevel"].as_i64());
+        self.inner.roles.put(group_id, user_id, role);
         Ok(role)
     }
 
@@ -216,12 +226,22 @@ impl OpenIm {
         body: &Bytes,
         who: As<'_>,
     ) -> Result<Answer, OpenImError> {
-        match who {
+        let answer = match who {
             As::Admin => self.as_admin(ctx, label, path, idempotent, body).await,
             As::User { user_id, platform_id } => {
                 self.as_user(ctx, label, path, idempotent, body, user_id, platform_id).await
             }
+        };
+        // A successful group write may change roles: forget that group's cached roles.
+        if !idempotent && path.starts_with("/group/") && answer.as_ref().is_ok_and(|a| a.envelope.err_code == 0) {
+            let group = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["groupID"].as_str().map(str::to_owned));
+            if let Some(g) = group {
+                self.inner.roles.forget_group(&g);
+            }
         }
+        answer
     }
 
     async fn as_admin(

@@ -11,6 +11,7 @@
 mod client;
 mod errors;
 pub mod ops;
+mod roles;
 mod tokens;
 
 pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer};

@@ -284,10 +284,15 @@ async fn a3_kick_and_mute_need_a_group_role() {
     assert_eq!(status, 403);
     let (status, _) = call(&h, &bob, "POST", "/v1/groups/g9/members/carol/mute", Some(json!({"seconds": 60}))).await;
     assert_eq!(status, 403);
+    // carol's membership is now checked (and cached) by a group read.
+    assert_eq!(call(&h, &carol, "GET", "/v1/groups/g9", None).await.0, 200);
     // The owner may.
     assert_eq!(call(&h, &owner, "POST", "/v1/groups/g9/members/carol/mute", Some(json!({"seconds": 60}))).await.0, 204);
     assert_eq!(call(&h, &owner, "POST", "/v1/groups/g9/kick", Some(json!({"user_ids": ["carol"]}))).await.0, 204);
     assert!(!members(&h, "g9").await.contains(&"carol".to_owned()));
+    // The kick went through imgate, so the cached role is gone: carol is refused at once.
+    let (status, body) = call(&h, &carol, "GET", "/v1/groups/g9", None).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
     h.shutdown().await;
 }
 
