@@ -10,10 +10,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Role levels by (group, user): `None` = not a member.
+/// (group, user) → (role level or `None` = not a member, when it was read).
+type Entries = HashMap<(String, String), (Option<i64>, Instant)>;
+
+/// Role levels by (group, user).
 pub(crate) struct RoleCache {
     ttl: Duration,
-    entries: Mutex<HashMap<(String, String), (Option<i64>, Instant)>>,
+    entries: Mutex<Entries>,
 }
 
 /// Entries kept at most; beyond it the cache is cleared (it refills from OpenIM).
@@ -24,7 +27,7 @@ impl RoleCache {
         RoleCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Option<i64>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
