@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DEV_DIR := .imgate/dev
 
-.PHONY: demo test deps build lint clean sdk-routes
+.PHONY: demo test deps build lint clean sdk-routes bench
 
 ## deps: toolchain pieces the build and tests need (idempotent).
 deps:
@@ -28,6 +28,10 @@ demo: build
 ## test: every test of the workspace (unit, emulator, integration, CLI).
 test: deps
 	$(CARGO) test --locked --workspace
+
+## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification).
+bench: deps
+	$(CARGO) bench --locked -p host --bench auth
 
 lint:
 	$(CARGO) fmt --all --check
