@@ -25,17 +25,21 @@ demo: build
 	echo "env.json:"; cat $(DEV_DIR)/env.json; echo; \
 	./target/debug/tour $(DEV_DIR)/env.json
 
-## test: every test of the workspace (unit, emulator, integration, CLI).
+## test: every test of the workspace (unit, emulator, integration, CLI; the e2e suites build the Wasm
+## plugins of plugins/ and tests/hostile-plugins/ for wasm32-wasip2), then the example plugins' own unit tests.
 test: deps
 	$(CARGO) test --locked --workspace
+	$(CARGO) test --locked --manifest-path plugins/Cargo.toml
 
-## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification).
+## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification, plugin call fresh vs reused instance).
 bench: deps
-	$(CARGO) bench --locked -p host --bench auth
+	$(CARGO) bench --locked -p host --bench auth --bench plugins
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path plugins/Cargo.toml --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path tests/hostile-plugins/Cargo.toml --target wasm32-wasip2 -- -D warnings
 
 clean:
 	$(CARGO) clean

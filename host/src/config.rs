@@ -33,6 +33,15 @@ pub struct Config {
     /// `[[route]]`: the `/v1` route table; absent = the shipped default table (`routes/default_routes.toml`).
     #[serde(default = "crate::routes::table::default_routes")]
     pub route: Vec<crate::routes::table::RouteSpec>,
+    /// `[plugins]`: the plugin runtime's shared limits.
+    #[serde(default)]
+    pub plugins: crate::plugins::config::RuntimeConfig,
+    /// `[[plugin]]`: policy plugins (Wasm components), their capabilities and limits.
+    #[serde(default)]
+    pub plugin: Vec<crate::plugins::config::PluginSpec>,
+    /// `[[route_plugins]]`: plugin chains on built-in routes (table routes say `plugins` themselves).
+    #[serde(default)]
+    pub route_plugins: Vec<crate::plugins::config::BuiltinChainSpec>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
     #[serde(default)]

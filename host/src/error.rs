@@ -37,6 +37,10 @@ pub enum ErrorCode {
     Overloaded,
     UpstreamTimeout,
     Timeout,
+    /// A policy plugin refused the request (its own status 4xx and `reason`).
+    PolicyDenied,
+    /// A policy plugin failed (trap, deadline, memory, invalid answer) on a fail-closed route.
+    PolicyUnavailable,
 }
 
 impl ErrorCode {
@@ -60,6 +64,8 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::PolicyDenied => "policy_denied",
+            ErrorCode::PolicyUnavailable => "policy_unavailable",
         }
     }
 
@@ -79,7 +85,8 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamBadResponse | ErrorCode::UpstreamRejected => {
                 StatusCode::BAD_GATEWAY
             }
-            ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded | ErrorCode::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::PolicyDenied => StatusCode::FORBIDDEN,
             ErrorCode::UpstreamTimeout | ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -104,6 +111,8 @@ impl ErrorCode {
             ErrorCode::Overloaded => "the gateway is overloaded, retry later",
             ErrorCode::UpstreamTimeout => "OpenIM did not answer in time",
             ErrorCode::Timeout => "the request took too long",
+            ErrorCode::PolicyDenied => "refused by policy",
+            ErrorCode::PolicyUnavailable => "the policy for this route could not be evaluated, retry later",
         }
     }
 
@@ -134,11 +143,22 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     pub detail: Option<String>,
     pub retry_after_secs: Option<u64>,
+    /// Overrides the code's status (a plugin's rejection status).
+    pub status: Option<StatusCode>,
+    /// A policy plugin's own stable reason code, sent as `reason`.
+    pub reason: Option<String>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode) -> Self {
-        ApiError { code, message: Cow::Borrowed(code.default_message()), detail: None, retry_after_secs: None }
+        ApiError {
+            code,
+            message: Cow::Borrowed(code.default_message()),
+            detail: None,
+            retry_after_secs: None,
+            status: None,
+            reason: None,
+        }
     }
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
         self.message = message.into();
@@ -147,6 +167,18 @@ impl ApiError {
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
+    }
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status.unwrap_or(self.code.status())
     }
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         ApiError::new(ErrorCode::BadRequest).with_message(message)
@@ -166,7 +198,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // No body and no logging here: the rescue stage renders and logs, once.
         let mut res = Response::new(Body::empty());
-        *res.status_mut() = self.code.status();
+        *res.status_mut() = self.status();
         res.extensions_mut().insert(self);
         res
     }
@@ -201,7 +233,7 @@ pub async fn rescue(req: Request, next: Next) -> Response {
         None => return res,
     };
     let rid = request_id.as_ref().map(|r| r.as_str()).unwrap_or("");
-    if err.code.status().is_server_error() {
+    if err.status().is_server_error() {
         tracing::warn!(
             code = err.code.as_str(),
             status = status.as_u16(),
@@ -220,13 +252,16 @@ pub async fn rescue(req: Request, next: Next) -> Response {
 }
 
 fn render(err: &ApiError, request_id: &str) -> Response {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "code": err.code.as_str(),
         "message": err.message,
         "request_id": request_id,
     });
+    if let Some(reason) = &err.reason {
+        body["reason"] = serde_json::Value::from(reason.as_str());
+    }
     let mut res = Response::new(Body::from(body.to_string()));
-    *res.status_mut() = err.code.status();
+    *res.status_mut() = err.status();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(secs) = err.retry_after_secs {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

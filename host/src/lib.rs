@@ -15,6 +15,7 @@
 //! - `routes`    — the route table and handlers.
 //! - `auth`      — admin JWTs (and, later, the client handshake and signed requests).
 //! - `openim`    — the only code that knows OpenIM's JSON, tokens and errCodes.
+//! - `plugins`   — Wasm policy plugins: the sandbox, the host imports, per-route chains.
 //! - `store`     — devices, sessions, nonces, tokens behind one trait (memory; Redis later).
 //! - `keys`      — the gateway's X25519 keys, `imgate keygen`.
 //! - `server`    — the accept loop: header timeout, graceful drain.
@@ -29,6 +30,7 @@ mod guard;
 pub mod keys;
 pub mod openim;
 pub mod pipeline;
+pub mod plugins;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

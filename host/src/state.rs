@@ -17,6 +17,8 @@ use crate::auth::AdminVerifier;
 use crate::config::{resolve, Config, ConfigErrors};
 use crate::keys::{self, GatewayKey};
 use crate::openim::{OpenIm, OpenImSettings};
+use crate::plugins::kv::{MemoryKv, PluginKv};
+use crate::plugins::{HostIo, Plugins};
 use crate::ratelimit::{DynLimiter, MemoryLimiter};
 use crate::store::{DynStore, MemoryStore};
 use crate::telemetry::Metrics;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub limiter: DynLimiter,
     /// The audit log (in memory until [`AppState::open_audit`] opens the configured file).
     pub audit: AuditLog,
+    /// Policy plugins and the chains of the routes that use them.
+    pub plugins: Arc<Plugins>,
 }
 
 impl AppState {
@@ -52,8 +56,20 @@ impl AppState {
     }
 }
 
+/// What a caller embedding the gateway may supply instead of the defaults.
+#[derive(Default, Clone)]
+pub struct BuildOptions {
+    /// The plugins' key-value store (default: in memory).
+    pub plugin_kv: Option<Arc<dyn PluginKv>>,
+}
+
 /// Builds the state, resolving relative paths against `base_dir` (the config file's folder).
 pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> {
+    build_with(config, base_dir, BuildOptions::default())
+}
+
+/// [`build`] with [`BuildOptions`].
+pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Result<AppState, ConfigErrors> {
     let mut errors = Vec::new();
     let secret = match (&config.openim.secret, &config.openim.secret_file) {
         (Some(s), _) => Some(s.clone()),
@@ -93,8 +109,13 @@ pub fn build(config: Config, base_dir: &Path) -> Result<AppState, ConfigErrors> 
         };
         OpenIm::new(settings, metrics.clone()).map_err(|e| errors.push(format!("openim: {e}"))).ok()
     });
-    match (openim, admin, gateway_keys) {
-        (Some(openim), Some(admin), Some(gateway_keys)) if errors.is_empty() => Ok(AppState {
+    let plugins = openim.as_ref().and_then(|openim| {
+        let io = HostIo::new(openim.clone(), options.plugin_kv.clone().unwrap_or_else(|| Arc::new(MemoryKv::new())));
+        Plugins::load(&config, base_dir, io).map_err(|es| errors.extend(es)).ok()
+    });
+    match (openim, admin, gateway_keys, plugins) {
+        (Some(openim), Some(admin), Some(gateway_keys), Some(plugins)) if errors.is_empty() => Ok(AppState {
+            plugins: Arc::new(plugins),
             store: Arc::new(MemoryStore::new()),
             audit: AuditLog::memory(),
             limiter: Arc::new(MemoryLimiter::new(&config.rate_limits)),

@@ -184,6 +184,7 @@ pub struct Metrics {
     pub openim_admin_token_fetches: Family<ReasonLabels, Counter>,
     pub openim_user_token_mints: Counter,
     pub handshake_dh_operations: Counter,
+    pub plugins: crate::plugins::metrics::PluginMetrics,
 }
 
 impl Metrics {
@@ -198,6 +199,7 @@ impl Metrics {
             openim_admin_token_fetches: Family::default(),
             openim_user_token_mints: Counter::default(),
             handshake_dh_operations: Counter::default(),
+            plugins: crate::plugins::metrics::PluginMetrics::new(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "Client requests by route, method and status", m.http_requests.clone());
@@ -216,6 +218,7 @@ impl Metrics {
             "X25519 operations spent on handshakes (refusals are padded to the cost of an acceptance)",
             m.handshake_dh_operations.clone(),
         );
+        m.plugins.register(&mut registry);
         Metrics { registry, ..m }
     }
 

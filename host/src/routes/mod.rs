@@ -27,19 +27,21 @@ use crate::telemetry::RequestId;
 use table::RouteSpec;
 
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::auth::{handshake, signed};
+use crate::plugins::chain as plugin_chain;
 use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
+    let on = |name: &str, filter: MethodFilter| Op { state, name: name.to_owned(), filter };
     // User routes: every request must be a valid signed request (client-auth §4).
     let user = Router::new()
-        .route("/v1/me", get(user::me))
-        .route("/v1/auth/token", post(user::token))
-        .route("/v1/auth/logout", post(user::logout))
+        .route("/v1/me", on("me", MethodFilter::GET).to(user::me))
+        .route("/v1/auth/token", on("auth.token", MethodFilter::POST).to(user::token))
+        .route("/v1/auth/logout", on("auth.logout", MethodFilter::POST).to(user::logout))
         // Route layers run bottom-up: authenticate, then rate-limit by the caller's user id.
         .route_layer(from_fn_with_state((state.clone(), Arc::from("default")), ratelimit::limit_user))
         .route_layer(from_fn_with_state(state.clone(), signed::require));
@@ -51,13 +53,27 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1/auth/handshake",
             post(handshake::handle).layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)),
         )
-        .route("/v1/admin/health", get(admin::health))
-        .route("/v1/admin/users", post(admin::register_users))
-        .route("/v1/admin/users/{user_id}/devices", post(devices::enroll).get(devices::list))
-        .route("/v1/admin/users/{user_id}/devices/{device_id}", delete(devices::delete))
-        .route("/v1/admin/users/{user_id}/revoke", post(devices::revoke_user))
-        .route("/v1/admin/sessions/{session_id}", delete(devices::revoke_session))
-        .route("/v1/admin/openim/{*path}", post(admin::openim_passthrough))
+        .route("/v1/admin/health", on("admin.health", MethodFilter::GET).to(admin::health))
+        .route("/v1/admin/users", on("admin.users.register", MethodFilter::POST).to(admin::register_users))
+        .route(
+            "/v1/admin/users/{user_id}/devices",
+            on("admin.devices.enroll", MethodFilter::POST)
+                .to(devices::enroll)
+                .merge(on("admin.devices.list", MethodFilter::GET).to(devices::list)),
+        )
+        .route(
+            "/v1/admin/users/{user_id}/devices/{device_id}",
+            on("admin.devices.delete", MethodFilter::DELETE).to(devices::delete),
+        )
+        .route(
+            "/v1/admin/users/{user_id}/revoke",
+            on("admin.users.revoke", MethodFilter::POST).to(devices::revoke_user),
+        )
+        .route(
+            "/v1/admin/sessions/{session_id}",
+            on("admin.sessions.revoke", MethodFilter::DELETE).to(devices::revoke_session),
+        )
+        .route("/v1/admin/openim/{*path}", on("admin.openim", MethodFilter::POST).to(admin::openim_passthrough))
         .route("/openim/{*path}", post(compat::handle))
         .merge(user)
         .merge(table_router(state))
@@ -80,6 +96,7 @@ fn table_router(state: &AppState) -> Router<AppState> {
                 continue;
             };
             let class: Arc<str> = Arc::from(spec.class.as_str());
+            let name = spec.name.clone();
             let handler = move |State(st): State<AppState>,
                                 Extension(rid): Extension<RequestId>,
                                 Extension(caller): Extension<Caller>,
@@ -92,10 +109,39 @@ fn table_router(state: &AppState) -> Router<AppState> {
                     engine::run(&st, &spec, CallCtx::for_request(&rid), &caller, params, query, body).await
                 }
             };
-            methods =
-                methods.on(filter, handler.layer(from_fn_with_state((state.clone(), class), ratelimit::limit_user)));
+            // Layers run outside in: rate limit, then the plugin chain, then the route.
+            let limit = from_fn_with_state((state.clone(), class), ratelimit::limit_user);
+            methods = match state.plugins.chain(&name) {
+                Some(chain) => methods.on(
+                    filter,
+                    handler.layer(from_fn_with_state((state.clone(), chain), plugin_chain::layer)).layer(limit),
+                ),
+                None => methods.on(filter, handler.layer(limit)),
+            };
         }
         router = router.route(&path, methods);
     }
     router.route_layer(from_fn_with_state(state.clone(), signed::require))
+}
+
+/// One method of a built-in route, named so that `[[route_plugins]]` can give it a chain.
+struct Op<'a> {
+    state: &'a AppState,
+    name: String,
+    filter: MethodFilter,
+}
+
+impl Op<'_> {
+    /// The handler, behind the route's plugin chain when one is configured.
+    fn to<H, T>(self, handler: H) -> MethodRouter<AppState>
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        match self.state.plugins.chain(&self.name) {
+            Some(chain) => MethodRouter::new()
+                .on(self.filter, handler.layer(from_fn_with_state((self.state.clone(), chain), plugin_chain::layer))),
+            None => MethodRouter::new().on(self.filter, handler),
+        }
+    }
 }

@@ -56,9 +56,9 @@ pub struct RouteSpec {
     /// Empty = `204 No Content`.
     #[serde(default)]
     pub response: BTreeMap<String, ResponseField>,
-    /// The plugin chain (filled by the plugin issue; must be empty until then).
+    /// The plugin chain, in order: `{ plugin = "name", config = {...}, failure = "closed" | "open" }`.
     #[serde(default)]
-    pub plugins: Vec<String>,
+    pub plugins: Vec<crate::plugins::config::ChainEntrySpec>,
 }
 
 fn default_class() -> String {
@@ -240,8 +240,8 @@ fn validate_one(r: &RouteSpec, classes: &BTreeSet<String>) -> Vec<String> {
     if !classes.contains(&r.class) {
         errors.push(format!("class: no [rate_limits.{}]", r.class));
     }
-    if !r.plugins.is_empty() {
-        errors.push("plugins: plugin chains are not available in this version".into());
+    if crate::plugins::BUILTIN_ROUTES.contains(&r.name.as_str()) {
+        errors.push(format!("name: `{}` is the name of a built-in route", r.name));
     }
     if !r.request.is_object() {
         errors.push("request: must be a table".into());
@@ -349,23 +349,13 @@ mod tests {
             body = { f = "float" }
             checks = ["guess:$path.a"]
             request = { userIDs = ["$body.g"], when = "$data.x" }
-            plugins = ["p"]
             "#,
         )
         .expect("parses");
         let errs = validate(&[bad], &classes()).join("\n");
-        for needle in [
-            "method",
-            "path:",
-            "params:",
-            "unknown type",
-            "token:",
-            "class:",
-            "plugins:",
-            "checks:",
-            "$data is only",
-            "undeclared",
-        ] {
+        for needle in
+            ["method", "path:", "params:", "unknown type", "token:", "class:", "checks:", "$data is only", "undeclared"]
+        {
             assert!(errs.contains(needle), "{needle} not in\n{errs}");
         }
     }

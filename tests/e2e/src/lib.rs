@@ -5,6 +5,8 @@
 //! config exactly as `imgate serve` would, and serves it on `127.0.0.1:0`. Tests then speak HTTP
 //! to it with reqwest: no mocks on either side. [`Options`] changes what a test needs changed.
 
+pub mod plugins;
+
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -42,6 +44,8 @@ pub struct Options {
     pub rate_limits_toml: String,
     /// Extra files (name, content) written next to the config before the gateway starts.
     pub files: Vec<(String, String)>,
+    /// The plugins' key-value store (default: imgate's in-memory one).
+    pub plugin_kv: Option<std::sync::Arc<dyn host::plugins::kv::PluginKv>>,
 }
 
 impl Default for Options {
@@ -55,6 +59,7 @@ impl Default for Options {
             extra_toml: String::new(),
             rate_limits_toml: "[rate_limits.default]\nper_second = 1000\nburst = 1000\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n".into(),
             files: Vec::new(),
+            plugin_kv: None,
         }
     }
 }
@@ -81,6 +86,12 @@ impl Harness {
     }
 
     pub async fn start_with(opts: Options) -> Harness {
+        Harness::try_start_with(opts).await.unwrap_or_else(|e| panic!("harness state: {e}"))
+    }
+
+    /// Like [`Harness::start_with`], but a configuration the gateway refuses is returned as the
+    /// error text `imgate check-config` would print (for tests of refused configurations).
+    pub async fn try_start_with(opts: Options) -> Result<Harness, String> {
         let emu = Emulator::start(opts.emu.clone()).await.expect("emulator starts");
         let dir = std::env::temp_dir().join(format!("imgate-e2e-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -98,7 +109,8 @@ impl Harness {
         let toml = config_toml(&opts, &api_url, &emu.ws_url());
         std::fs::write(dir.join("imgate.toml"), &toml).expect("write");
         let config = host::Config::parse(&toml).unwrap_or_else(|e| panic!("harness config: {e}"));
-        let state = host::build_state(config, &dir).unwrap_or_else(|e| panic!("harness state: {e}"));
+        let build = host::state::BuildOptions { plugin_kv: opts.plugin_kv.clone() };
+        let state = host::state::build_with(config, &dir, build).map_err(|e| e.to_string())?;
         let state = state.open_audit(&dir).await.unwrap_or_else(|e| panic!("harness audit: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let gateway_url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -109,7 +121,7 @@ impl Harness {
             let _ = stop_rx.await;
         }));
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        Harness {
+        Ok(Harness {
             emu,
             gateway_url,
             metrics_url,
@@ -120,7 +132,7 @@ impl Harness {
             hs_secret,
             stop: Some(stop),
             task: Some(task),
-        }
+        })
     }
 
     /// The value of one metric line (`name{labels}` exactly as exported), if present.

@@ -1,0 +1,685 @@
+//! The sandbox: one wasmtime `Engine` and `Linker`, components loaded and checked, and hook calls
+//! each in a fresh `Store` with a memory cap, an epoch deadline and host-call limits.
+//!
+//! Why each setting (shared/spec/attacks.md B7):
+//! - a fresh `Store` and instance per (request, plugin): nothing survives between calls (P15);
+//! - `epoch_interruption` with a 1 ms ticker thread: a loop is stopped at its CPU budget (P1),
+//!   counted in thread CPU time (preemption by a busy machine is not charged), host calls excluded;
+//! - a `ResourceLimiter` per store: memory growth past the plugin's cap fails (P2), and the
+//!   pooling allocator's slot size refuses instances that *declare* more (P3);
+//! - `max_wasm_stack`: recursion traps instead of aborting the process (P4);
+//! - no WASI capability: the WASI interfaces Rust's std links are present but empty (no
+//!   environment, arguments, stdin; stdout/stderr discarded); files, sockets and clocks are not
+//!   linked at all, so a component importing them fails at load (P14);
+//! - only `.wasm` from the config is compiled, off the request path, with a size cap and a time
+//!   budget (P11); precompiled artifacts are refused (P12);
+//! - [`Runtime::new`] runs a self-check and refuses to start when interruption or the memory
+//!   cap do not work (P16).
+
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasData, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::config::{Capability, Limits, RuntimeConfig};
+use super::host::HostIo;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+        imports: { default: trappable },
+    });
+}
+
+pub use bindings::imgate::plugin::types::{
+    AdminPrincipal, Header, Modification, Principal, Rejection, Request, RequestVerdict, Response, ResponseVerdict,
+    UserPrincipal,
+};
+
+/// The WIT package every plugin is built against.
+pub const WORLD_PACKAGE: &str = "imgate:plugin";
+/// The epoch ticker's period: the resolution of CPU deadlines.
+const TICK: Duration = Duration::from_millis(1);
+/// Wasm stack per call (wasmtime's default, stated so it cannot drift).
+const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// WASI interfaces linked with an empty context: what `wasm32-wasip2` std imports even when
+/// nothing uses it. Anything else from `wasi:` is refused at load.
+const INERT_WASI: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+];
+const RANDOM_WASI: &[&str] = &["wasi:random/random", "wasi:random/insecure", "wasi:random/insecure-seed"];
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Io(String),
+    #[error("the component is {size} bytes, more than plugins.max_component_bytes ({max})")]
+    TooLarge { size: usize, max: usize },
+    #[error("precompiled artifacts are refused: imgate only runs machine code it compiled itself from a .wasm")]
+    Precompiled,
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("does not compile within the runtime's limits: {0}")]
+    Compile(String),
+    #[error("compiling took longer than plugins.compile_timeout_ms ({0} ms)")]
+    CompileTimeout(u64),
+    #[error("imports not allowed: {}", .0.iter().map(|(i, why)| format!("`{i}` ({why})")).collect::<Vec<_>>().join(", "))]
+    Imports(Vec<(String, String)>),
+    #[error("does not link against imgate:plugin@0.1.0: {0}")]
+    Link(String),
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+    #[error("init refused the configuration: {0}")]
+    InitRefused(String),
+    #[error("init failed: {0}")]
+    InitFailed(Failure),
+}
+
+/// Why one hook call failed (the `kind` label of `imgate_plugin_failures`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("CPU deadline exceeded")]
+    Deadline,
+    #[error("memory limit reached")]
+    Memory,
+    #[error("stack overflow")]
+    StackOverflow,
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+    #[error("a host function panicked")]
+    HostPanic,
+    #[error("no call slot free within plugins.queue_timeout_ms")]
+    Overloaded,
+}
+
+impl Failure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Deadline => "deadline",
+            Failure::Memory => "memory",
+            Failure::StackOverflow => "stack_overflow",
+            Failure::Trap(_) => "trap",
+            Failure::InvalidOutput(_) => "invalid_output",
+            Failure::Instantiate(_) => "instantiate",
+            Failure::HostPanic => "host_panic",
+            Failure::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// The shared engine, linker and call slots.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    _ticker: Ticker,
+}
+
+/// A compiled, checked plugin version, ready to instantiate.
+pub struct LoadedPlugin {
+    pub name: String,
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    pub grants: BTreeSet<Capability>,
+    pub limits: Limits,
+    pre: bindings::PluginPre<CallState>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("name", &self.name).field("hash", &self.hash).finish()
+    }
+}
+
+/// One hook to call.
+pub enum Hook<'a> {
+    Init(&'a str),
+    Request(&'a Request),
+    Response(&'a Request, &'a Response),
+}
+
+/// What a hook answered.
+#[derive(Debug)]
+pub enum HookAnswer {
+    Init(Result<(), String>),
+    Request(RequestVerdict),
+    Response(ResponseVerdict),
+}
+
+/// What one call cost (for metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CallStats {
+    pub wall: Duration,
+    /// CPU time of the calling thread, host calls excluded.
+    pub cpu: Duration,
+    pub memory_high_water: u64,
+}
+
+/// The data of one call's `Store`.
+pub struct CallState {
+    limiter: MemoryCap,
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+    pub(crate) io: Arc<HostIo>,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) grants: BTreeSet<Capability>,
+    pub(crate) limits: Limits,
+    pub(crate) config: Arc<str>,
+    pub(crate) request_id: Arc<str>,
+    /// Host calls made so far in this call.
+    pub(crate) host_calls: u32,
+    /// Time spent inside host calls (wall clock; for the latency of the call).
+    pub(crate) host_time: Duration,
+    /// CPU time this thread spent inside host calls (not counted against the CPU budget).
+    pub(crate) host_cpu: Duration,
+    /// This thread's CPU time when the call started.
+    cpu_start: Duration,
+    /// `init` may not reach OpenIM or the store.
+    pub(crate) in_init: bool,
+    started: Instant,
+}
+
+impl CallState {
+    fn new(plugin: &LoadedPlugin, io: &Arc<HostIo>, config: Arc<str>, request_id: Arc<str>, in_init: bool) -> Self {
+        CallState {
+            limiter: MemoryCap { max: plugin.limits.memory_bytes, used: 0, high_water: 0, hit: false },
+            wasi: None,
+            table: ResourceTable::new(),
+            io: io.clone(),
+            plugin: Arc::from(plugin.name.as_str()),
+            grants: plugin.grants.clone(),
+            limits: plugin.limits,
+            config,
+            request_id,
+            host_calls: 0,
+            host_time: Duration::ZERO,
+            host_cpu: Duration::ZERO,
+            cpu_start: thread_cpu_time(),
+            in_init,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        // Built only when the guest touches WASI at all; empty: no env, args, preopens, stdin;
+        // stdout/stderr are sinks.
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtxBuilder::new().build());
+        WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+/// Memory cap and high-water mark of one store.
+struct MemoryCap {
+    max: u64,
+    used: u64,
+    high_water: u64,
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let grown = self.used - (current as u64).min(self.used) + desired as u64;
+        if grown > self.max {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.used = grown;
+        self.high_water = self.high_water.max(grown);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Increments the engine's epoch every [`TICK`] until the engine is dropped.
+struct Ticker;
+
+impl Ticker {
+    fn start(engine: &Engine) -> Ticker {
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("imgate-plugin-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(TICK);
+                match weak.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => return,
+                }
+            })
+            .expect("spawning the epoch thread");
+        Ticker
+    }
+}
+
+struct HasWasi;
+impl HasData for HasWasi {
+    type Data<'a> = WasiCtxView<'a>;
+}
+struct HasTable;
+impl HasData for HasTable {
+    type Data<'a> = &'a mut ResourceTable;
+}
+struct HasRandom;
+impl HasData for HasRandom {
+    type Data<'a> = &'a mut wasmtime_wasi::random::WasiRandomCtx;
+}
+
+/// The engine configuration every plugin runs under.
+pub(crate) fn engine_config(rt: &RuntimeConfig) -> wasmtime::Config {
+    let slots = (rt.max_concurrent_calls + 8) as u32;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 4)
+        .total_tables(slots * 8)
+        .max_memory_size(rt.max_memory_bytes as usize)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        .table_elements(100_000)
+        // Resetting a used slot is an madvise, and every madvise costs a TLB shootdown on the
+        // other cores: batch them. Small tables are cheaper to memset than to fault back in.
+        .decommit_batch_size(32)
+        .table_keep_resident(64 * 1024)
+        .linear_memory_keep_resident(256 * 1024);
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .memory_init_cow(false)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+impl Runtime {
+    /// Builds the engine and linker and runs the self-check.
+    pub fn new(config: &RuntimeConfig, io: Arc<HostIo>) -> Result<Runtime, String> {
+        let engine = Engine::new(&engine_config(config)).map_err(|e| format!("plugins: engine: {e:#}"))?;
+        let ticker = Ticker::start(&engine);
+        let linker = build_linker(&engine).map_err(|e| format!("plugins: linker: {e:#}"))?;
+        let rt = Runtime {
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls)),
+            engine,
+            linker,
+            config: config.clone(),
+            _ticker: ticker,
+        };
+        self_check(&rt.engine, io).map_err(|e| format!("plugins: self-check failed, refusing to run plugins: {e}"))?;
+        Ok(rt)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads, compiles and checks a component: size, not precompiled, compiles within its
+    /// budget, imports only what `grants` allow, links.
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        grants: &BTreeSet<Capability>,
+        limits: Limits,
+    ) -> Result<LoadedPlugin, LoadError> {
+        if bytes.len() > self.config.max_component_bytes {
+            return Err(LoadError::TooLarge { size: bytes.len(), max: self.config.max_component_bytes });
+        }
+        if Engine::detect_precompiled(bytes).is_some() {
+            return Err(LoadError::Precompiled);
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::NotAComponent("the file does not start with the WebAssembly magic".into()));
+        }
+        let component = self.compile(bytes)?;
+        check_imports(&self.engine, &component, grants)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = bindings::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        use sha2::Digest;
+        let plugin = LoadedPlugin {
+            name: name.to_owned(),
+            hash: hex::encode(sha2::Sha256::digest(bytes)),
+            grants: grants.clone(),
+            limits,
+            pre,
+        };
+        // An instance must fit its limits before the plugin is accepted (declared memory or
+        // tables beyond the caps fail here, not on a request: attacks.md P3).
+        let state = CallState::new(&plugin, &HostIo::detached(), Arc::from("{}"), Arc::from("load"), true);
+        let mut store = new_store(&self.engine, state, plugin.limits.cpu_ms);
+        plugin.pre.instantiate(&mut store).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        Ok(plugin)
+    }
+
+    /// Compiles on another thread and waits at most the compile budget (Cranelift cannot be
+    /// interrupted; a compile that overruns is abandoned and finishes in the background).
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, bytes) = (self.engine.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("imgate-plugin-compile".into())
+            .spawn(move || {
+                let _ = tx.send(Component::new(&engine, &bytes));
+            })
+            .map_err(|e| LoadError::Io(format!("spawning the compile thread: {e}")))?;
+        match rx.recv_timeout(Duration::from_millis(self.config.compile_timeout_ms)) {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(LoadError::Compile(format!("{e:#}"))),
+            Err(_) => Err(LoadError::CompileTimeout(self.config.compile_timeout_ms)),
+        }
+    }
+
+    /// Calls one hook in a fresh instance, on the current thread (a blocking one: the caller
+    /// runs this under `spawn_blocking`). Panics of host functions are caught here.
+    pub fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        io: &Arc<HostIo>,
+        config: &Arc<str>,
+        request_id: &Arc<str>,
+        hook: Hook<'_>,
+    ) -> (Result<HookAnswer, Failure>, CallStats) {
+        let state = CallState::new(plugin, io, config.clone(), request_id.clone(), matches!(hook, Hook::Init(_)));
+        let started = state.started;
+        let mut store = new_store(&self.engine, state, plugin.limits.cpu_ms);
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_hook(&mut store, &plugin.pre, hook)));
+        let data = store.data();
+        let stats =
+            CallStats { wall: started.elapsed(), cpu: data.wasm_cpu(), memory_high_water: data.limiter.high_water };
+        let hit = data.limiter.hit;
+        let result = match result {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(classify(&e, hit)),
+            Err(_) => Err(Failure::HostPanic),
+        };
+        (result, stats)
+    }
+}
+
+/// One instance kept across calls. Only for measuring what a fresh instance costs (the
+/// benchmark compares the two): serving requests never reuses an instance, since state would
+/// leak from one call to the next (attacks.md P15).
+pub struct ReusedInstance {
+    store: Store<CallState>,
+    instance: bindings::Plugin,
+    cpu_ms: u64,
+}
+
+impl ReusedInstance {
+    pub fn on_request(&mut self, req: &Request) -> wasmtime::Result<RequestVerdict> {
+        self.store.set_epoch_deadline(ticks(Duration::from_millis(self.cpu_ms)));
+        let data = self.store.data_mut();
+        data.started = Instant::now();
+        data.cpu_start = thread_cpu_time();
+        data.host_cpu = Duration::ZERO;
+        self.instance.call_on_request(&mut self.store, req)
+    }
+}
+
+impl Runtime {
+    /// See [`ReusedInstance`].
+    pub fn reused_instance(&self, plugin: &LoadedPlugin, io: &Arc<HostIo>) -> wasmtime::Result<ReusedInstance> {
+        let state = CallState::new(plugin, io, Arc::from("{}"), Arc::from("bench"), false);
+        let mut store = new_store(&self.engine, state, plugin.limits.cpu_ms);
+        let instance = plugin.pre.instantiate(&mut store)?;
+        Ok(ReusedInstance { store, instance, cpu_ms: plugin.limits.cpu_ms })
+    }
+}
+
+fn run_hook(
+    store: &mut Store<CallState>,
+    pre: &bindings::PluginPre<CallState>,
+    hook: Hook<'_>,
+) -> Result<HookAnswer, HookError> {
+    let instance = pre.instantiate(&mut *store).map_err(HookError::Instantiate)?;
+    let answer = match hook {
+        Hook::Init(config) => HookAnswer::Init(instance.call_init(&mut *store, config).map_err(HookError::Call)?),
+        Hook::Request(req) => HookAnswer::Request(instance.call_on_request(&mut *store, req).map_err(HookError::Call)?),
+        Hook::Response(req, res) => {
+            HookAnswer::Response(instance.call_on_response(&mut *store, req, res).map_err(HookError::Call)?)
+        }
+    };
+    Ok(answer)
+}
+
+enum HookError {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+fn classify(e: &HookError, memory_hit: bool) -> Failure {
+    match e {
+        HookError::Instantiate(e) => Failure::Instantiate(format!("{e:#}")),
+        HookError::Call(e) => match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Failure::Deadline,
+            Some(Trap::StackOverflow) => Failure::StackOverflow,
+            // Rust aborts (`unreachable`) when an allocation fails: the cap was the cause.
+            Some(_) if memory_hit => Failure::Memory,
+            Some(t) => Failure::Trap(t.to_string()),
+            // Not a trap: the canonical ABI refused what the guest returned (out-of-bounds
+            // pointers, invalid UTF-8, unknown discriminants, ...).
+            None => Failure::InvalidOutput(format!("{e:#}")),
+        },
+    }
+}
+
+/// A store for one call: memory cap, CPU deadline. The epoch ticks every millisecond of wall
+/// time; when the deadline passes, the callback charges the thread's *CPU* time (host calls
+/// excluded), so a call preempted by a busy machine is not cut short, and extends the deadline by
+/// what is left of the budget.
+fn new_store(engine: &Engine, state: CallState, cpu_ms: u64) -> Store<CallState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let budget = Duration::from_millis(cpu_ms);
+    store.set_epoch_deadline(ticks(budget));
+    store.epoch_deadline_callback(move |ctx| {
+        let used = ctx.data().wasm_cpu();
+        if used >= budget {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Continue(ticks(budget - used)))
+        }
+    });
+    store
+}
+
+impl CallState {
+    /// CPU time spent in the guest so far.
+    pub(crate) fn wasm_cpu(&self) -> Duration {
+        thread_cpu_time().saturating_sub(self.cpu_start).saturating_sub(self.host_cpu)
+    }
+}
+
+/// CPU time consumed by the current thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on every unix
+    // imgate supports. On failure the zeroed value makes the budget a wall-clock one.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_micros().div_ceil(TICK.as_micros())).max(1) as u64
+}
+
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    use wasmtime_wasi::p2::bindings::{cli, io, random, sync};
+    let mut l = Linker::new(engine);
+    bindings::Plugin::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(&mut l, |s| s)?;
+    let exit = cli::exit::LinkOptions::default();
+    cli::exit::add_to_linker::<CallState, HasWasi>(&mut l, &exit, CallState::ctx)?;
+    cli::environment::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::stdin::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::stdout::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::stderr::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::terminal_input::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::terminal_output::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::terminal_stdin::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::terminal_stdout::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    cli::terminal_stderr::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
+    io::error::add_to_linker::<CallState, HasTable>(&mut l, |s| s.ctx().table)?;
+    sync::io::poll::add_to_linker::<CallState, HasTable>(&mut l, |s| s.ctx().table)?;
+    sync::io::streams::add_to_linker::<CallState, HasTable>(&mut l, |s| s.ctx().table)?;
+    random::random::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
+    Ok(l)
+}
+
+/// Checks every import of the component against the allow-list and the plugin's grants; names
+/// every import refused, not just the first.
+fn check_imports(engine: &Engine, component: &Component, grants: &BTreeSet<Capability>) -> Result<(), LoadError> {
+    let mut refused = Vec::new();
+    for (name, _) in component.component_type().imports(engine) {
+        if let Err(why) = import_allowed(name, grants) {
+            refused.push((name.to_owned(), why));
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Imports(refused))
+    }
+}
+
+fn import_allowed(name: &str, grants: &BTreeSet<Capability>) -> Result<(), String> {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    if INERT_WASI.contains(&unversioned) {
+        return Ok(());
+    }
+    if RANDOM_WASI.contains(&unversioned) {
+        return if grants.contains(&Capability::Random) {
+            Ok(())
+        } else {
+            Err("capability `random` is not granted".into())
+        };
+    }
+    if let Some(iface) = unversioned.strip_prefix("imgate:plugin/") {
+        if !name.ends_with("@0.1.0") {
+            return Err("this imgate serves imgate:plugin@0.1.0".into());
+        }
+        if iface == "types" {
+            return Ok(());
+        }
+        return match Capability::ALL.iter().find(|c| c.as_str() == iface) {
+            Some(c) if grants.contains(c) => Ok(()),
+            Some(c) => Err(format!("capability `{}` is not granted", c.as_str())),
+            None => Err("no such interface".into()),
+        };
+    }
+    if unversioned.starts_with("wasi:") {
+        Err("plugins get no WASI capability (files, sockets, clocks, HTTP); use imgate's imports".into())
+    } else {
+        Err("not an interface imgate provides".into())
+    }
+}
+
+/// Proves, with the very store settings real calls use, that a spinning guest is interrupted and
+/// that memory growth past the cap fails. Refuses to run plugins otherwise (P16).
+pub(crate) fn self_check(engine: &Engine, io: Arc<HostIo>) -> Result<(), String> {
+    const PROBE: &str = r#"(component
+        (core module $m
+            (memory 1)
+            (func (export "spin") (local $n i64)
+                (local.set $n (i64.const 4000000000))
+                (loop $l
+                    (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+                    (br_if $l (i64.ne (local.get $n) (i64.const 0)))))
+            (func (export "grow") (result i32) (memory.grow (i32.const 1024))))
+        (core instance $i (instantiate $m))
+        (func (export "spin") (canon lift (core func $i "spin")))
+        (func (export "grow") (result s32) (canon lift (core func $i "grow"))))"#;
+    let component = Component::new(engine, PROBE).map_err(|e| format!("probe: {e:#}"))?;
+    let linker: Linker<CallState> = Linker::new(engine);
+    let limits = Limits { memory_bytes: 1024 * 1024, cpu_ms: 5, ..Limits::default() };
+    let state = || CallState {
+        limiter: MemoryCap { max: limits.memory_bytes, used: 0, high_water: 0, hit: false },
+        wasi: None,
+        table: ResourceTable::new(),
+        io: io.clone(),
+        plugin: Arc::from("self-check"),
+        grants: BTreeSet::new(),
+        limits,
+        config: Arc::from("{}"),
+        request_id: Arc::from("self-check"),
+        host_calls: 0,
+        host_time: Duration::ZERO,
+        host_cpu: Duration::ZERO,
+        cpu_start: thread_cpu_time(),
+        in_init: true,
+        started: Instant::now(),
+    };
+    // Memory: growing 64 MiB past a 1 MiB cap must fail (-1).
+    let mut store = new_store(engine, state(), limits.cpu_ms);
+    let inst = linker.instantiate(&mut store, &component).map_err(|e| format!("probe: {e:#}"))?;
+    let grow = inst.get_typed_func::<(), (i32,)>(&mut store, "grow").map_err(|e| format!("probe: {e:#}"))?;
+    let (grown,) = grow.call(&mut store, ()).map_err(|e| format!("probe: {e:#}"))?;
+    if grown != -1 {
+        return Err("memory growth past the cap succeeded".into());
+    }
+    // CPU: a loop of a few seconds must be interrupted after 5 ms. (Bounded, so that a broken
+    // configuration is reported instead of hanging start-up.)
+    let mut store = new_store(engine, state(), limits.cpu_ms);
+    let r = linker
+        .instantiate(&mut store, &component)
+        .and_then(|i| i.get_typed_func::<(), ()>(&mut store, "spin"))
+        .and_then(|f| f.call(&mut store, ()));
+    match r.err().and_then(|e| e.downcast_ref::<Trap>().copied()) {
+        Some(Trap::Interrupt) => Ok(()),
+        None => Err("a spinning guest was not interrupted (epoch interruption is not working)".into()),
+        Some(other) => Err(format!("a spinning guest ended with {other:?} instead of an interrupt")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_check_refuses_an_engine_without_epoch_interruption() {
+        let mut c = engine_config(&RuntimeConfig::default());
+        c.epoch_interruption(false);
+        let engine = Engine::new(&c).unwrap();
+        let _t = Ticker::start(&engine);
+        let err = self_check(&engine, HostIo::detached()).unwrap_err();
+        assert!(err.contains("not interrupted"), "{err}");
+    }
+
+    #[test]
+    fn self_check_passes_with_the_real_configuration() {
+        let engine = Engine::new(&engine_config(&RuntimeConfig::default())).unwrap();
+        let _t = Ticker::start(&engine);
+        self_check(&engine, HostIo::detached()).unwrap();
+    }
+}

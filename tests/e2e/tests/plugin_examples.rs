@@ -1,0 +1,153 @@
+//! The example plugins of `plugins/` through the real gateway: each is built for wasm32-wasip2,
+//! configured on a route the way an operator would, and exercised with signed requests.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use e2e::plugins::example;
+use e2e::*;
+use imgate_client::Session;
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+
+fn plugin(name: &str, caps: &[&str]) -> String {
+    let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
+    format!(
+        "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ncapabilities = [{}]\n",
+        example(name).display(),
+        caps.join(", ")
+    )
+}
+
+fn chain(route: &str, plugin: &str, config: &str) -> String {
+    format!("[[route_plugins]]\nroute = \"{route}\"\nplugins = [{{ plugin = \"{plugin}\", config = {config} }}]\n")
+}
+
+async fn gateway(extra_toml: String) -> Harness {
+    Harness::start_with(Options { extra_toml, ..Options::default() }).await
+}
+
+async fn call(h: &Harness, s: &Session, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    into_json(h.client().call(s, method, path, bytes.as_deref()).await.expect("answer")).await
+}
+
+fn denied(status: u16, body: &Value) -> (u16, Option<&str>, Option<&str>) {
+    (status, body["code"].as_str(), body["reason"].as_str())
+}
+
+#[tokio::test]
+async fn content_filter_masks_or_blocks_configured_words() {
+    let extra = plugin("content-filter", &["config"])
+        + &chain("send_text_to_user", "content-filter", "{ words = [\"spam\", \"scam\"], action = \"mask\" }")
+        + &chain("send_text_to_group", "content-filter", "{ words = [\"spam\"], action = \"block\" }");
+    let h = gateway(extra).await;
+    let (_, alice) = h.session("alice").await;
+    let (_, bob) = h.session("bob").await;
+    let (status, body) =
+        call(&h, &alice, "POST", "/v1/messages/user/bob", Some(json!({"text": "no SPAM, no Scam"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, hist) = call(&h, &bob, "GET", "/v1/conversations/user/alice/messages?from=1&to=10", None).await;
+    let content = B64.decode(hist["messages"][0]["content"].as_str().expect("content")).expect("base64");
+    assert_eq!(serde_json::from_slice::<Value>(&content).unwrap(), json!({"content": "no ****, no ****"}));
+    // Blocking: the message never reaches OpenIM.
+    let (status, _) =
+        call(&h, &alice, "POST", "/v1/groups", Some(json!({"name": "g", "group_id": "g1", "verification": 2}))).await;
+    assert_eq!(status, 200);
+    let before = h.emu.seen().iter().filter(|r| r.path == "/msg/send_msg").count();
+    let (status, body) = call(&h, &alice, "POST", "/v1/messages/group/g1", Some(json!({"text": "buy spam"}))).await;
+    assert_eq!(denied(status, &body), (422, Some("policy_denied"), Some("content_blocked")), "{body}");
+    assert_eq!(h.emu.seen().iter().filter(|r| r.path == "/msg/send_msg").count(), before);
+    let (status, body) = call(&h, &alice, "POST", "/v1/messages/group/g1", Some(json!({"text": "hello"}))).await;
+    assert_eq!(status, 200, "{body}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_configuration_the_plugin_refuses_never_serves() {
+    let extra = plugin("content-filter", &["config"])
+        + &chain("send_text_to_user", "content-filter", "{ words = [\"spam\"], action = \"explode\" }");
+    let err =
+        Harness::try_start_with(Options { extra_toml: extra, ..Options::default() }).await.err().expect("refused");
+    assert!(
+        err.contains("route `send_text_to_user`: plugin `content-filter`: init refused the configuration"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn group_join_policy_keeps_private_groups_to_allowed_users() {
+    let extra = plugin("group-join-policy", &["openim", "config", "log"])
+        + &chain("join_group", "group-join-policy", "{ allowed_users = [\"carol\"] }");
+    let h = gateway(extra).await;
+    let (_, alice) = h.session("alice").await;
+    let (_, bob) = h.session("bob").await;
+    let (_, carol) = h.session("carol").await;
+    for gid in ["private1", "public1"] {
+        let (status, body) =
+            call(&h, &alice, "POST", "/v1/groups", Some(json!({"name": gid, "group_id": gid, "verification": 2})))
+                .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let admin = h.admin_jwt("openim:call");
+    let (status, body) = h
+        .post(
+            "/v1/admin/openim/group/set_group_info_ex",
+            Some(&admin),
+            &json!({"groupID": "private1", "ex": "{\"private\": true}"}),
+        )
+        .await;
+    assert_eq!((status, body["errCode"].as_i64()), (200, Some(0)), "{body}");
+    let (status, body) = call(&h, &bob, "POST", "/v1/groups/private1/join", None).await;
+    assert_eq!(denied(status, &body), (403, Some("policy_denied"), Some("group_private")), "{body}");
+    assert_eq!(call(&h, &carol, "POST", "/v1/groups/private1/join", None).await.0, 204);
+    assert_eq!(call(&h, &bob, "POST", "/v1/groups/public1/join", None).await.0, 204);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn response_reshaper_hides_other_users_fields_and_renames() {
+    let extra = plugin("response-reshaper", &["config"])
+        + &chain(
+            "lookup_users",
+            "response-reshaper",
+            "{ strip_for_others = [\"face_url\"], rename = { nickname = \"display_name\" } }",
+        );
+    let h = gateway(extra).await;
+    let (_, alice) = h.session("alice").await;
+    h.session("bob").await;
+    let (status, body) =
+        call(&h, &alice, "POST", "/v1/users/lookup", Some(json!({"user_ids": ["alice", "bob"]}))).await;
+    assert_eq!(status, 200, "{body}");
+    let users = body["users"].as_array().expect("users");
+    let me = users.iter().find(|u| u["user_id"] == "alice").expect("alice");
+    let other = users.iter().find(|u| u["user_id"] == "bob").expect("bob");
+    assert_eq!(me["display_name"], "alice", "{body}");
+    assert!(me.get("face_url").is_some() && me.get("nickname").is_none(), "{body}");
+    assert_eq!(other["display_name"], "bob", "{body}");
+    assert!(other.get("face_url").is_none(), "another user's field is hidden: {body}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_gate_restricts_admin_routes_to_named_subjects_and_user_routes_to_tiers() {
+    let extra = plugin("admin-gate", &["config"])
+        + &chain("admin.users.register", "admin-gate", "{ admin_subjects = [\"ops@test\"] }")
+        + &chain("get_profile", "admin-gate", "{ user_tiers = [\"gold\"] }");
+    let h = gateway(extra).await;
+    // The harness registers users as `ops@test`: allowed.
+    let (_, alice) = h.session("alice").await;
+    let now = now_secs();
+    let intruder = h.sign_ed(
+        &header(Algorithm::EdDSA, ED_KID),
+        &json!({"iss": ED_ISSUER, "aud": AUDIENCE, "sub": "intruder", "scope": "users:write", "iat": now, "exp": now + 300}),
+    );
+    let (status, body) =
+        h.post("/v1/admin/users", Some(&intruder), &json!({"users": [{"user_id": "mallory", "nickname": "m"}]})).await;
+    assert_eq!(denied(status, &body), (403, Some("policy_denied"), Some("not_allowed")), "{body}");
+    let registers = h.emu.seen().iter().filter(|r| r.path == "/user/user_register").count();
+    assert_eq!(registers, 1, "only alice's registration reached OpenIM");
+    // A user route: alice's tier is not `gold`.
+    let (status, body) = call(&h, &alice, "GET", "/v1/me/profile", None).await;
+    assert_eq!(denied(status, &body), (403, Some("policy_denied"), Some("not_allowed")), "{body}");
+    h.shutdown().await;
+}
