@@ -92,7 +92,7 @@ pub trait Plugin {
 /// Exports a type implementing [`Plugin`] as the component's `plugin` world. Call it once, at the
 /// top level of the plugin crate:
 ///
-/// ```ignore
+/// ```text
 /// imgate_plugin_sdk::export!(MyPlugin);
 /// ```
 #[macro_export]

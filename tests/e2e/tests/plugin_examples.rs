@@ -59,6 +59,16 @@ async fn content_filter_masks_or_blocks_configured_words() {
     assert_eq!(h.emu.seen().iter().filter(|r| r.path == "/msg/send_msg").count(), before);
     let (status, body) = call(&h, &alice, "POST", "/v1/messages/group/g1", Some(json!({"text": "hello"}))).await;
     assert_eq!(status, 200, "{body}");
+    // The refusal is audited with the plugin and its reason, never with the message.
+    let audit = std::fs::read_to_string(h.audit_file().await).expect("audit file");
+    let refused = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["status"] == 422)
+        .expect("the refusal is audited");
+    assert_eq!(refused["user"], "alice");
+    assert_eq!(refused["reason"], "plugin content-filter rejected: content_blocked", "{refused}");
+    assert!(!audit.contains("buy spam") && !audit.contains("SPAM"), "no message text in the audit trail");
     h.shutdown().await;
 }
 
