@@ -9,7 +9,8 @@
 //! 4. route    — the route table; unknown paths are 404                (`routes`)
 //! 5. authenticate — signed requests for user routes (`auth::signed`, a route layer set in
 //!    `routes`); admin JWT + scope inside admin handlers (`auth::require_admin`)
-//! 6. (rate limit → bind identity → plugins: later issues) → dispatch to OpenIM (`openim`)
+//! 6. rate limit → plugin chain (`plugins::chain`) → validate + bind identity (`routes::engine`)
+//!    → dispatch to OpenIM (`openim`) → plugin chain `on-response`
 //!
 //! Stages are added here and nowhere else.
 
@@ -17,7 +18,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::Router;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::state::AppState;
 use crate::{error, guard, routes, telemetry};
@@ -30,8 +30,9 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), guard::headers))
         .layer(from_fn(guard::path))
         .layer(from_fn_with_state(state.clone(), guard::deadline))
-        .layer(from_fn_with_state(state.clone(), guard::shed))
-        .layer(RequestBodyLimitLayer::new(state.config.server.max_body_bytes));
+        .layer(from_fn_with_state(state.clone(), guard::shed));
+    // The body cap (`server.max_body_bytes`, 413) is set on the routes in `routes::router`,
+    // because plugin uploads have their own (`plugins.max_component_bytes`).
     routes::router(&state)
         // tower-http's limit replaces axum's implicit 2 MiB one, so there is one number to configure.
         .layer(DefaultBodyLimit::disable())

@@ -52,6 +52,9 @@ impl AppState {
                 .await
                 .map_err(|e| ConfigErrors(vec![format!("audit.file: {}: {e}", path.display())]))?;
         }
+        if let Some(m) = &self.plugins.manager {
+            m.set_audit(self.audit.clone());
+        }
         Ok(self)
     }
 }
@@ -61,6 +64,8 @@ impl AppState {
 pub struct BuildOptions {
     /// The plugins' key-value store (default: in memory).
     pub plugin_kv: Option<Arc<dyn PluginKv>>,
+    /// The config file, watched for plugin changes when `[plugins] watch` is on.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// Builds the state, resolving relative paths against `base_dir` (the config file's folder).
@@ -111,7 +116,9 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
     });
     let plugins = openim.as_ref().and_then(|openim| {
         let io = HostIo::new(openim.clone(), options.plugin_kv.clone().unwrap_or_else(|| Arc::new(MemoryKv::new())));
-        Plugins::load(&config, base_dir, io).map_err(|es| errors.extend(es)).ok()
+        Plugins::load(&config, base_dir, options.config_file.as_deref(), io, metrics.clone())
+            .map_err(|es| errors.extend(es))
+            .ok()
     });
     match (openim, admin, gateway_keys, plugins) {
         (Some(openim), Some(admin), Some(gateway_keys), Some(plugins)) if errors.is_empty() => Ok(AppState {

@@ -34,6 +34,8 @@ pub mod scopes {
     pub const DEVICES_WRITE: &str = "devices:write";
     /// End sessions.
     pub const SESSIONS_REVOKE: &str = "sessions:revoke";
+    /// Upload, activate and roll back plugin versions.
+    pub const PLUGINS_WRITE: &str = "plugins:write";
 }
 
 /// Wall-clock Unix milliseconds (the protocol's time unit).

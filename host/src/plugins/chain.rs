@@ -25,6 +25,7 @@ use super::runtime::{
     Response as PResponse, ResponseVerdict, UserPrincipal,
 };
 use super::{Chain, Entry};
+
 use crate::auth::signed::{HEADER_NONCE, HEADER_SESSION, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
@@ -63,8 +64,12 @@ const MAX_HEADERS: usize = 32;
 const MAX_HEADER_VALUE: usize = 1024;
 const MAX_MESSAGE: usize = 512;
 
-/// The chain middleware: `State` is the gateway and this route's chain.
-pub async fn layer(State((state, chain)): State<(AppState, Arc<Chain>)>, req: Request, next: Next) -> Response {
+/// The chain middleware: `State` is the gateway and the route's name. The serving snapshot is
+/// taken once, so the whole request runs on one version of every plugin even if a swap happens
+/// meanwhile; the snapshot (and with it an old version) is released when the request ends.
+pub async fn layer(State((state, route)): State<(AppState, Arc<str>)>, req: Request, next: Next) -> Response {
+    let snapshot = state.plugins.snapshot();
+    let Some(chain) = snapshot.chain(&route) else { return next.run(req).await };
     match run(&state, &chain, req, next).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -216,6 +221,9 @@ fn fail(
         })
         .inc();
     tracing::warn!(plugin = %entry.plugin.name, hook, kind = failure.kind(), policy = policy_name, detail = %failure, "plugin failed");
+    if let Some(m) = &state.plugins.manager {
+        m.report_failure(&entry.plugin.name, &entry.plugin.hash, &failure);
+    }
     match policy {
         FailurePolicy::Open => Ok(()),
         FailurePolicy::Closed => {

@@ -25,6 +25,20 @@ pub struct RuntimeConfig {
     /// Largest response body an `on-response` hook is shown; larger answers skip `on-response`
     /// hooks under the entry's failure policy.
     pub max_response_bytes: usize,
+    /// Where activated artifacts (by content hash, with manifests) and the precompiled cache are
+    /// kept, relative to the config file's folder.
+    pub store_dir: PathBuf,
+    /// Watch the plugin files and the config file and swap in changes while serving.
+    pub watch: bool,
+    /// Quiet time after the last file event before a change is loaded (writers often write twice).
+    pub watch_debounce_ms: u64,
+    /// A version that traps or runs out of time more than this many times within
+    /// `quarantine_window_ms` is pulled back to the last good version.
+    pub quarantine_failures: u32,
+    pub quarantine_window_ms: u64,
+    /// How long a quarantined version may not come back from the watched file; doubles each
+    /// time the same version is quarantined again (at most one hour).
+    pub quarantine_backoff_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -36,6 +50,12 @@ impl Default for RuntimeConfig {
             compile_timeout_ms: 20_000,
             max_memory_bytes: 64 * 1024 * 1024,
             max_response_bytes: 1024 * 1024,
+            store_dir: PathBuf::from(".imgate/plugin-store"),
+            watch: true,
+            watch_debounce_ms: 50,
+            quarantine_failures: 20,
+            quarantine_window_ms: 10_000,
+            quarantine_backoff_ms: 60_000,
         }
     }
 }
@@ -81,7 +101,7 @@ impl Capability {
 }
 
 /// One `[[plugin]]`: a component file, its grants and limits.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSpec {
     /// The name chains refer to: 1-64 of `a-z 0-9 - _`.
@@ -97,7 +117,7 @@ pub struct PluginSpec {
 }
 
 /// `[plugin.limits]`: every key optional; absent keys take the defaults of [`Limits`].
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     pub memory_bytes: Option<u64>,

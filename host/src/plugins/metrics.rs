@@ -35,7 +35,22 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.000_005, 2.0, 16))
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub plugin: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompileLabels {
+    pub plugin: String,
+    /// `hit` (machine code from the precompiled cache) or `miss` (compiled).
+    pub cache: String,
+}
+
 pub struct PluginMetrics {
+    pub reloads: Family<OutcomeLabels, Counter>,
+    pub loads: Family<CompileLabels, Counter>,
     pub calls: Family<HookLabels, Counter>,
     pub rejections: Family<PluginLabels, Counter>,
     pub failures: Family<FailureLabels, Counter>,
@@ -47,6 +62,8 @@ pub struct PluginMetrics {
 impl PluginMetrics {
     pub fn new() -> PluginMetrics {
         PluginMetrics {
+            reloads: Family::default(),
+            loads: Family::default(),
             calls: Family::default(),
             rejections: Family::default(),
             failures: Family::default(),
@@ -57,6 +74,16 @@ impl PluginMetrics {
     }
 
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "plugin_reloads",
+            "Plugin version changes by outcome: activated, refused (the serving version stayed), quarantined",
+            self.reloads.clone(),
+        );
+        registry.register(
+            "plugin_loads",
+            "Components loaded, by whether the precompiled cache had their machine code",
+            self.loads.clone(),
+        );
         registry.register("plugin_calls", "Plugin hook calls by plugin and hook", self.calls.clone());
         registry.register("plugin_rejections", "Requests a plugin rejected", self.rejections.clone());
         registry.register(
@@ -79,6 +106,15 @@ impl PluginMetrics {
             "Plugin hook call latency (fresh instance included)",
             self.duration.clone(),
         );
+    }
+
+    pub fn reload(&self, plugin: &str, outcome: &str) {
+        self.reloads.get_or_create(&OutcomeLabels { plugin: plugin.to_owned(), outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn loaded(&self, plugin: &str, from_cache: bool) {
+        let cache = if from_cache { "hit" } else { "miss" };
+        self.loads.get_or_create(&CompileLabels { plugin: plugin.to_owned(), cache: cache.to_owned() }).inc();
     }
 
     pub fn observe(&self, plugin: &str, hook: &str, stats: &super::runtime::CallStats) {

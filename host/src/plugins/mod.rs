@@ -1,4 +1,5 @@
-//! Policy plugins: sandboxed WebAssembly components that imgate runs per route.
+//! Policy plugins: sandboxed WebAssembly components that imgate runs per route, swapped while
+//! traffic flows.
 //!
 //! A plugin implements the `imgate:plugin@0.1.0` world (`wit/plugin.wit`): `init` checks its
 //! per-route configuration at load, `on-request` may proceed, modify, reject or respond, and
@@ -6,11 +7,19 @@
 //! authentication and rate limits and before the route, whose allow-list and identity binding
 //! still apply to whatever a plugin passes on.
 //!
+//! What serves is one immutable [`Snapshot`] (plugins + chains) behind an `ArcSwap`. A request
+//! takes the snapshot once and keeps it to the end, so a swap never changes a request in flight
+//! and an old version is dropped when its last request finishes. A new version — from the
+//! watched file, the admin API, a rollback or a quarantine — becomes a snapshot only after it
+//! compiled, linked, instantiated and its `init` accepted every route config that uses it.
+//!
 //! - `config.rs`  — `[plugins]`, `[[plugin]]`, chain entries: grants and limits, denied by default.
 //! - `runtime.rs` — the engine, the linker, loading checks, one hook call in a fresh instance.
 //! - `host.rs`    — the imports plugins may be granted (`log`, `clock`, `config`, `kv`, `openim`).
 //! - `kv.rs`      — the plugins' key-value namespaces with quotas.
 //! - `chain.rs`   — the middleware running a route's chain, checking every verdict.
+//! - `store.rs`   — artifacts by content hash with manifests; the precompiled cache.
+//! - `reload.rs`  — activation, rollback, quarantine, the file watcher, status.
 //! - `metrics.rs` — per-plugin counters and histograms.
 
 pub mod chain;
@@ -18,17 +27,22 @@ pub mod config;
 pub mod host;
 pub mod kv;
 pub mod metrics;
+pub mod reload;
 pub mod runtime;
+pub mod store;
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use config::{ChainEntrySpec, FailurePolicy};
+use arc_swap::ArcSwap;
+use config::{ChainEntrySpec, FailurePolicy, PluginSpec, RuntimeConfig};
 pub use host::HostIo;
+pub use reload::{PluginStatus, Source};
 pub use runtime::{Failure, LoadError, LoadedPlugin, Runtime};
 
 use crate::config::{resolve, Config};
+use crate::telemetry::Metrics;
 
 /// Routes outside the `[[route]]` table that `[[route_plugins]]` may name (it may also name
 /// table routes, e.g. the shipped `/v1` routes, without restating them).
@@ -60,30 +74,40 @@ pub struct Chain {
     pub entries: Vec<Entry>,
 }
 
-/// Every loaded plugin and chain. Without `[[plugin]]` entries no engine is started.
-pub struct Plugins {
-    pub runtime: Option<Arc<Runtime>>,
-    pub io: Arc<HostIo>,
+/// What serves at one moment: every plugin version and every chain built from them.
+pub struct Snapshot {
+    /// Increases with every swap.
+    pub generation: u64,
+    pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     pub chains: HashMap<String, Arc<Chain>>,
 }
 
-impl Plugins {
-    pub fn none() -> Plugins {
-        Plugins { runtime: None, io: HostIo::detached(), chains: HashMap::new() }
+impl Snapshot {
+    fn empty() -> Snapshot {
+        Snapshot { generation: 0, plugins: BTreeMap::new(), chains: HashMap::new() }
     }
 
     pub fn chain(&self, route: &str) -> Option<Arc<Chain>> {
         self.chains.get(route).cloned()
     }
+}
 
-    /// Loads every `[[plugin]]` and every chain, running each entry's `init` on its config.
-    /// All problems are reported at once.
-    pub fn load(config: &Config, base_dir: &Path, io: Arc<HostIo>) -> Result<Plugins, Vec<String>> {
-        let mut errors = Vec::new();
-        let mut chains_wanted: Vec<(String, &Vec<ChainEntrySpec>)> = Vec::new();
+/// The plugin-related part of the configuration (re-read when the config file changes).
+#[derive(Clone)]
+pub struct PluginConfig {
+    pub specs: Vec<PluginSpec>,
+    /// Route name → its chain entries.
+    pub chains: Vec<(String, Vec<ChainEntrySpec>)>,
+    pub base_dir: PathBuf,
+}
+
+impl PluginConfig {
+    /// The chains a config asks for, checked against the route names that exist.
+    pub fn from_config(config: &Config, base_dir: &Path, errors: &mut Vec<String>) -> PluginConfig {
+        let mut chains: Vec<(String, Vec<ChainEntrySpec>)> = Vec::new();
         for r in &config.route {
             if !r.plugins.is_empty() {
-                chains_wanted.push((r.name.clone(), &r.plugins));
+                chains.push((r.name.clone(), r.plugins.clone()));
             }
         }
         let mut seen = BTreeSet::new();
@@ -101,26 +125,81 @@ impl Plugins {
                 errors.push(format!("route_plugins: `{}` has two chains", c.route));
                 continue;
             }
-            chains_wanted.push((c.route.clone(), &c.plugins));
+            chains.push((c.route.clone(), c.plugins.clone()));
         }
-        let rt_cfg = &config.plugins;
-        if rt_cfg.max_concurrent_calls == 0 || rt_cfg.max_concurrent_calls > 4096 {
-            errors.push("plugins.max_concurrent_calls: must be between 1 and 4096".into());
-        }
-        if config.plugin.is_empty() {
-            for (route, entries) in &chains_wanted {
-                for e in entries.iter() {
+        for (route, entries) in &chains {
+            for e in entries {
+                if !config.plugin.iter().any(|p| p.name == e.plugin) {
                     errors.push(format!("route `{route}`: plugin `{}` is not a [[plugin]]", e.plugin));
                 }
             }
+        }
+        PluginConfig { specs: config.plugin.clone(), chains, base_dir: base_dir.to_owned() }
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&PluginSpec> {
+        self.specs.iter().find(|p| p.name == name)
+    }
+
+    pub fn path_of(&self, spec: &PluginSpec) -> PathBuf {
+        resolve(&self.base_dir, &spec.path)
+    }
+}
+
+/// Every loaded plugin and chain. Without `[[plugin]]` entries no engine is started.
+pub struct Plugins {
+    pub runtime: Option<Arc<Runtime>>,
+    pub io: Arc<HostIo>,
+    current: Arc<ArcSwap<Snapshot>>,
+    pub manager: Option<Arc<reload::Manager>>,
+}
+
+impl Plugins {
+    pub fn none() -> Plugins {
+        Plugins {
+            runtime: None,
+            io: HostIo::detached(),
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
+            manager: None,
+        }
+    }
+
+    /// What serves now; hold it for the whole request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn chain(&self, route: &str) -> Option<Arc<Chain>> {
+        self.current.load().chain(route)
+    }
+
+    /// Loads every `[[plugin]]` and every chain, running each entry's `init` on its config.
+    /// All problems are reported at once. `config_file` (when known) is watched with the plugin
+    /// files if `[plugins] watch` is on.
+    pub fn load(
+        config: &Config,
+        base_dir: &Path,
+        config_file: Option<&Path>,
+        io: Arc<HostIo>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Plugins, Vec<String>> {
+        let mut errors = Vec::new();
+        let pcfg = PluginConfig::from_config(config, base_dir, &mut errors);
+        let rt_cfg = &config.plugins;
+        check_runtime_config(rt_cfg, &mut errors);
+        if config.plugin.is_empty() {
             return if errors.is_empty() { Ok(Plugins::none()) } else { Err(errors) };
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         let runtime = Arc::new(Runtime::new(rt_cfg, io.clone()).map_err(|e| vec![e])?);
-        let mut loaded: HashMap<String, Arc<LoadedPlugin>> = HashMap::new();
-        for spec in &config.plugin {
+        let store_dir = resolve(base_dir, &rt_cfg.store_dir);
+        let store = store::ArtifactStore::open(&store_dir, runtime.engine())
+            .map_err(|e| vec![format!("plugins.store_dir: {}: {e}", store_dir.display())])?;
+        let mut loaded = BTreeMap::new();
+        let mut sources = HashMap::new();
+        for spec in &pcfg.specs {
             let what = format!("plugin `{}`", spec.name);
             let valid_name = (1..=64).contains(&spec.name.len())
                 && spec.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
@@ -132,62 +211,52 @@ impl Plugins {
                 errors.push(format!("{what}: defined twice"));
                 continue;
             }
-            let limits = spec.limits.resolve(rt_cfg, &what, &mut errors);
-            let path = resolve(base_dir, &spec.path);
-            let bytes = match read_capped(&path, rt_cfg.max_component_bytes) {
-                Ok(b) => b,
-                Err(e) => {
-                    errors.push(format!("{what}: {}: {e}", path.display()));
-                    continue;
-                }
-            };
-            let grants: BTreeSet<_> = spec.capabilities.iter().copied().collect();
-            match runtime.load(&spec.name, &bytes, &grants, limits) {
-                Ok(p) => {
-                    tracing::info!(plugin = %spec.name, hash = %p.hash, "plugin loaded");
+            spec.limits.resolve(rt_cfg, &what, &mut errors);
+            let path = pcfg.path_of(spec);
+            match reload::load_file(&runtime, &store, rt_cfg, spec, &path) {
+                Ok((p, bytes)) => {
+                    metrics.plugins.loaded(&spec.name, p.from_cache);
+                    tracing::info!(plugin = %spec.name, hash = %p.hash, from_cache = p.from_cache, "plugin loaded");
+                    sources.insert(spec.name.clone(), bytes);
                     loaded.insert(spec.name.clone(), Arc::new(p));
                 }
                 Err(e) => errors.push(format!("{what}: {}: {e}", path.display())),
             }
         }
-        let mut chains = HashMap::new();
-        for (route, entries) in chains_wanted {
-            let mut chain = Chain { route: route.clone(), entries: Vec::new() };
-            for e in entries {
-                let Some(plugin) = loaded.get(&e.plugin) else {
-                    if !config.plugin.iter().any(|p| p.name == e.plugin) {
-                        errors.push(format!("route `{route}`: plugin `{}` is not a [[plugin]]", e.plugin));
-                    }
-                    continue;
-                };
-                let text: Arc<str> = Arc::from(e.config.to_string());
-                let rid: Arc<str> = Arc::from("init");
-                let (answer, _) = runtime.call(plugin, &io, &text, &rid, runtime::Hook::Init(&text));
-                match answer {
-                    Ok(runtime::HookAnswer::Init(Ok(()))) => {}
-                    Ok(runtime::HookAnswer::Init(Err(msg))) => {
-                        errors.push(format!("route `{route}`: plugin `{}`: {}", e.plugin, LoadError::InitRefused(msg)))
-                    }
-                    Ok(_) => errors.push(format!("route `{route}`: plugin `{}`: init answered nothing", e.plugin)),
-                    Err(f) => {
-                        errors.push(format!("route `{route}`: plugin `{}`: {}", e.plugin, LoadError::InitFailed(f)))
-                    }
-                }
-                chain.entries.push(Entry { plugin: plugin.clone(), config: text, failure: e.failure });
-            }
-            chains.insert(route, Arc::new(chain));
+        if !errors.is_empty() {
+            return Err(errors);
         }
-        if errors.is_empty() {
-            Ok(Plugins { runtime: Some(runtime), io, chains })
-        } else {
-            Err(errors)
-        }
+        let snapshot = reload::build_snapshot(&runtime, &io, &pcfg, loaded, 1)?;
+        let current = Arc::new(ArcSwap::from_pointee(snapshot));
+        let manager = reload::Manager::start(reload::ManagerParts {
+            runtime: runtime.clone(),
+            io: io.clone(),
+            store,
+            config: pcfg,
+            runtime_config: rt_cfg.clone(),
+            current: current.clone(),
+            metrics,
+            config_file: config_file.map(Path::to_owned),
+            table_routes: config.route.iter().map(|r| r.name.clone()).collect(),
+            sources,
+        })
+        .map_err(|e| vec![e])?;
+        Ok(Plugins { runtime: Some(runtime), io, current, manager: Some(manager) })
+    }
+}
+
+fn check_runtime_config(rt: &RuntimeConfig, errors: &mut Vec<String>) {
+    if rt.max_concurrent_calls == 0 || rt.max_concurrent_calls > 4096 {
+        errors.push("plugins.max_concurrent_calls: must be between 1 and 4096".into());
+    }
+    if rt.quarantine_failures == 0 {
+        errors.push("plugins.quarantine_failures: must be at least 1".into());
     }
 }
 
 /// Reads at most `max` bytes (one more tells a larger file apart) so a huge file is refused
 /// without being read whole.
-fn read_capped(path: &Path, max: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn read_capped(path: &Path, max: usize) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();

@@ -144,6 +144,8 @@ pub struct LoadedPlugin {
     pub name: String,
     /// SHA-256 of the component bytes, hex.
     pub hash: String,
+    /// Whether the machine code came from the precompiled cache.
+    pub from_cache: bool,
     pub grants: BTreeSet<Capability>,
     pub limits: Limits,
     pre: bindings::PluginPre<CallState>,
@@ -349,6 +351,19 @@ impl Runtime {
         grants: &BTreeSet<Capability>,
         limits: Limits,
     ) -> Result<LoadedPlugin, LoadError> {
+        self.load_cached(name, bytes, grants, limits, None)
+    }
+
+    /// [`Runtime::load`], taking the compiled code from `store`'s precompiled cache when it has
+    /// it (and filling the cache when it does not).
+    pub fn load_cached(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        grants: &BTreeSet<Capability>,
+        limits: Limits,
+        store: Option<&super::store::ArtifactStore>,
+    ) -> Result<LoadedPlugin, LoadError> {
         if bytes.len() > self.config.max_component_bytes {
             return Err(LoadError::TooLarge { size: bytes.len(), max: self.config.max_component_bytes });
         }
@@ -358,18 +373,24 @@ impl Runtime {
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotAComponent("the file does not start with the WebAssembly magic".into()));
         }
-        let component = self.compile(bytes)?;
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(bytes));
+        let cached = store.and_then(|s| s.load_compiled(&self.engine, &hash));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = self.compile(bytes)?;
+                if let Some(s) = store {
+                    s.save_compiled(&hash, &c);
+                }
+                c
+            }
+        };
         check_imports(&self.engine, &component, grants)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        use sha2::Digest;
-        let plugin = LoadedPlugin {
-            name: name.to_owned(),
-            hash: hex::encode(sha2::Sha256::digest(bytes)),
-            grants: grants.clone(),
-            limits,
-            pre,
-        };
+        let plugin = LoadedPlugin { name: name.to_owned(), hash, from_cache, grants: grants.clone(), limits, pre };
         // An instance must fit its limits before the plugin is accepted (declared memory or
         // tables beyond the caps fail here, not on a request: attacks.md P3).
         let state = CallState::new(&plugin, &HostIo::detached(), Arc::from("{}"), Arc::from("load"), true);

@@ -7,6 +7,7 @@ mod admin;
 pub mod compat;
 mod devices;
 mod engine;
+mod plugin_admin;
 mod public;
 pub mod table;
 mod user;
@@ -29,6 +30,7 @@ use table::RouteSpec;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::auth::{handshake, signed};
 use crate::plugins::chain as plugin_chain;
@@ -75,8 +77,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/admin/openim/{*path}", on("admin.openim", MethodFilter::POST).to(admin::openim_passthrough))
         .route("/openim/{*path}", post(compat::handle))
+        .route("/v1/admin/plugins", get(plugin_admin::list))
+        .route("/v1/admin/plugins/{name}", get(plugin_admin::status))
+        .route("/v1/admin/plugins/{name}/activate", post(plugin_admin::activate))
+        .route("/v1/admin/plugins/{name}/rollback", post(plugin_admin::rollback))
         .merge(user)
         .merge(table_router(state))
+        .layer(RequestBodyLimitLayer::new(state.config.server.max_body_bytes))
+        // Components are larger than API bodies: the upload route has the component cap instead.
+        .merge(Router::new().route("/v1/admin/plugins/{name}/versions", post(plugin_admin::upload)).layer(
+            RequestBodyLimitLayer::new(
+                state.config.server.max_body_bytes.max(state.config.plugins.max_component_bytes),
+            ),
+        ))
 }
 
 /// The `[[route]]` table as axum routes: signed requests only; each route rate-limited by its class.
@@ -111,12 +124,12 @@ fn table_router(state: &AppState) -> Router<AppState> {
             };
             // Layers run outside in: rate limit, then the plugin chain, then the route.
             let limit = from_fn_with_state((state.clone(), class), ratelimit::limit_user);
-            methods = match state.plugins.chain(&name) {
-                Some(chain) => methods.on(
-                    filter,
-                    handler.layer(from_fn_with_state((state.clone(), chain), plugin_chain::layer)).layer(limit),
-                ),
-                None => methods.on(filter, handler.layer(limit)),
+            methods = if state.plugins.runtime.is_some() {
+                let route: Arc<str> = Arc::from(name.as_str());
+                let chain = from_fn_with_state((state.clone(), route), plugin_chain::layer);
+                methods.on(filter, handler.layer(chain).layer(limit))
+            } else {
+                methods.on(filter, handler.layer(limit))
             };
         }
         router = router.route(&path, methods);
@@ -132,16 +145,19 @@ struct Op<'a> {
 }
 
 impl Op<'_> {
-    /// The handler, behind the route's plugin chain when one is configured.
+    /// The handler, behind the route's plugin chain (looked up per request in the serving snapshot).
     fn to<H, T>(self, handler: H) -> MethodRouter<AppState>
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        match self.state.plugins.chain(&self.name) {
-            Some(chain) => MethodRouter::new()
-                .on(self.filter, handler.layer(from_fn_with_state((self.state.clone(), chain), plugin_chain::layer))),
-            None => MethodRouter::new().on(self.filter, handler),
+        // With plugins configured every named route may get a chain by a reload; without, none can.
+        if self.state.plugins.runtime.is_some() {
+            let route: Arc<str> = Arc::from(self.name.as_str());
+            let chain = from_fn_with_state((self.state.clone(), route), plugin_chain::layer);
+            MethodRouter::new().on(self.filter, handler.layer(chain))
+        } else {
+            MethodRouter::new().on(self.filter, handler)
         }
     }
 }

@@ -1,0 +1,614 @@
+//! Plugin lifecycle while serving: activation (from the watched file, the admin API, a rollback
+//! or a quarantine), validation before any swap, the atomic swap itself, quarantine of a version
+//! that keeps trapping, the file watcher, and the status the admin API shows.
+//!
+//! One rule for every source: a version becomes active only after it compiled (or came from the
+//! precompiled cache), linked, instantiated within its limits and its `init` accepted every route
+//! config that uses it; then a new [`Snapshot`] replaces the old one in one atomic store.
+//! Anything else leaves the serving snapshot untouched and is reported (log, metric, audit record,
+//! status). The file at the plugin's `path` stays the source of truth: activating an uploaded or
+//! rolled-back version writes it there (atomically), so a restart serves what was active.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::config::{Capability, PluginSpec, RuntimeConfig};
+use super::runtime::{Hook, HookAnswer, LoadError};
+use super::store::{write_atomic, ArtifactStore, Manifest};
+use super::{read_capped, Chain, Entry, HostIo, LoadedPlugin, PluginConfig, Runtime, Snapshot};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::auth::now_ms;
+use crate::telemetry::Metrics;
+
+const WORLD: &str = "imgate:plugin@0.1.0";
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Where a version came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The watched file at the plugin's `path` (and start-up).
+    File,
+    /// The admin API or `imgate plugin`.
+    Upload,
+    Rollback,
+    Quarantine,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Upload => "upload",
+            Source::Rollback => "rollback",
+            Source::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// The last refused activation of a plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub hash: String,
+    pub source: &'static str,
+    pub error: String,
+    pub at_ms: i64,
+}
+
+/// A version that may not come back from the watched file before `until_ms`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quarantined {
+    pub hash: String,
+    pub until_ms: i64,
+    /// How many times this version was quarantined (the backoff doubles each time).
+    pub times: u32,
+}
+
+/// What `/v1/admin/plugins` shows of one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub path: String,
+    pub capabilities: Vec<String>,
+    pub active: Option<Manifest>,
+    /// Versions activated since start, oldest first (hashes).
+    pub history: Vec<String>,
+    /// Every stored version of this plugin.
+    pub versions: Vec<Manifest>,
+    pub last_error: Option<LastError>,
+    pub quarantined: Vec<Quarantined>,
+}
+
+#[derive(Default)]
+struct PluginState {
+    history: Vec<String>,
+    last_error: Option<LastError>,
+    quarantine: HashMap<String, Quarantined>,
+    failures: VecDeque<Instant>,
+    rollback_pending: bool,
+}
+
+/// What [`Manager::start`] needs.
+pub struct ManagerParts {
+    pub runtime: Arc<Runtime>,
+    pub io: Arc<HostIo>,
+    pub store: ArtifactStore,
+    pub config: PluginConfig,
+    pub runtime_config: RuntimeConfig,
+    pub current: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+    pub config_file: Option<PathBuf>,
+    pub table_routes: BTreeSet<String>,
+    /// The bytes each plugin was loaded from at start-up.
+    pub sources: HashMap<String, Vec<u8>>,
+}
+
+/// Owns every change to the serving snapshot.
+pub struct Manager {
+    runtime: Arc<Runtime>,
+    io: Arc<HostIo>,
+    store: ArtifactStore,
+    runtime_config: RuntimeConfig,
+    config: Mutex<PluginConfig>,
+    current: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    config_file: Option<PathBuf>,
+    table_routes: BTreeSet<String>,
+    /// Serialises activations: each builds on the snapshot the previous one left.
+    activation: Mutex<()>,
+    state: Mutex<BTreeMap<String, PluginState>>,
+    audit: Mutex<AuditLog>,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads and loads one plugin file (through the precompiled cache).
+pub(crate) fn load_file(
+    runtime: &Runtime,
+    store: &ArtifactStore,
+    rt: &RuntimeConfig,
+    spec: &PluginSpec,
+    path: &Path,
+) -> Result<(LoadedPlugin, Vec<u8>), String> {
+    let bytes = read_capped(path, rt.max_component_bytes)?;
+    let p = load_bytes(runtime, store, rt, spec, &bytes)?;
+    Ok((p, bytes))
+}
+
+fn load_bytes(
+    runtime: &Runtime,
+    store: &ArtifactStore,
+    rt: &RuntimeConfig,
+    spec: &PluginSpec,
+    bytes: &[u8],
+) -> Result<LoadedPlugin, String> {
+    let mut errors = Vec::new();
+    let limits = spec.limits.resolve(rt, &format!("plugin `{}`", spec.name), &mut errors);
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    let grants: BTreeSet<Capability> = spec.capabilities.iter().copied().collect();
+    runtime.load_cached(&spec.name, bytes, &grants, limits, Some(store)).map_err(|e| e.to_string())
+}
+
+/// Builds the chains of `config` from `plugins`, running every entry's `init` on its config.
+pub(crate) fn build_snapshot(
+    runtime: &Runtime,
+    io: &Arc<HostIo>,
+    config: &PluginConfig,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    generation: u64,
+) -> Result<Snapshot, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut chains = HashMap::new();
+    for (route, entries) in &config.chains {
+        let mut chain = Chain { route: route.clone(), entries: Vec::new() };
+        for e in entries {
+            let Some(plugin) = plugins.get(&e.plugin) else {
+                errors.push(format!("route `{route}`: plugin `{}` is not loaded", e.plugin));
+                continue;
+            };
+            let text: Arc<str> = Arc::from(e.config.to_string());
+            let rid: Arc<str> = Arc::from("init");
+            let (answer, _) = runtime.call(plugin, io, &text, &rid, Hook::Init(&text));
+            let problem = match answer {
+                Ok(HookAnswer::Init(Ok(()))) => None,
+                Ok(HookAnswer::Init(Err(msg))) => Some(LoadError::InitRefused(msg).to_string()),
+                Ok(_) => Some("init answered nothing".into()),
+                Err(f) => Some(LoadError::InitFailed(f).to_string()),
+            };
+            if let Some(p) = problem {
+                errors.push(format!("route `{route}`: plugin `{}`: {p}", e.plugin));
+            }
+            chain.entries.push(Entry { plugin: plugin.clone(), config: text, failure: e.failure });
+        }
+        chains.insert(route.clone(), Arc::new(chain));
+    }
+    if errors.is_empty() {
+        Ok(Snapshot { generation, plugins, chains })
+    } else {
+        Err(errors)
+    }
+}
+
+impl Manager {
+    pub fn start(parts: ManagerParts) -> Result<Arc<Manager>, String> {
+        let watch = parts.runtime_config.watch;
+        let manager = Arc::new(Manager {
+            runtime: parts.runtime,
+            io: parts.io,
+            store: parts.store,
+            runtime_config: parts.runtime_config,
+            config: Mutex::new(parts.config),
+            current: parts.current,
+            metrics: parts.metrics,
+            config_file: parts.config_file,
+            table_routes: parts.table_routes,
+            activation: Mutex::new(()),
+            state: Mutex::new(BTreeMap::new()),
+            audit: Mutex::new(AuditLog::memory()),
+            watcher: Mutex::new(None),
+        });
+        let snap = manager.current.load_full();
+        for (name, p) in &snap.plugins {
+            if let Some(bytes) = parts.sources.get(name) {
+                let manifest = manager.manifest_for(name, &p.hash, bytes.len(), Source::File, None);
+                manager.store.put(bytes, &manifest).map_err(|e| format!("plugins.store_dir: {e}"))?;
+            }
+            lock(&manager.state).entry(name.clone()).or_default().history.push(p.hash.clone());
+        }
+        if watch {
+            manager.watch()?;
+        }
+        Ok(manager)
+    }
+
+    /// Where change records go (the gateway's audit log, once it is open).
+    pub fn set_audit(&self, audit: AuditLog) {
+        *lock(&self.audit) = audit;
+    }
+
+    fn audit(&self, outcome: &str, detail: serde_json::Value) {
+        let detail = match detail {
+            serde_json::Value::Object(m) => m,
+            _ => Default::default(),
+        };
+        lock(&self.audit).record(AuditEvent {
+            kind: "plugin".into(),
+            outcome: outcome.to_owned(),
+            detail,
+            ..Default::default()
+        });
+    }
+
+    fn manifest_for(&self, name: &str, hash: &str, size: usize, source: Source, version: Option<&str>) -> Manifest {
+        let caps = lock(&self.config)
+            .spec(name)
+            .map(|s| s.capabilities.iter().map(|c| c.as_str().to_owned()).collect())
+            .unwrap_or_default();
+        Manifest {
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+            version: version.map(str::to_owned).unwrap_or_else(|| hash[..12].to_owned()),
+            world: WORLD.into(),
+            capabilities: caps,
+            size: size as u64,
+            source: source.as_str().into(),
+            stored_at_ms: now_ms(),
+        }
+    }
+
+    /// Checks a version fully against the current configuration without serving it: the
+    /// snapshot it would make.
+    fn validate(&self, name: &str, bytes: &[u8]) -> Result<(Arc<LoadedPlugin>, Snapshot), String> {
+        let config = lock(&self.config).clone();
+        let spec = config.spec(name).ok_or_else(|| format!("no [[plugin]] named `{name}`"))?;
+        let loaded = Arc::new(load_bytes(&self.runtime, &self.store, &self.runtime_config, spec, bytes)?);
+        self.metrics.plugins.loaded(name, loaded.from_cache);
+        let current = self.current.load_full();
+        let mut plugins = current.plugins.clone();
+        plugins.insert(name.to_owned(), loaded.clone());
+        let snap = build_snapshot(&self.runtime, &self.io, &config, plugins, current.generation + 1)
+            .map_err(|e| e.join("; "))?;
+        Ok((loaded, snap))
+    }
+
+    /// Stores a version after checking it, without activating it.
+    pub fn upload(&self, name: &str, bytes: &[u8], version: Option<&str>) -> Result<Manifest, String> {
+        let (loaded, _) = self.validate(name, bytes).inspect_err(|e| self.refused(name, bytes, Source::Upload, e))?;
+        let manifest = self.manifest_for(name, &loaded.hash, bytes.len(), Source::Upload, version);
+        self.store.put(bytes, &manifest).map_err(|e| format!("storing the artifact: {e}"))?;
+        self.audit("uploaded", serde_json::json!({ "plugin": name, "hash": loaded.hash, "version": manifest.version }));
+        Ok(self.store.manifest(&loaded.hash).unwrap_or(manifest))
+    }
+
+    /// Makes `bytes` the serving version of `name` (see the module docs for the checks). Blocks:
+    /// call it off the async workers.
+    pub fn activate(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        source: Source,
+        version: Option<&str>,
+    ) -> Result<Manifest, String> {
+        let _one_at_a_time = lock(&self.activation);
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(bytes));
+        let current = self.current.load_full();
+        if current.plugins.get(name).is_some_and(|p| p.hash == hash) {
+            // Already serving (e.g. the watcher seeing imgate's own write).
+            return Ok(self
+                .store
+                .manifest(&hash)
+                .unwrap_or_else(|| self.manifest_for(name, &hash, bytes.len(), source, version)));
+        }
+        if source == Source::File {
+            // The same broken file seen again (several events of one write): already reported.
+            if lock(&self.state).get(name).and_then(|s| s.last_error.as_ref()).is_some_and(|e| e.hash == hash) {
+                return Err("already refused".into());
+            }
+            if let Some(q) =
+                lock(&self.state).get(name).and_then(|s| s.quarantine.get(&hash)).filter(|q| q.until_ms > now_ms())
+            {
+                let e = format!("version {} is quarantined until {} (unix ms)", &hash[..12], q.until_ms);
+                self.refused(name, bytes, source, &e);
+                return Err(e);
+            }
+        }
+        let (loaded, snap) = self.validate(name, bytes).inspect_err(|e| self.refused(name, bytes, source, e))?;
+        let manifest = self.manifest_for(name, &loaded.hash, bytes.len(), source, version);
+        self.store.put(bytes, &manifest).map_err(|e| format!("storing the artifact: {e}"))?;
+        if source != Source::File {
+            let path = lock(&self.config).spec(name).map(|s| lock(&self.config).path_of(s));
+            if let Some(path) = path {
+                write_atomic(&path, bytes).map_err(|e| {
+                    let e = format!("writing {}: {e}", path.display());
+                    self.refused(name, bytes, source, &e);
+                    e
+                })?;
+            }
+        }
+        let generation = snap.generation;
+        self.current.store(Arc::new(snap));
+        {
+            let mut st = lock(&self.state);
+            let ps = st.entry(name.to_owned()).or_default();
+            ps.history.push(hash.clone());
+            ps.last_error = None;
+            ps.failures.clear();
+        }
+        self.metrics.plugins.reload(name, "activated");
+        tracing::info!(plugin = name, hash = %hash, source = source.as_str(), generation, "plugin version activated");
+        self.audit(
+            "activated",
+            serde_json::json!({ "plugin": name, "hash": hash, "version": manifest.version, "source": source.as_str() }),
+        );
+        Ok(self.store.manifest(&hash).unwrap_or(manifest))
+    }
+
+    fn refused(&self, name: &str, bytes: &[u8], source: Source, error: &str) {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(bytes));
+        lock(&self.state).entry(name.to_owned()).or_default().last_error =
+            Some(LastError { hash: hash.clone(), source: source.as_str(), error: error.to_owned(), at_ms: now_ms() });
+        self.metrics.plugins.reload(name, "refused");
+        tracing::warn!(plugin = name, hash = %hash, source = source.as_str(), error, "plugin version refused; the serving version stays");
+        self.audit(
+            "refused",
+            serde_json::json!({ "plugin": name, "hash": hash, "source": source.as_str(), "error": error }),
+        );
+    }
+
+    /// Activates a stored version by hash.
+    pub fn activate_hash(&self, name: &str, hash: &str, source: Source) -> Result<Manifest, String> {
+        let m = self
+            .store
+            .manifest(hash)
+            .filter(|m| m.name == name)
+            .ok_or_else(|| format!("no stored version {hash} of `{name}`"))?;
+        let bytes = self.store.bytes(hash).map_err(|e| format!("reading the stored artifact: {e}"))?;
+        self.activate(name, &bytes, source, Some(&m.version))
+    }
+
+    /// Activates the most recent earlier version that is not quarantined.
+    pub fn rollback(&self, name: &str, source: Source) -> Result<Manifest, String> {
+        let current = self.current.load_full().plugins.get(name).map(|p| p.hash.clone());
+        let now = now_ms();
+        let candidates: Vec<String> = {
+            let st = lock(&self.state);
+            let ps = st.get(name);
+            let bad = |h: &String| ps.and_then(|p| p.quarantine.get(h)).is_some_and(|q| q.until_ms > now);
+            let mut seen = BTreeSet::new();
+            let history = ps.map(|p| p.history.clone()).unwrap_or_default();
+            let stored = self.store.versions(name).into_iter().map(|m| m.hash);
+            history
+                .into_iter()
+                .rev()
+                .chain(stored.rev())
+                .filter(|h| Some(h) != current.as_ref() && !bad(h))
+                .filter(|h| seen.insert(h.clone()))
+                .collect()
+        };
+        let target =
+            candidates.first().ok_or_else(|| format!("`{name}` has no earlier good version to roll back to"))?;
+        self.activate_hash(name, target, source)
+    }
+
+    /// Counts a trap or timeout of the serving version; past the threshold the version is
+    /// quarantined and the plugin rolled back (on another thread).
+    pub fn report_failure(self: &Arc<Self>, name: &str, hash: &str, failure: &super::Failure) {
+        use super::Failure::*;
+        if !matches!(failure, Deadline | Memory | StackOverflow | Trap(_)) {
+            return;
+        }
+        if self.current.load().plugins.get(name).is_none_or(|p| p.hash != hash) {
+            return; // an old version finishing its last requests
+        }
+        let window = Duration::from_millis(self.runtime_config.quarantine_window_ms);
+        let now = Instant::now();
+        let quarantine = {
+            let mut st = lock(&self.state);
+            let ps = st.entry(name.to_owned()).or_default();
+            ps.failures.push_back(now);
+            while ps.failures.front().is_some_and(|t| now.duration_since(*t) > window) {
+                ps.failures.pop_front();
+            }
+            if ps.failures.len() as u32 > self.runtime_config.quarantine_failures && !ps.rollback_pending {
+                ps.rollback_pending = true;
+                ps.failures.clear();
+                let q = ps.quarantine.entry(hash.to_owned()).or_insert(Quarantined {
+                    hash: hash.to_owned(),
+                    until_ms: 0,
+                    times: 0,
+                });
+                q.times += 1;
+                let base = Duration::from_millis(self.runtime_config.quarantine_backoff_ms);
+                let backoff = base.saturating_mul(1 << (q.times - 1).min(16)).min(MAX_BACKOFF);
+                q.until_ms = now_ms() + backoff.as_millis() as i64;
+                Some(q.clone())
+            } else {
+                None
+            }
+        };
+        let Some(q) = quarantine else { return };
+        self.metrics.plugins.reload(name, "quarantined");
+        tracing::warn!(
+            plugin = name,
+            hash,
+            until_ms = q.until_ms,
+            "plugin version quarantined after repeated failures; rolling back"
+        );
+        self.audit(
+            "quarantined",
+            serde_json::json!({ "plugin": name, "hash": hash, "until_ms": q.until_ms, "times": q.times }),
+        );
+        let (me, name) = (self.clone(), name.to_owned());
+        std::thread::spawn(move || {
+            if let Err(e) = me.rollback(&name, Source::Quarantine) {
+                tracing::error!(plugin = %name, error = %e, "no version to roll back to; the failure policy applies");
+            }
+            if let Some(ps) = lock(&me.state).get_mut(&name) {
+                ps.rollback_pending = false;
+            }
+        });
+    }
+
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let config = lock(&self.config).clone();
+        let snap = self.current.load_full();
+        let st = lock(&self.state);
+        config
+            .specs
+            .iter()
+            .map(|spec| {
+                let ps = st.get(&spec.name);
+                PluginStatus {
+                    name: spec.name.clone(),
+                    path: config.path_of(spec).display().to_string(),
+                    capabilities: spec.capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
+                    active: snap.plugins.get(&spec.name).and_then(|p| self.store.manifest(&p.hash)),
+                    history: ps.map(|p| p.history.clone()).unwrap_or_default(),
+                    versions: self.store.versions(&spec.name),
+                    last_error: ps.and_then(|p| p.last_error.clone()),
+                    quarantined: ps.map(|p| p.quarantine.values().cloned().collect()).unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// Re-reads the config file: plugins and chains may change; other keys need a restart.
+    pub fn reload_config(&self) -> Result<(), String> {
+        let Some(file) = &self.config_file else { return Ok(()) };
+        let _one_at_a_time = lock(&self.activation);
+        let result = (|| {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let config = crate::Config::parse(&text).map_err(|e| e.to_string())?;
+            let base = lock(&self.config).base_dir.clone();
+            let mut errors = Vec::new();
+            if config.route.iter().map(|r| r.name.clone()).collect::<BTreeSet<_>>() != self.table_routes {
+                errors.push("the route table changed: restart imgate to apply it".into());
+            }
+            let next = PluginConfig::from_config(&config, &base, &mut errors);
+            if !errors.is_empty() {
+                return Err(errors.join("; "));
+            }
+            let current = self.current.load_full();
+            let mut plugins = BTreeMap::new();
+            for spec in &next.specs {
+                let (p, bytes) =
+                    load_file(&self.runtime, &self.store, &self.runtime_config, spec, &next.path_of(spec))?;
+                let p = match current.plugins.get(&spec.name) {
+                    Some(old) if old.hash == p.hash && lock(&self.config).spec(&spec.name) == Some(spec) => old.clone(),
+                    _ => {
+                        let m = self.manifest_for(&spec.name, &p.hash, bytes.len(), Source::File, None);
+                        self.store.put(&bytes, &m).map_err(|e| format!("storing the artifact: {e}"))?;
+                        Arc::new(p)
+                    }
+                };
+                plugins.insert(spec.name.clone(), p);
+            }
+            let snap = build_snapshot(&self.runtime, &self.io, &next, plugins, current.generation + 1)
+                .map_err(|e| e.join("; "))?;
+            *lock(&self.config) = next;
+            self.current.store(Arc::new(snap));
+            Ok(())
+        })();
+        match &result {
+            Ok(()) => {
+                self.metrics.plugins.reload("(config)", "activated");
+                tracing::info!("plugin configuration reloaded");
+                self.audit("config_reloaded", serde_json::json!({}));
+            }
+            Err(e) => {
+                self.metrics.plugins.reload("(config)", "refused");
+                tracing::warn!(error = %e, "config change refused; the serving plugins stay");
+                self.audit("config_refused", serde_json::json!({ "error": e }));
+            }
+        }
+        result
+    }
+
+    /// Watches the folders of the plugin files and of the config file; a thread debounces the
+    /// events and activates what changed.
+    fn watch(self: &Arc<Self>) -> Result<(), String> {
+        use notify::Watcher;
+        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                    for p in ev.paths {
+                        let _ = tx.send(p);
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("plugins.watch: {e}"))?;
+        let mut dirs = BTreeSet::new();
+        {
+            let config = lock(&self.config);
+            for spec in &config.specs {
+                if let Some(dir) = config.path_of(spec).parent() {
+                    dirs.insert(dir.to_owned());
+                }
+            }
+        }
+        if let Some(dir) = self.config_file.as_ref().and_then(|f| f.parent()) {
+            dirs.insert(dir.to_owned());
+        }
+        for dir in &dirs {
+            watcher
+                .watch(dir, notify::RecursiveMode::NonRecursive)
+                .map_err(|e| format!("plugins.watch: {}: {e}", dir.display()))?;
+        }
+        *lock(&self.watcher) = Some(watcher);
+        let me: Weak<Manager> = Arc::downgrade(self);
+        let debounce = Duration::from_millis(self.runtime_config.watch_debounce_ms);
+        std::thread::Builder::new()
+            .name("imgate-plugin-watch".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut changed = BTreeSet::from([first]);
+                    while let Ok(p) = rx.recv_timeout(debounce) {
+                        changed.insert(p);
+                    }
+                    let Some(m) = me.upgrade() else { return };
+                    m.apply_changes(&changed);
+                }
+            })
+            .map_err(|e| format!("plugins.watch: {e}"))?;
+        Ok(())
+    }
+
+    fn apply_changes(&self, changed: &BTreeSet<PathBuf>) {
+        let same = |a: &Path, b: &Path| a.file_name() == b.file_name() && canonical_dir(a) == canonical_dir(b);
+        if self.config_file.as_ref().is_some_and(|f| changed.iter().any(|p| same(p, f))) {
+            let _ = self.reload_config();
+            return;
+        }
+        let config = lock(&self.config).clone();
+        for spec in &config.specs {
+            let path = config.path_of(spec);
+            if !changed.iter().any(|p| same(p, &path)) {
+                continue;
+            }
+            match read_capped(&path, self.runtime_config.max_component_bytes) {
+                Ok(bytes) => {
+                    let _ = self.activate(&spec.name, &bytes, Source::File, None);
+                }
+                // Removed or mid-replacement: the next event brings the new file.
+                Err(e) => tracing::debug!(plugin = %spec.name, error = %e, "plugin file not readable"),
+            }
+        }
+    }
+}
+
+fn canonical_dir(p: &Path) -> Option<PathBuf> {
+    p.parent().and_then(|d| std::fs::canonicalize(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
+}

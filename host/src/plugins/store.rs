@@ -1,0 +1,145 @@
+//! The plugin store: every activated artifact kept by content hash with its manifest, and the
+//! precompiled cache, so a restart with unchanged plugins does not compile again.
+//!
+//! Layout under `[plugins] store_dir`:
+//! - `artifacts/<sha256>.wasm` and `artifacts/<sha256>.json` (the [`Manifest`]);
+//! - `cache/<sha256>-<engine key>.cwasm`: machine code imgate compiled itself. It is the only
+//!   precompiled code imgate ever loads (`Component::deserialize_file` is `unsafe` because
+//!   loading foreign machine code is unsound: attacks.md P12); the engine key changes with
+//!   wasmtime's version and every setting that affects code, so a stale entry is never used.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// What is known of one stored artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The `[[plugin]]` name it was activated as.
+    pub name: String,
+    /// SHA-256 of the component, hex.
+    pub hash: String,
+    /// The uploader's version label, or the first 12 hex digits of the hash.
+    pub version: String,
+    /// The WIT world it links against.
+    pub world: String,
+    /// Capabilities granted when it was activated.
+    pub capabilities: Vec<String>,
+    pub size: u64,
+    /// `file` (the watched path), `upload` (admin API), `rollback`, `quarantine`.
+    pub source: String,
+    /// Unix ms of the first activation.
+    pub stored_at_ms: i64,
+}
+
+/// Artifacts and the precompiled cache on disk.
+pub struct ArtifactStore {
+    root: PathBuf,
+    engine_key: String,
+}
+
+impl ArtifactStore {
+    pub fn open(root: &Path, engine: &Engine) -> std::io::Result<ArtifactStore> {
+        std::fs::create_dir_all(root.join("artifacts"))?;
+        std::fs::create_dir_all(root.join("cache"))?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        Ok(ArtifactStore { root: root.to_owned(), engine_key: format!("{:016x}", h.finish()) })
+    }
+
+    fn artifact(&self, hash: &str) -> PathBuf {
+        self.root.join("artifacts").join(format!("{hash}.wasm"))
+    }
+
+    fn manifest_path(&self, hash: &str) -> PathBuf {
+        self.root.join("artifacts").join(format!("{hash}.json"))
+    }
+
+    fn cached(&self, hash: &str) -> PathBuf {
+        self.root.join("cache").join(format!("{hash}-{}.cwasm", self.engine_key))
+    }
+
+    /// Keeps an artifact and its manifest (an existing manifest is kept: it records the first
+    /// activation).
+    pub fn put(&self, bytes: &[u8], manifest: &Manifest) -> std::io::Result<()> {
+        if !self.artifact(&manifest.hash).exists() {
+            write_atomic(&self.artifact(&manifest.hash), bytes)?;
+        }
+        if !self.manifest_path(&manifest.hash).exists() {
+            let json = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
+            write_atomic(&self.manifest_path(&manifest.hash), &json)?;
+        }
+        Ok(())
+    }
+
+    pub fn bytes(&self, hash: &str) -> std::io::Result<Vec<u8>> {
+        if !is_hash(hash) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a sha256 hex hash"));
+        }
+        std::fs::read(self.artifact(hash))
+    }
+
+    pub fn manifest(&self, hash: &str) -> Option<Manifest> {
+        if !is_hash(hash) {
+            return None;
+        }
+        serde_json::from_slice(&std::fs::read(self.manifest_path(hash)).ok()?).ok()
+    }
+
+    /// Every stored manifest of plugin `name`, oldest first.
+    pub fn versions(&self, name: &str) -> Vec<Manifest> {
+        let mut out: Vec<Manifest> = std::fs::read_dir(self.root.join("artifacts"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| serde_json::from_slice::<Manifest>(&std::fs::read(e.path()).ok()?).ok())
+            .filter(|m| m.name == name)
+            .collect();
+        out.sort_by_key(|m| m.stored_at_ms);
+        out
+    }
+
+    /// The component compiled earlier for this engine, if the cache has it.
+    pub fn load_compiled(&self, engine: &Engine, hash: &str) -> Option<Component> {
+        let path = self.cached(hash);
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: files in `cache/` are written only by `save_compiled` below, from components
+        // this process compiled from `.wasm` itself, and are keyed by the engine's compatibility
+        // hash; wasmtime still checks the header and refuses a mismatch.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "precompiled cache entry refused; compiling again");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    pub fn save_compiled(&self, hash: &str, component: &Component) {
+        let result =
+            component.serialize().map_err(std::io::Error::other).and_then(|b| write_atomic(&self.cached(hash), &b));
+        if let Err(e) = result {
+            tracing::warn!(hash, error = %e, "could not write the precompiled cache");
+        }
+    }
+}
+
+pub fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

@@ -1,0 +1,162 @@
+//! `/v1/admin/plugins`: what runs, and the operator's levers — upload, activate, rollback.
+//!
+//! Reads need `imgate:admin`, changes `plugins:write`. Every change is recorded durably in the
+//! audit log before it is made (and the plugin manager records what happened: activated or
+//! refused). Validation (compile, link, instantiate, `init` on every route config) runs on a
+//! blocking thread; a refused version never replaces the serving one.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::admin::admin_action;
+use crate::auth::{require_admin, scopes};
+use crate::error::{ApiError, ErrorCode};
+use crate::plugins::reload::Manager;
+use crate::plugins::Source;
+use crate::state::AppState;
+use crate::telemetry::RequestId;
+
+fn manager(state: &AppState) -> Result<Arc<Manager>, ApiError> {
+    state
+        .plugins
+        .manager
+        .clone()
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no plugins are configured"))
+}
+
+fn known(m: &Manager, name: &str) -> Result<(), ApiError> {
+    if m.status().iter().any(|p| p.name == name) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound).with_message("no such plugin"))
+    }
+}
+
+/// Runs a blocking manager operation off the async workers; its error is the operator's answer.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::bad_request(e)),
+        Err(e) => Err(ApiError::internal(format!("plugin operation: {e}"))),
+    }
+}
+
+/// `GET /v1/admin/plugins`
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
+    let plugins = state.plugins.manager.as_ref().map(|m| m.status()).unwrap_or_default();
+    Ok(Json(json!({ "generation": state.plugins.snapshot().generation, "plugins": plugins })))
+}
+
+/// `GET /v1/admin/plugins/{name}`
+pub async fn status(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
+    let m = manager(&state)?;
+    let s = m
+        .status()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such plugin"))?;
+    Ok(Json(json!(s)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// A version label for the manifest (default: the hash's first 12 hex digits).
+    version: Option<String>,
+    /// Activate at once (default false: only stored after the checks).
+    #[serde(default)]
+    activate: bool,
+}
+
+/// `POST /v1/admin/plugins/{name}/versions?version=V&activate=true`, body: the component.
+pub async fn upload(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(name): Path<String>,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::PLUGINS_WRITE, &rid)?;
+    let m = manager(&state)?;
+    known(&m, &name)?;
+    if let Some(v) = &q.version {
+        if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)) {
+            return Err(ApiError::bad_request("version: 1-64 of A-Z a-z 0-9 . _ - +"));
+        }
+    }
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(&body));
+    let action = if q.activate { "plugin_push_activate" } else { "plugin_upload" };
+    admin_action(&state, &rid, &admin, action, json!({ "plugin": name, "hash": hash, "version": q.version })).await?;
+    let (n, v, activate) = (name.clone(), q.version.clone(), q.activate);
+    let manifest = blocking(move || {
+        if activate {
+            m.activate(&n, &body, Source::Upload, v.as_deref())
+        } else {
+            m.upload(&n, &body, v.as_deref())
+        }
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "manifest": manifest, "active": q.activate }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateBody {
+    hash: String,
+}
+
+/// `POST /v1/admin/plugins/{name}/activate` `{"hash": "<sha256>"}`: a stored version.
+pub async fn activate(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::PLUGINS_WRITE, &rid)?;
+    let m = manager(&state)?;
+    known(&m, &name)?;
+    let req: ActivateBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"hash\": \"...\"}}: {e}")))?;
+    if !crate::plugins::store::is_hash(&req.hash) {
+        return Err(ApiError::bad_request("hash: 64 lowercase hex digits"));
+    }
+    admin_action(&state, &rid, &admin, "plugin_activate", json!({ "plugin": name, "hash": req.hash })).await?;
+    let manifest = blocking(move || m.activate_hash(&name, &req.hash, Source::Upload)).await?;
+    Ok(Json(json!({ "manifest": manifest })))
+}
+
+/// `POST /v1/admin/plugins/{name}/rollback`: the most recent earlier version not quarantined.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let admin = require_admin(&state.admin, &headers, scopes::PLUGINS_WRITE, &rid)?;
+    let m = manager(&state)?;
+    known(&m, &name)?;
+    admin_action(&state, &rid, &admin, "plugin_rollback", json!({ "plugin": name })).await?;
+    let manifest = blocking(move || m.rollback(&name, Source::Rollback)).await?;
+    Ok(Json(json!({ "manifest": manifest })))
+}
