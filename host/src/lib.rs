@@ -20,9 +20,11 @@
 //! - `keys`      — the gateway's X25519 keys, `imgate keygen`.
 //! - `server`    — the accept loop: header timeout, graceful drain.
 //! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
+//! - `cli_plugin` — `imgate plugin ...`: the admin API's plugin routes from the command line.
 
 pub mod audit;
 pub mod auth;
+pub mod cli_plugin;
 pub mod config;
 pub mod dev;
 pub mod error;

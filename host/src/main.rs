@@ -1,4 +1,4 @@
-//! The `imgate` command line: serve, dev, check-config, keygen.
+//! The `imgate` command line: serve, dev, check-config, keygen, audit, plugin.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// A running gateway's plugins, through its admin API: ls, status, push, activate, rollback.
+    Plugin {
+        #[command(subcommand)]
+        cmd: host::cli_plugin::PluginCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -52,6 +57,16 @@ fn main() -> ExitCode {
         Command::Keygen => keygen(),
         Command::Audit { cmd: AuditCmd::Verify { file } } => audit_verify(&file),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Plugin { cmd } => match runtime().block_on(host::cli_plugin::run(cmd)) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("imgate plugin: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config } => runtime().block_on(serve(config)),
         Command::Dev { port, dir } => runtime().block_on(async move {
             match host::dev::run(host::dev::DevOptions { port, dir }, host::shutdown_signal()).await {
@@ -75,14 +90,17 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
-fn load(path: &std::path::Path) -> Result<host::AppState, host::config::ConfigErrors> {
+/// Builds the gateway from a config file; `watch` hands the file to the plugin watcher (so plugin
+/// and chain changes in it apply while serving).
+fn load(path: &std::path::Path, watch: bool) -> Result<host::AppState, host::config::ConfigErrors> {
     let config = host::Config::load(path)?;
     let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    host::build_state(config, &base)
+    let options = host::state::BuildOptions { config_file: watch.then(|| path.to_path_buf()), ..Default::default() };
+    host::state::build_with(config, &base, options)
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match load(path) {
+    match load(path, false) {
         Ok(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
@@ -95,7 +113,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(path: PathBuf) -> ExitCode {
-    let state = match load(&path) {
+    let state = match load(&path, true) {
         Ok(s) => s,
         Err(e) => {
             eprint!("{}: {e}", path.display());

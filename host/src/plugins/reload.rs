@@ -314,10 +314,14 @@ impl Manager {
             if lock(&self.state).get(name).and_then(|s| s.last_error.as_ref()).is_some_and(|e| e.hash == hash) {
                 return Err("already refused".into());
             }
-            if let Some(q) =
-                lock(&self.state).get(name).and_then(|s| s.quarantine.get(&hash)).filter(|q| q.until_ms > now_ms())
-            {
-                let e = format!("version {} is quarantined until {} (unix ms)", &hash[..12], q.until_ms);
+            // (Read into a local: the state lock must be released before `refused` takes it.)
+            let quarantined = lock(&self.state)
+                .get(name)
+                .and_then(|s| s.quarantine.get(&hash))
+                .filter(|q| q.until_ms > now_ms())
+                .map(|q| q.until_ms);
+            if let Some(until_ms) = quarantined {
+                let e = format!("version {} is quarantined until {until_ms} (unix ms)", &hash[..12]);
                 self.refused(name, bytes, source, &e);
                 return Err(e);
             }
@@ -326,7 +330,10 @@ impl Manager {
         let manifest = self.manifest_for(name, &loaded.hash, bytes.len(), source, version);
         self.store.put(bytes, &manifest).map_err(|e| format!("storing the artifact: {e}"))?;
         if source != Source::File {
-            let path = lock(&self.config).spec(name).map(|s| lock(&self.config).path_of(s));
+            let path = {
+                let config = lock(&self.config);
+                config.spec(name).map(|s| config.path_of(s))
+            };
             if let Some(path) = path {
                 write_atomic(&path, bytes).map_err(|e| {
                     let e = format!("writing {}: {e}", path.display());
@@ -500,12 +507,13 @@ impl Manager {
                 return Err(errors.join("; "));
             }
             let current = self.current.load_full();
+            let before = lock(&self.config).clone();
             let mut plugins = BTreeMap::new();
             for spec in &next.specs {
                 let (p, bytes) =
                     load_file(&self.runtime, &self.store, &self.runtime_config, spec, &next.path_of(spec))?;
                 let p = match current.plugins.get(&spec.name) {
-                    Some(old) if old.hash == p.hash && lock(&self.config).spec(&spec.name) == Some(spec) => old.clone(),
+                    Some(old) if old.hash == p.hash && before.spec(&spec.name) == Some(spec) => old.clone(),
                     _ => {
                         let m = self.manifest_for(&spec.name, &p.hash, bytes.len(), Source::File, None);
                         self.store.put(&bytes, &m).map_err(|e| format!("storing the artifact: {e}"))?;

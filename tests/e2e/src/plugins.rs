@@ -17,16 +17,23 @@ fn repo_root() -> &'static Path {
 
 /// Builds the workspace at `dir` (release, locked) and returns the folder holding its `.wasm` files.
 fn build(dir: &Path) -> PathBuf {
+    build_into(dir, &dir.join("target"), &[], &[])
+}
+
+/// [`build`] into `target_dir`, with extra cargo arguments and environment.
+fn build_into(dir: &Path, target_dir: &Path, args: &[&str], env: &[(&str, String)]) -> PathBuf {
     let manifest = dir.join("Cargo.toml");
-    let target_dir = dir.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
-        .args(["build", "--release", "--locked", "--target", TARGET, "--manifest-path"])
+        .args(["build", "--release", "--locked", "--target", TARGET])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("--manifest-path")
         .arg(&manifest)
         // From the workspace's folder, so its `.cargo/config.toml` (the plugins' stack size) applies.
         .current_dir(dir)
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         // Flags meant for the outer (native) build have no business in a Wasm build.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -64,6 +71,22 @@ pub fn example(name: &str) -> PathBuf {
 /// The `.wasm` file of hostile plugin `name` (its crate name, e.g. `spin`).
 pub fn hostile_plugin(name: &str) -> PathBuf {
     wasm(hostile(), name)
+}
+
+/// The `version` plugin built with `PLUGIN_VERSION=n` (it answers `{"plugin_version": n}`), in a
+/// target folder of its own per `n`, once per process: two builds that tell which one served.
+pub fn version_plugin(n: u32) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = built.iter().find(|(v, _)| *v == n) {
+        return p.clone();
+    }
+    let dir = repo_root().join("tests/hostile-plugins");
+    let target = dir.join(format!("target/version-{n}"));
+    let out = build_into(&dir, &target, &["-p", "version"], &[("PLUGIN_VERSION", n.to_string())]);
+    let path = wasm(&out, "version");
+    built.push((n, path.clone()));
+    path
 }
 
 #[cfg(test)]
