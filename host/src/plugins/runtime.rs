@@ -643,39 +643,47 @@ pub(crate) fn self_check(engine: &Engine, io: Arc<HostIo>) -> Result<(), String>
         (func (export "grow") (result s32) (canon lift (core func $i "grow"))))"#;
     let component = Component::new(engine, PROBE).map_err(|e| format!("probe: {e:#}"))?;
     let linker: Linker<CallState> = Linker::new(engine);
-    let limits = Limits { memory_bytes: 1024 * 1024, cpu_ms: 5, ..Limits::default() };
-    let state = || CallState {
-        limiter: MemoryCap { max: limits.memory_bytes, used: 0, high_water: 0, hit: false },
-        wasi: None,
-        table: ResourceTable::new(),
-        io: io.clone(),
-        plugin: Arc::from("self-check"),
-        grants: BTreeSet::new(),
-        limits,
-        config: Arc::from("{}"),
-        request_id: Arc::from("self-check"),
-        host_calls: 0,
-        host_time: Duration::ZERO,
-        host_cpu: Duration::ZERO,
-        cpu_start: thread_cpu_time(),
-        in_init: true,
-        started: Instant::now(),
+    // The memory probe gets a generous CPU budget: the first instantiation in a process (or on
+    // a loaded machine) may fault in pool pages, and that must not read as "interrupted".
+    let state = |cpu_ms: u64| {
+        let limits = Limits { memory_bytes: 1024 * 1024, cpu_ms, ..Limits::default() };
+        CallState {
+            limiter: MemoryCap { max: limits.memory_bytes, used: 0, high_water: 0, hit: false },
+            wasi: None,
+            table: ResourceTable::new(),
+            io: io.clone(),
+            plugin: Arc::from("self-check"),
+            grants: BTreeSet::new(),
+            limits,
+            config: Arc::from("{}"),
+            request_id: Arc::from("self-check"),
+            host_calls: 0,
+            host_time: Duration::ZERO,
+            host_cpu: Duration::ZERO,
+            cpu_start: thread_cpu_time(),
+            in_init: true,
+            started: Instant::now(),
+        }
     };
     // Memory: growing 64 MiB past a 1 MiB cap must fail (-1).
-    let mut store = new_store(engine, state(), limits.cpu_ms);
+    let mut store = new_store(engine, state(10_000), 10_000);
     let inst = linker.instantiate(&mut store, &component).map_err(|e| format!("probe: {e:#}"))?;
     let grow = inst.get_typed_func::<(), (i32,)>(&mut store, "grow").map_err(|e| format!("probe: {e:#}"))?;
     let (grown,) = grow.call(&mut store, ()).map_err(|e| format!("probe: {e:#}"))?;
     if grown != -1 {
         return Err("memory growth past the cap succeeded".into());
     }
-    // CPU: a loop of a few seconds must be interrupted after 5 ms. (Bounded, so that a broken
-    // configuration is reported instead of hanging start-up.)
-    let mut store = new_store(engine, state(), limits.cpu_ms);
-    let r = linker
+    // CPU: a loop of a few seconds must be interrupted after 5 ms of its own CPU time (the
+    // budget starts at the call, not at instantiation). Bounded, so that a broken configuration
+    // is reported instead of hanging start-up.
+    let mut store = new_store(engine, state(5), 5);
+    let spin = linker
         .instantiate(&mut store, &component)
         .and_then(|i| i.get_typed_func::<(), ()>(&mut store, "spin"))
-        .and_then(|f| f.call(&mut store, ()));
+        .map_err(|e| format!("probe: {e:#}"))?;
+    store.data_mut().cpu_start = thread_cpu_time();
+    store.set_epoch_deadline(ticks(Duration::from_millis(5)));
+    let r = spin.call(&mut store, ());
     match r.err().and_then(|e| e.downcast_ref::<Trap>().copied()) {
         Some(Trap::Interrupt) => Ok(()),
         None => Err("a spinning guest was not interrupted (epoch interruption is not working)".into()),
