@@ -311,7 +311,14 @@ pub(crate) fn engine_config(rt: &RuntimeConfig) -> wasmtime::Config {
         // other cores: batch them. Small tables are cheaper to memset than to fault back in.
         .decommit_batch_size(32)
         .table_keep_resident(64 * 1024)
-        .linear_memory_keep_resident(256 * 1024);
+        .linear_memory_keep_resident(256 * 1024)
+        // A freed memory slot stays "warm" (its first 256 KiB resident). By default wasmtime
+        // keeps up to 100 warm slots affine to their module and hands cold slots to other
+        // modules; every plugin version is a new module, so each swap would warm new slots
+        // until 100 are resident. Affinity buys nothing without copy-on-write images
+        // (disabled below), so a new instance always reuses a warm slot: the resident set is
+        // bounded by peak concurrency, not by the number of versions ever loaded.
+        .max_unused_warm_slots(0);
     let mut c = wasmtime::Config::new();
     c.wasm_component_model(true)
         .epoch_interruption(true)
