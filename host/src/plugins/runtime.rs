@@ -486,7 +486,13 @@ fn run_hook(
     pre: &bindings::PluginPre<CallState>,
     hook: Hook<'_>,
 ) -> Result<HookAnswer, HookError> {
+    // Instantiation (the guest's start functions included) runs under the CPU budget; the hook
+    // then gets the whole budget again, so a slow instantiation on a loaded machine (pool pages
+    // faulted in, counted in the thread's CPU time) never eats into the hook's own time.
     let instance = pre.instantiate(&mut *store).map_err(HookError::Instantiate)?;
+    let budget = Duration::from_millis(store.data().limits.cpu_ms);
+    store.data_mut().cpu_start = thread_cpu_time();
+    store.set_epoch_deadline(ticks(budget));
     let answer = match hook {
         Hook::Init(config) => HookAnswer::Init(instance.call_init(&mut *store, config).map_err(HookError::Call)?),
         Hook::Request(req) => HookAnswer::Request(instance.call_on_request(&mut *store, req).map_err(HookError::Call)?),

@@ -6,6 +6,7 @@
 //! to it with reqwest: no mocks on either side. [`Options`] changes what a test needs changed.
 
 pub mod plugins;
+pub mod reload;
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};

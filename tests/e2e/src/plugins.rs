@@ -76,16 +76,26 @@ pub fn hostile_plugin(name: &str) -> PathBuf {
 /// The `version` plugin built with `PLUGIN_VERSION=n` (it answers `{"plugin_version": n}`), in a
 /// target folder of its own per `n`, once per process: two builds that tell which one served.
 pub fn version_plugin(n: u32) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    versioned("version", n)
+}
+
+/// The `big` plugin (a component of more than 5 MB, answering like `version`) built with
+/// `PLUGIN_VERSION=n`. Not part of the hostile workspace's default build: about a minute each.
+pub fn big_plugin(n: u32) -> PathBuf {
+    versioned("big", n)
+}
+
+fn versioned(krate: &str, n: u32) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, p)) = built.iter().find(|(v, _)| *v == n) {
+    if let Some((_, _, p)) = built.iter().find(|(k, v, _)| k == krate && *v == n) {
         return p.clone();
     }
     let dir = repo_root().join("tests/hostile-plugins");
-    let target = dir.join(format!("target/version-{n}"));
-    let out = build_into(&dir, &target, &["-p", "version"], &[("PLUGIN_VERSION", n.to_string())]);
-    let path = wasm(&out, "version");
-    built.push((n, path.clone()));
+    let target = dir.join(format!("target/{krate}-{n}"));
+    let out = build_into(&dir, &target, &["-p", krate], &[("PLUGIN_VERSION", n.to_string())]);
+    let path = wasm(&out, krate);
+    built.push((krate.to_string(), n, path.clone()));
     path
 }
 

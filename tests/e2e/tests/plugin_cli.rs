@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use e2e::plugins::hostile_plugin;
+use e2e::reload::sha256_hex;
 use e2e::*;
 use host::cli_plugin::{run, Gateway, PluginCmd};
 use imgate_client::Session;
@@ -34,11 +35,6 @@ fn gw(h: &Harness, scope: &str) -> Gateway {
 /// A token allowed everything `imgate plugin` does.
 fn operator(h: &Harness) -> Gateway {
     gw(h, "imgate:admin plugins:write")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// `ls`'s row for `name`, split into its columns (NAME VERSION HASH SOURCE VERSIONS QUARANTINED

@@ -2,95 +2,19 @@
 //! artifacts that never replace a working one, quarantine with automatic rollback, the admin
 //! API's upload / activate / rollback, and the precompiled cache across a restart.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::plugins::{example, hostile_plugin};
+use e2e::plugins::{example, hostile_plugin, version_plugin};
+use e2e::reload::{gateway, served, sha256_hex, within, workdir, write_atomic};
 use e2e::*;
-use imgate_client::Session;
 use serde_json::{json, Value};
-
-/// TEMPORARY stand-in for e2e::plugins::version_plugin.
-fn version_plugin(n: u32) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap();
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hostile-plugins");
-    let target = ws.join(format!("target/version-{n}"));
-    let out = target.join("wasm32-wasip2/release/version.wasm");
-    let st = std::process::Command::new("cargo")
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "-p", "version", "--target-dir"])
-        .arg(&target)
-        .current_dir(&ws)
-        .env("PLUGIN_VERSION", n.to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    out
-}
-
-/// A folder for the watched plugin file and the plugin store.
-fn workdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("imgate-reload-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    dir
-}
-
-/// Replaces `path` the way deploy tools do: a temporary file in the same folder, then a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A gateway serving plugin `p` (the file `work/plugins/p.wasm`, initially `initial`) on
-/// `GET /v1/me/profile`, with `chain_config` as its route config.
-async fn gateway(work: &Path, initial: &Path, chain_config: &str, extra: &str) -> (Harness, Session, PathBuf) {
-    let path = work.join("plugins/p.wasm");
-    std::fs::copy(initial, &path).unwrap();
-    let toml = format!(
-        "[plugins]\nstore_dir = \"{store}\"\n{extra}\n[[plugin]]\nname = \"p\"\npath = \"{path}\"\ncapabilities = [\"config\"]\n\
-         [[route_plugins]]\nroute = \"get_profile\"\nplugins = [{{ plugin = \"p\", config = {chain_config} }}]\n",
-        store = work.join("store").display(),
-        path = path.display(),
-    );
-    let h = Harness::start_with(Options { extra_toml: toml, ..Options::default() }).await;
-    let (_, alice) = h.session("alice").await;
-    (h, alice, path)
-}
-
-/// One signed `GET /v1/me/profile`: the plugin version that answered, or the failure.
-async fn served(h: &Harness, s: &Session) -> Result<u64, String> {
-    let res = h.client().call(s, "GET", "/v1/me/profile", None).await.map_err(|e| e.to_string())?;
-    let (status, body) = into_json(res).await;
-    match (status, body["plugin_version"].as_u64()) {
-        (200, Some(v)) => Ok(v),
-        _ => Err(format!("{status} {body}")),
-    }
-}
 
 async fn status(h: &Harness) -> Value {
     let (code, body) = h.get("/v1/admin/plugins/p", Some(&h.admin_jwt("imgate:admin"))).await;
     assert_eq!(code, 200, "{body}");
     body
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// Polls `f` every 5 ms until it is true, for at most `limit`; the time it took.
-async fn within(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if f().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,9 +42,10 @@ async fn fifty_swaps_under_steady_traffic_lose_no_request() {
     for i in 0..50 {
         let (bytes, want) = if i % 2 == 0 { (&v2_bytes, 2) } else { (&v1_bytes, 1) };
         write_atomic(&path, bytes);
-        let took = within(Duration::from_secs(10), async || served(&h, &alice).await == Ok(want))
-            .await
-            .unwrap_or_else(|| panic!("swap {i}: version {want} never served"));
+        let took =
+            within(Duration::from_secs(10), Duration::from_millis(5), async || served(&h, &alice).await == Ok(want))
+                .await
+                .unwrap_or_else(|| panic!("swap {i}: version {want} never served"));
         switch_times.push(took);
     }
     stop.store(true, Ordering::Relaxed);
@@ -165,7 +90,7 @@ async fn a_broken_artifact_never_replaces_a_working_one() {
         write_atomic(&path, bytes);
         let hash = sha256_hex(bytes);
         let mut last = Value::Null;
-        let seen = within(Duration::from_secs(10), async || {
+        let seen = within(Duration::from_secs(10), Duration::from_millis(5), async || {
             last = status(&h).await;
             last["last_error"]["hash"] == hash.as_str()
         })
@@ -195,12 +120,13 @@ async fn a_version_that_keeps_trapping_is_quarantined_and_rolled_back() {
     let (h, alice, path) = gateway(&work, &v1, "{}", extra).await;
     let trap = std::fs::read(hostile_plugin("trap")).unwrap();
     write_atomic(&path, &trap);
-    let activated = within(Duration::from_secs(10), async || served(&h, &alice).await.is_err()).await;
+    let activated =
+        within(Duration::from_secs(10), Duration::from_millis(5), async || served(&h, &alice).await.is_err()).await;
     assert!(activated.is_some(), "the trapping version was activated (its init is fine)");
     // Every failing request follows the failure policy (closed: 503) until the fourth failure
     // quarantines the version; then the last good version serves again.
     let failures = AtomicUsize::new(0);
-    let back = within(Duration::from_secs(10), async || match served(&h, &alice).await {
+    let back = within(Duration::from_secs(10), Duration::from_millis(5), async || match served(&h, &alice).await {
         Ok(1) => true,
         Ok(_) => false,
         Err(e) => {
@@ -221,7 +147,7 @@ async fn a_version_that_keeps_trapping_is_quarantined_and_rolled_back() {
     assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&v1).unwrap(), "the file holds the active version again");
     // The quarantined version may not come back from the file during its backoff.
     write_atomic(&path, &trap);
-    let refused = within(Duration::from_secs(10), async || {
+    let refused = within(Duration::from_secs(10), Duration::from_millis(5), async || {
         status(&h).await["last_error"]["error"].as_str().is_some_and(|e| e.contains("quarantined"))
     })
     .await;

@@ -2,12 +2,10 @@
 //! 200 swaps of a plugin file, the process's resident memory is within 10 % of what it was after
 //! 10 — old versions are freed once no request holds them.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::plugins::version_plugin;
-use e2e::*;
-use imgate_client::Session;
+use e2e::reload::{gateway, served, within, workdir, write_atomic};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
@@ -15,43 +13,20 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-async fn served(h: &Harness, s: &Session) -> Option<u64> {
-    let res = h.client().call(s, "GET", "/v1/me/profile", None).await.ok()?;
-    let (status, body) = into_json(res).await;
-    (status == 200).then(|| body["plugin_version"].as_u64()).flatten()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rss_after_200_swaps_is_within_10_percent_of_rss_after_10() {
     let versions = [std::fs::read(version_plugin(1)).unwrap(), std::fs::read(version_plugin(2)).unwrap()];
-    let work = std::env::temp_dir().join(format!("imgate-rss-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&work).unwrap();
-    let path = work.join("p.wasm");
-    std::fs::write(&path, &versions[0]).unwrap();
-    let toml = format!(
-        "[plugins]\nstore_dir = \"{}\"\n[[plugin]]\nname = \"p\"\npath = \"{}\"\n\
-         [[route_plugins]]\nroute = \"get_profile\"\nplugins = [{{ plugin = \"p\", config = {{}} }}]\n",
-        work.join("store").display(),
-        path.display()
-    );
-    let h = Harness::start_with(Options { extra_toml: toml, ..Options::default() }).await;
-    let (_, alice) = h.session("alice").await;
-    assert_eq!(served(&h, &alice).await, Some(1));
+    let work = workdir();
+    let (h, alice, path) = gateway(&work, &version_plugin(1), "{}", "").await;
+    assert_eq!(served(&h, &alice).await, Ok(1));
     let mut rss_at_10 = 0;
     for i in 1..=200u64 {
         let want = if i % 2 == 1 { 2 } else { 1 };
         write_atomic(&path, &versions[(want - 1) as usize]);
-        let started = Instant::now();
-        while served(&h, &alice).await != Some(want) {
-            assert!(started.elapsed() < Duration::from_secs(10), "swap {i}: version {want} never served");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let switched =
+            within(Duration::from_secs(10), Duration::from_millis(5), async || served(&h, &alice).await == Ok(want))
+                .await;
+        assert!(switched.is_some(), "swap {i}: version {want} never served");
         if i == 10 {
             rss_at_10 = rss_bytes();
         }
@@ -63,4 +38,5 @@ async fn rss_after_200_swaps_is_within_10_percent_of_rss_after_10() {
         "RSS grew from {rss_at_10} to {rss_at_200} bytes over 190 swaps"
     );
     h.shutdown().await;
+    let _ = std::fs::remove_dir_all(&work);
 }
