@@ -298,7 +298,21 @@ impl Manager {
         source: Source,
         version: Option<&str>,
     ) -> Result<Manifest, String> {
-        let _one_at_a_time = lock(&self.activation);
+        let one_at_a_time = lock(&self.activation);
+        self.activate_locked(&one_at_a_time, name, bytes, source, version)
+    }
+
+    /// [`Manager::activate`] for a caller holding the activation lock (`_held`): whoever decides
+    /// *what* to activate (the watcher reading the file, a rollback choosing a version) decides
+    /// under the same lock, so no activation can slip in between and be undone by a stale one.
+    fn activate_locked(
+        &self,
+        _held: &std::sync::MutexGuard<'_, ()>,
+        name: &str,
+        bytes: &[u8],
+        source: Source,
+        version: Option<&str>,
+    ) -> Result<Manifest, String> {
         use sha2::Digest;
         let hash = hex::encode(sha2::Sha256::digest(bytes));
         let current = self.current.load_full();
@@ -375,17 +389,29 @@ impl Manager {
 
     /// Activates a stored version by hash.
     pub fn activate_hash(&self, name: &str, hash: &str, source: Source) -> Result<Manifest, String> {
+        let one_at_a_time = lock(&self.activation);
+        self.activate_hash_locked(&one_at_a_time, name, hash, source)
+    }
+
+    fn activate_hash_locked(
+        &self,
+        held: &std::sync::MutexGuard<'_, ()>,
+        name: &str,
+        hash: &str,
+        source: Source,
+    ) -> Result<Manifest, String> {
         let m = self
             .store
             .manifest(hash)
             .filter(|m| m.name == name)
             .ok_or_else(|| format!("no stored version {hash} of `{name}`"))?;
         let bytes = self.store.bytes(hash).map_err(|e| format!("reading the stored artifact: {e}"))?;
-        self.activate(name, &bytes, source, Some(&m.version))
+        self.activate_locked(held, name, &bytes, source, Some(&m.version))
     }
 
     /// Activates the most recent earlier version that is not quarantined.
     pub fn rollback(&self, name: &str, source: Source) -> Result<Manifest, String> {
+        let one_at_a_time = lock(&self.activation);
         let current = self.current.load_full().plugins.get(name).map(|p| p.hash.clone());
         let now = now_ms();
         let candidates: Vec<String> = {
@@ -405,7 +431,7 @@ impl Manager {
         };
         let target =
             candidates.first().ok_or_else(|| format!("`{name}` has no earlier good version to roll back to"))?;
-        self.activate_hash(name, target, source)
+        self.activate_hash_locked(&one_at_a_time, name, target, source)
     }
 
     /// Counts a trap or timeout of the serving version; past the threshold the version is
@@ -606,9 +632,12 @@ impl Manager {
             if !changed.iter().any(|p| same(p, &path)) {
                 continue;
             }
+            // Read under the activation lock: an admin activation or rollback writes this file
+            // and swaps under the same lock, so what is read here is never older than what serves.
+            let one_at_a_time = lock(&self.activation);
             match read_capped(&path, self.runtime_config.max_component_bytes) {
                 Ok(bytes) => {
-                    let _ = self.activate(&spec.name, &bytes, Source::File, None);
+                    let _ = self.activate_locked(&one_at_a_time, &spec.name, &bytes, Source::File, None);
                 }
                 // Removed or mid-replacement: the next event brings the new file.
                 Err(e) => tracing::debug!(plugin = %spec.name, error = %e, "plugin file not readable"),
