@@ -169,6 +169,8 @@ struct Manifest {
     source: String,
     #[serde(default)]
     stored_at_ms: i64,
+    #[serde(default)]
+    config_schema: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -424,6 +426,12 @@ fn render_status(p: &Status) -> String {
             );
         }
         None => out.push_str("active        -\n"),
+    }
+    match p.active.as_ref().and_then(|m| m.config_schema.as_ref()) {
+        Some(schema) => {
+            let _ = writeln!(out, "config schema {schema}");
+        }
+        None => out.push_str("config schema -\n"),
     }
     let history = if p.history.is_empty() {
         "-".to_owned()

@@ -106,6 +106,34 @@ macro_rules! export {
     };
 }
 
+/// Declares the JSON Schema of the plugin's per-route configuration. It is embedded in the
+/// component (a custom section, `imgate:config-schema`), and imgate records it in the version's
+/// manifest, shown by `GET /v1/admin/plugins/{name}` and `imgate plugin status`, so operators
+/// see what a route config may hold before they write one. It documents; [`Plugin::init`] is still
+/// what accepts or refuses a configuration. At most once per plugin, at the top level:
+///
+/// ```text
+/// imgate_plugin_sdk::config_schema!(r#"{"type": "object", "required": ["words"]}"#);
+/// ```
+#[macro_export]
+macro_rules! config_schema {
+    ($schema:literal) => {
+        const _: () = {
+            const SCHEMA: &str = $schema;
+            #[used]
+            #[link_section = "imgate:config-schema"]
+            static IMGATE_CONFIG_SCHEMA: [u8; SCHEMA.len()] = {
+                let (bytes, mut out, mut i) = (SCHEMA.as_bytes(), [0u8; SCHEMA.len()], 0);
+                while i < bytes.len() {
+                    out[i] = bytes[i];
+                    i += 1;
+                }
+                out
+            };
+        };
+    };
+}
+
 /// What [`export!`] expands to; not part of the API.
 #[doc(hidden)]
 pub mod __private {

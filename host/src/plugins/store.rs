@@ -33,6 +33,43 @@ pub struct Manifest {
     pub source: String,
     /// Unix ms of the first activation.
     pub stored_at_ms: i64,
+    /// The JSON Schema of the plugin's route config, when the component embeds one (the SDK's
+    /// `config_schema!`): documentation for operators; the plugin's `init` is what checks configs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<serde_json::Value>,
+}
+
+/// The custom section a component carries its config schema in (`plugin-sdk`'s `config_schema!`).
+pub const CONFIG_SCHEMA_SECTION: &str = "imgate:config-schema";
+const MAX_CONFIG_SCHEMA_BYTES: usize = 64 * 1024;
+
+/// The config schema embedded in a component (in any of its core modules), if any. A schema that
+/// is not a JSON object, is too large, or is declared twice is an error: the version is refused.
+pub fn embedded_config_schema(bytes: &[u8]) -> Result<Option<serde_json::Value>, String> {
+    let mut found: Option<&[u8]> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| format!("reading the component: {e}"))?;
+        if let wasmparser::Payload::CustomSection(c) = payload {
+            if c.name() == CONFIG_SCHEMA_SECTION {
+                if found.is_some() {
+                    return Err(format!("the component declares `{CONFIG_SCHEMA_SECTION}` more than once"));
+                }
+                found = Some(c.data());
+            }
+        }
+    }
+    let Some(data) = found else { return Ok(None) };
+    if data.len() > MAX_CONFIG_SCHEMA_BYTES {
+        return Err(format!(
+            "the embedded config schema (`{CONFIG_SCHEMA_SECTION}`) is {} bytes, over {MAX_CONFIG_SCHEMA_BYTES}",
+            data.len()
+        ));
+    }
+    match serde_json::from_slice::<serde_json::Value>(data) {
+        Ok(v) if v.is_object() => Ok(Some(v)),
+        Ok(_) => Err(format!("the embedded config schema (`{CONFIG_SCHEMA_SECTION}`) is not a JSON object")),
+        Err(e) => Err(format!("the embedded config schema (`{CONFIG_SCHEMA_SECTION}`) is not JSON: {e}")),
+    }
 }
 
 /// Artifacts and the precompiled cache on disk.
@@ -142,4 +179,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `component` with a top-level custom section `name` holding `data`.
+    fn with_section(mut component: Vec<u8>, name: &str, data: &[u8]) -> Vec<u8> {
+        let mut section = vec![name.len() as u8];
+        section.extend_from_slice(name.as_bytes());
+        section.extend_from_slice(data);
+        assert!(section.len() < 128, "one-byte LEB128 length in this helper");
+        component.push(0);
+        component.push(section.len() as u8);
+        component.extend_from_slice(&section);
+        component
+    }
+
+    fn empty() -> Vec<u8> {
+        wat::parse_str("(component)").unwrap()
+    }
+
+    #[test]
+    fn a_component_without_a_schema_has_none() {
+        assert_eq!(embedded_config_schema(&empty()).unwrap(), None);
+    }
+
+    #[test]
+    fn the_schema_is_found_at_the_top_level_and_inside_a_core_module() {
+        let top = with_section(empty(), CONFIG_SCHEMA_SECTION, br#"{"type":"object"}"#);
+        assert_eq!(embedded_config_schema(&top).unwrap(), Some(serde_json::json!({"type": "object"})));
+        // Where the Rust SDK's `config_schema!` puts it: in the component's core module.
+        let nested = wat::parse_str(
+            r#"(component (core module (@custom "imgate:config-schema" "{\"required\":[\"words\"]}")))"#,
+        )
+        .unwrap();
+        assert_eq!(embedded_config_schema(&nested).unwrap(), Some(serde_json::json!({"required": ["words"]})));
+    }
+
+    #[test]
+    fn an_unreadable_or_repeated_schema_is_an_error() {
+        let not_json = with_section(empty(), CONFIG_SCHEMA_SECTION, b"{not json");
+        assert!(embedded_config_schema(&not_json).unwrap_err().contains("is not JSON"));
+        let array = with_section(empty(), CONFIG_SCHEMA_SECTION, b"[1]");
+        assert!(embedded_config_schema(&array).unwrap_err().contains("not a JSON object"));
+        let twice = with_section(with_section(empty(), CONFIG_SCHEMA_SECTION, b"{}"), CONFIG_SCHEMA_SECTION, b"{}");
+        assert!(embedded_config_schema(&twice).unwrap_err().contains("more than once"));
+        // Other custom sections are not schemas.
+        let other = with_section(empty(), "imgate:other", b"{not json");
+        assert_eq!(embedded_config_schema(&other).unwrap(), None);
+    }
 }

@@ -32,7 +32,7 @@ fn manager(state: &AppState) -> Result<Arc<Manager>, ApiError> {
 }
 
 fn known(m: &Manager, name: &str) -> Result<(), ApiError> {
-    if m.status().iter().any(|p| p.name == name) {
+    if m.is_configured(name) {
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::NotFound).with_message("no such plugin"))

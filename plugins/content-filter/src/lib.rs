@@ -20,6 +20,19 @@ use imgate_plugin_sdk::{config, Config, Plugin, Request, RequestVerdict};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+imgate_plugin_sdk::config_schema!(
+    r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["words", "action"],
+  "properties": {
+    "words": { "type": "array", "minItems": 1, "items": { "type": "string", "minLength": 1, "maxLength": 64 } },
+    "action": { "enum": ["block", "mask"] }
+  }
+}"#
+);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {

@@ -14,34 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use e2e::plugins::{big_plugin, version_plugin};
-use e2e::reload::{gateway, served, within, workdir, write_atomic};
+use e2e::reload::{gateway, served, with_custom_section, within, workdir, write_atomic};
 use e2e::Harness;
 use imgate_client::Session;
-
-/// `bytes` (a component) with one more custom section whose payload is `tag`: the same program,
-/// another content hash, so imgate has never compiled it.
-fn with_custom_section(bytes: &[u8], tag: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            out.push(if n == 0 { b } else { b | 0x80 });
-            if n == 0 {
-                break;
-            }
-        }
-    }
-    let name = b"imgate-bench";
-    let mut payload = Vec::new();
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    let mut out = bytes.to_vec();
-    out.push(0); // custom section id
-    leb(payload.len(), &mut out);
-    out.extend_from_slice(&payload);
-    out
-}
 
 /// Writes `bytes` (a build answering `want`) and returns how long until it is served.
 async fn swap(h: &Harness, s: &Session, path: &Path, bytes: &[u8], want: u64) -> Duration {
@@ -76,7 +51,7 @@ async fn bench(label: &str, plugin: fn(u32) -> PathBuf, cold_swaps: usize, cache
     let mut cold = Vec::new();
     for i in 0..cold_swaps {
         let want = if i % 2 == 0 { 2 } else { 1 };
-        let bytes = with_custom_section(&builds[want - 1], &format!("{label}-{i}"));
+        let bytes = with_custom_section(&builds[want - 1], "imgate-bench", format!("{label}-{i}").as_bytes());
         cold.push(swap(&h, &alice, &path, &bytes, want as u64).await);
     }
     // Cached: both plain builds once (compiled, cached), then alternate them.

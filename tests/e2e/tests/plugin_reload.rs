@@ -7,14 +7,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use e2e::plugins::{example, hostile_plugin, version_plugin};
-use e2e::reload::{gateway, served, sha256_hex, within, workdir, write_atomic};
+use e2e::reload::{gateway, served, sha256_hex, with_custom_section, within, workdir, write_atomic};
 use e2e::*;
+use host::cli_plugin::{run, Gateway, PluginCmd};
 use serde_json::{json, Value};
 
 async fn status(h: &Harness) -> Value {
     let (code, body) = h.get("/v1/admin/plugins/p", Some(&h.admin_jwt("imgate:admin"))).await;
     assert_eq!(code, 200, "{body}");
     body
+}
+
+#[tokio::test]
+async fn a_version_shows_the_config_schema_it_embeds() {
+    // content-filter declares its schema with the SDK's `config_schema!`; `version` declares none.
+    let work = workdir();
+    let config = r#"{ words = ["darn"], action = "mask" }"#;
+    let (h, _alice, _) = gateway(&work, &example("content-filter"), config, "").await;
+    let s = status(&h).await;
+    let schema = &s["active"]["config_schema"];
+    assert_eq!(schema["required"], json!(["words", "action"]), "{s}");
+    assert_eq!(schema["properties"]["action"]["enum"], json!(["block", "mask"]), "{s}");
+    assert_eq!(schema["additionalProperties"], json!(false), "{s}");
+    // The same manifest in the list of stored versions, and after a restart from the store.
+    assert_eq!(s["versions"][0]["config_schema"], *schema, "{s}");
+    // And in `imgate plugin status`, on one line.
+    let gateway_arg = Gateway { url: h.gateway_url.clone(), token: h.admin_jwt("imgate:admin") };
+    let out = run(PluginCmd::Status { name: "p".into(), gateway: gateway_arg }).await.expect("status");
+    let line = out.lines().find(|l| l.starts_with("config schema ")).unwrap_or_default();
+    assert!(line.contains(r#""required":["words","action"]"#), "{out}");
+    h.shutdown().await;
+    let (h, _alice, _) = gateway(&work, &example("content-filter"), config, "").await;
+    assert_eq!(status(&h).await["active"]["config_schema"], *schema);
+    // A plugin without one shows none.
+    let (h2, _, _) = gateway(&workdir(), &version_plugin(1), "{}", "").await;
+    assert!(status(&h2).await["active"].get("config_schema").is_none());
 }
 
 #[tokio::test]
@@ -33,6 +60,11 @@ async fn a_broken_artifact_never_replaces_a_working_one() {
             "init refused the configuration",
         ),
         ("traps in init", std::fs::read(hostile_plugin("trap")).unwrap(), "init failed"),
+        (
+            "unreadable config schema",
+            with_custom_section(&std::fs::read(&v1).unwrap(), "imgate:config-schema", b"{not json"),
+            "config schema (`imgate:config-schema`) is not JSON",
+        ),
     ];
     for (i, (what, bytes, needle)) in broken.iter().enumerate() {
         write_atomic(&path, bytes);
@@ -57,7 +89,7 @@ async fn a_broken_artifact_never_replaces_a_working_one() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|r| r["kind"] == "plugin" && r["outcome"] == "refused")
         .count();
-    assert_eq!(refusals, 4, "each refusal is audited");
+    assert_eq!(refusals, broken.len(), "each refusal is audited");
 }
 
 #[tokio::test]
