@@ -295,6 +295,18 @@ impl Client {
         path_and_query: &str,
         body: Option<&[u8]>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.call_with_headers(session, method, path_and_query, &[], body).await
+    }
+
+    /// [`Client::call`] with extra headers (headers are not signed: spec §4).
+    pub async fn call_with_headers(
+        &self,
+        session: &Session,
+        method: &str,
+        path_and_query: &str,
+        extra: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::Response, ClientError> {
         let method = method.to_ascii_uppercase();
         let url =
             reqwest::Url::parse(&self.url(path_and_query)).map_err(|e| ClientError::Protocol(format!("URL: {e}")))?;
@@ -302,8 +314,9 @@ impl Client {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let headers =
+        let mut headers: Vec<(&str, String)> =
             session.sign_request(&method, &target, body.unwrap_or_default(), now_ms(), &Session::fresh_nonce());
+        headers.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
         self.send(&method, url, &headers, body).await
     }
 

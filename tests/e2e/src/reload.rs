@@ -26,6 +26,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) {
 /// `initial`) on `GET /v1/me/profile` with `chain_config` as its route config, `extra` appended to
 /// `[plugins]`; with a session of alice. Returns the watched file's path too.
 pub async fn gateway(work: &Path, initial: &Path, chain_config: &str, extra: &str) -> (Harness, Session, PathBuf) {
+    gateway_with(work, initial, chain_config, extra, Options::default()).await
+}
+
+/// [`gateway`] with the harness options of `opts` (its `extra_toml` is replaced).
+pub async fn gateway_with(
+    work: &Path,
+    initial: &Path,
+    chain_config: &str,
+    extra: &str,
+    opts: Options,
+) -> (Harness, Session, PathBuf) {
     let path = work.join("plugins/p.wasm");
     std::fs::copy(initial, &path).unwrap();
     let toml = format!(
@@ -34,7 +45,7 @@ pub async fn gateway(work: &Path, initial: &Path, chain_config: &str, extra: &st
         store = work.join("store").display(),
         path = path.display(),
     );
-    let h = Harness::start_with(Options { extra_toml: toml, ..Options::default() }).await;
+    let h = Harness::start_with(Options { extra_toml: toml, ..opts }).await;
     let (_, alice) = h.session("alice").await;
     (h, alice, path)
 }

@@ -2,8 +2,8 @@
 //! each plugin of `tests/hostile-plugins` is built for wasm32-wasip2, loaded by imgate from its
 //! configuration, and attacked through signed requests. A failing plugin fails only its own
 //! request, with the route's failure policy, and the gateway keeps serving.
-//! (P13, hot reload, is the plugin-lifecycle issue; P16, the self-check, is a unit test of
-//! `host::plugins::runtime`.)
+//! (P13, a swap during 1 000 in-flight calls, is `plugin_reload_inflight.rs`, and its broken-module
+//! half `plugin_reload.rs`; P16, the self-check, is a unit test of `host::plugins::runtime`.)
 
 use std::path::Path;
 use std::sync::Arc;

@@ -74,6 +74,9 @@ pub enum Fault {
     Hang,
     /// Drop the TCP connection without any HTTP response.
     CloseConnection,
+    /// Hold every request until [`Emulator::release`] (how many wait: [`Emulator::held`]), so a
+    /// test can keep requests in flight at a moment of its choosing.
+    Hold,
 }
 
 /// One POST handled by the API.
@@ -140,6 +143,17 @@ impl Emulator {
         if let Ok(mut f) = self.app.fault.lock() {
             *f = fault;
         }
+    }
+
+    /// Requests waiting under [`Fault::Hold`].
+    pub fn held(&self) -> usize {
+        self.app.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ends [`Fault::Hold`]: the fault is cleared and every held request goes on.
+    pub fn release(&self) {
+        self.set_fault(Fault::None);
+        self.app.release.send_modify(|g| *g += 1);
     }
 
     /// Requests seen so far, in order.

@@ -44,6 +44,10 @@ pub struct App {
     pub fault: Mutex<Fault>,
     pub seen: Mutex<Vec<SeenRequest>>,
     pub ws: WsRegistry,
+    /// Requests waiting under [`Fault::Hold`].
+    pub held: std::sync::atomic::AtomicUsize,
+    /// Bumped by [`crate::Emulator::release`]: held requests wait for a change.
+    pub release: tokio::sync::watch::Sender<u64>,
     routes: HashMap<&'static str, Handler>,
 }
 
@@ -76,6 +80,8 @@ impl App {
             fault: Mutex::new(Fault::None),
             seen: Mutex::new(Vec::new()),
             ws: WsRegistry::default(),
+            held: std::sync::atomic::AtomicUsize::new(0),
+            release: tokio::sync::watch::channel(0).0,
             routes,
         }
     }
@@ -164,9 +170,25 @@ fn add_cors(headers: &mut HeaderMap) {
 
 /// Apply the configured fault. Returns only if the request should be handled.
 async fn apply_fault(app: &App, kill: Option<&ConnKill>) {
+    // Subscribed before the fault is read: `release` clears the fault, then bumps the counter,
+    // so a request that reads `Hold` always sees the bump that releases it.
+    let mut release = app.release.subscribe();
+    let generation = *release.borrow_and_update();
     let fault = app.fault.lock().map(|f| f.clone()).unwrap_or(Fault::None);
     match fault {
         Fault::None => {}
+        Fault::Hold => {
+            // Counted while waiting, also when the caller gives up and the request is dropped.
+            struct Held<'a>(&'a std::sync::atomic::AtomicUsize);
+            impl Drop for Held<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            app.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _held = Held(&app.held);
+            let _ = release.wait_for(|g| *g != generation).await;
+        }
         Fault::Delay(d) => tokio::time::sleep(d).await,
         Fault::Hang => std::future::pending::<()>().await,
         Fault::CloseConnection => {
