@@ -13,12 +13,14 @@ deps:
 build: deps
 	$(CARGO) build --locked -p host -p e2e --bins
 
-## demo: runs `imgate dev` (embedded OpenIM emulator + gateway) and a scripted tour against it.
+## demo: runs `imgate dev` (embedded OpenIM emulator + gateway, with the content-filter example plugin)
+## and a scripted tour against it.
 demo: build
+	cd plugins && $(CARGO) build --release --locked --target wasm32-wasip2
 	@mkdir -p $(DEV_DIR); rm -f $(DEV_DIR)/env.json
 	@echo "starting imgate dev (logs: $(DEV_DIR)/imgate.log)"
 	@set -e; \
-	./target/debug/imgate dev --dir $(DEV_DIR) > $(DEV_DIR)/dev.out 2> $(DEV_DIR)/imgate.log & pid=$$!; \
+	./target/debug/imgate dev --dir $(DEV_DIR) --example-plugins plugins/target/wasm32-wasip2/release > $(DEV_DIR)/dev.out 2> $(DEV_DIR)/imgate.log & pid=$$!; \
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
 	for i in $$(seq 1 300); do [ -f $(DEV_DIR)/env.json ] && break; kill -0 $$pid 2>/dev/null || { cat $(DEV_DIR)/imgate.log; exit 1; }; sleep 0.1; done; \
 	[ -f $(DEV_DIR)/env.json ] || { echo "imgate dev did not become ready"; exit 1; }; \

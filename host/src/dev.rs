@@ -26,7 +26,15 @@ pub const DEV_GATEWAY_KEY_ID: &str = "dev-gw-1";
 pub struct DevOptions {
     pub port: Option<u16>,
     pub dir: PathBuf,
+    /// The folder of the example plugins' `.wasm` files (`plugins/target/wasm32-wasip2/release`):
+    /// when given, `content-filter` is copied into `dir/plugins/` and masks words in direct text
+    /// messages.
+    pub example_plugins: Option<PathBuf>,
 }
+
+/// The example plugin `imgate dev` configures, and the words it masks.
+pub const DEV_PLUGIN: &str = "content-filter";
+pub const DEV_MASKED_WORDS: [&str; 2] = ["darn", "heck"];
 
 /// Runs until `shutdown` resolves.
 pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
@@ -53,7 +61,12 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
     write_private(&dir.join("gateway_x25519.key"), &gateway_key.secret_b64())?;
     write_private(&dir.join("admin_ed25519.pem"), &admin_key.private_pem)?;
     write_private(&dir.join("admin_ed25519.pub.pem"), &admin_key.public_pem)?;
-    let config_text = dev_config(api_addr, metrics_addr, &emu.api_url(), &emu.ws_url(), &secret);
+    let mut config_text = dev_config(api_addr, metrics_addr, &emu.api_url(), &emu.ws_url(), &secret);
+    let mut plugins = Vec::new();
+    if let Some(folder) = &opts.example_plugins {
+        config_text.push_str(&dev_plugin_config(folder, &dir)?);
+        plugins.push(DEV_PLUGIN);
+    }
     let config_path = dir.join("imgate.toml");
     write_private(&config_path, &config_text)?;
 
@@ -97,6 +110,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
         "openim_secret": secret,
         "config_path": config_path.display().to_string(),
         "audit_log": dir.join("audit.jsonl").display().to_string(),
+        "plugins": plugins,
     });
     let tmp = dir.join("env.json.tmp");
     write_private(&tmp, &serde_json::to_string_pretty(&env).map_err(|e| e.to_string())?)?;
@@ -145,6 +159,39 @@ log_level = "info"
 metrics_listen = "{metrics}"
 "#
     )
+}
+
+/// Copies the `content-filter` example from `folder` into `dir/plugins/` and returns its config:
+/// the plugin masks [`DEV_MASKED_WORDS`] in `POST /v1/messages/user/{peer}`.
+fn dev_plugin_config(folder: &Path, dir: &Path) -> Result<String, String> {
+    let built = folder.join("content_filter.wasm");
+    if !built.is_file() {
+        return Err(format!(
+            "--example-plugins: no {} (build them: cd plugins && cargo build --release --target wasm32-wasip2)",
+            built.display()
+        ));
+    }
+    std::fs::create_dir_all(dir.join("plugins")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("plugins").join(format!("{DEV_PLUGIN}.wasm"));
+    std::fs::copy(&built, &path).map_err(|e| format!("copying {}: {e}", built.display()))?;
+    let words = DEV_MASKED_WORDS.map(|w| format!("\"{w}\"")).join(", ");
+    Ok(format!(
+        r#"
+# Policy plugins (docs/plugins.md). Replace plugins/{DEV_PLUGIN}.wasm while imgate runs: it is
+# checked, then swapped in without dropping a request.
+[plugins]
+store_dir = "plugin-store"
+
+[[plugin]]
+name = "{DEV_PLUGIN}"
+path = "plugins/{DEV_PLUGIN}.wasm"
+capabilities = ["config"]
+
+[[route_plugins]]
+route = "send_text_to_user"
+plugins = [{{ plugin = "{DEV_PLUGIN}", config = {{ words = [{words}], action = "mask" }} }}]
+"#
+    ))
 }
 
 /// Polls the gateway until an admin health call succeeds end to end (gateway → emulator).

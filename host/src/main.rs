@@ -30,6 +30,10 @@ enum Command {
         /// Where keys, config and env.json go.
         #[arg(long, default_value = ".imgate/dev")]
         dir: PathBuf,
+        /// The folder of the built example plugins (plugins/target/wasm32-wasip2/release): the
+        /// content-filter plugin then masks words in direct text messages.
+        #[arg(long)]
+        example_plugins: Option<PathBuf>,
     },
     /// Print a fresh X25519 key pair (gateway or device key) and an Ed25519 key pair (admin JWT).
     Keygen,
@@ -68,8 +72,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => runtime().block_on(serve(config)),
-        Command::Dev { port, dir } => runtime().block_on(async move {
-            match host::dev::run(host::dev::DevOptions { port, dir }, host::shutdown_signal()).await {
+        Command::Dev { port, dir, example_plugins } => runtime().block_on(async move {
+            let opts = host::dev::DevOptions { port, dir, example_plugins };
+            match host::dev::run(opts, host::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("imgate dev: {e}");

@@ -12,6 +12,8 @@ struct Tour {
     gw: String,
     pem: String,
     failures: usize,
+    /// The plugins `imgate dev` configured (env.json `plugins`).
+    plugins: Vec<String>,
 }
 
 impl Tour {
@@ -52,7 +54,12 @@ impl Tour {
             Err(e) => (0, Value::String(e.to_string())),
         };
         let mark = if status == want { "ok" } else { "UNEXPECTED" };
-        println!("   -> {status} {value}   [{mark}: expected {want}]");
+        let shown = value.to_string();
+        let shown = match shown.char_indices().nth(400) {
+            Some((cut, _)) => format!("{}… ({} bytes)", &shown[..cut], shown.len()),
+            None => shown,
+        };
+        println!("   -> {status} {shown}   [{mark}: expected {want}]");
         if status != want {
             self.failures += 1;
         }
@@ -73,7 +80,10 @@ async fn main() -> ExitCode {
     let pem =
         env["admin"]["private_key_pem_path"].as_str().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     let Ok(http) = reqwest::Client::builder().no_proxy().build() else { return ExitCode::FAILURE };
-    let mut t = Tour { http, gw: env["gateway_url"].as_str().unwrap_or_default().to_owned(), pem, failures: 0 };
+    let plugins =
+        env["plugins"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_owned)).collect();
+    let gw = env["gateway_url"].as_str().unwrap_or_default().to_owned();
+    let mut t = Tour { http, gw, pem, failures: 0, plugins };
     println!(
         "imgate tour — gateway {} in front of the OpenIM emulator at {}",
         t.gw,
@@ -291,6 +301,9 @@ async fn client_api(t: &mut Tour, admin: &str) {
     .await;
     let join = client.call(alice, "POST", "/v1/groups/g-demo/join", Some(br#"{"inviterUserID":"bob"}"#)).await;
     signed_step(t, "alice tries to make bob join a group (OpenIM would allow it): refused", join, 400).await;
+    if t.plugins.iter().any(|p| p == host::dev::DEV_PLUGIN) {
+        plugin_steps(t, &client, alice, bob, admin).await;
+    }
     println!("\n== Rate limits: alice sends quickly (class `send`: 5/s, burst 10)");
     let mut codes = Vec::new();
     for _ in 0..12 {
@@ -308,4 +321,65 @@ async fn client_api(t: &mut Tour, admin: &str) {
     }
     let other = client.call(bob, "GET", "/v1/me", None).await;
     signed_step(t, "bob is not slowed down by alice's burst", other, 200).await;
+}
+
+/// The `content-filter` Wasm plugin on direct text messages: a word masked before OpenIM stores
+/// it, and the plugin's version and config schema as operators see them.
+async fn plugin_steps(
+    t: &mut Tour,
+    client: &imgate_client::Client,
+    alice: &imgate_client::Session,
+    bob: &imgate_client::Session,
+    admin: &str,
+) {
+    let words = host::dev::DEV_MASKED_WORDS;
+    println!("\n== A policy plugin: `content-filter` (WebAssembly, sandboxed) masks {words:?} in direct texts");
+    let text = format!("well {}, that was close", words[0]);
+    let body = json!({ "text": text }).to_string();
+    let sent = client.call(alice, "POST", "/v1/messages/user/bob", Some(body.as_bytes())).await;
+    signed_step(t, &format!("alice sends bob {text:?}"), sent, 200).await;
+    let masked = format!("well {}, that was close", "*".repeat(words[0].len()));
+    println!("\n== bob pulls the conversation: OpenIM only ever saw {masked:?}");
+    let pulled = client.call(bob, "GET", "/v1/conversations/user/alice/messages?from=1&to=50", None).await;
+    // Each message's `content` is OpenIM's content JSON, base64: `{"content": "<text>"}`.
+    let texts: Vec<String> = match pulled {
+        Ok(r) => r.json::<Value>().await.unwrap_or_default()["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                use base64::Engine;
+                let raw = base64::engine::general_purpose::STANDARD.decode(m["content"].as_str()?).ok()?;
+                serde_json::from_slice::<Value>(&raw).ok()?["content"].as_str().map(str::to_owned)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let ok = texts.contains(&masked) && !texts.contains(&text);
+    println!(
+        "   -> {}",
+        if ok {
+            format!("{masked:?} is there, the original is not   [ok]")
+        } else {
+            format!("not masked; the texts: {texts:?}   [UNEXPECTED]")
+        }
+    );
+    if !ok {
+        t.failures += 1;
+    }
+    let status = t
+        .call(
+            "The plugin as operators see it: version, source, config schema",
+            "GET",
+            "/v1/admin/plugins/content-filter",
+            Some(admin),
+            None,
+            200,
+        )
+        .await;
+    let schema = &status["active"]["config_schema"];
+    if schema["required"] != json!(["words", "action"]) {
+        println!("   the active version shows no config schema   [UNEXPECTED]");
+        t.failures += 1;
+    }
 }
