@@ -427,8 +427,18 @@ impl Manager {
 
     /// Activates the most recent earlier version that is not quarantined.
     pub fn rollback(&self, name: &str, source: Source) -> Result<Manifest, String> {
+        // Without a precondition `rollback_from` answers a manifest or an error, never `None`.
+        self.rollback_from(name, None, source)?.ok_or_else(|| format!("`{name}`: nothing to roll back"))
+    }
+
+    /// [`Manager::rollback`], when `from` is `None` or still the serving version of `name`
+    /// (checked under the activation lock); `Ok(None)` when something else serves by then.
+    fn rollback_from(&self, name: &str, from: Option<&str>, source: Source) -> Result<Option<Manifest>, String> {
         let one_at_a_time = lock(&self.activation);
         let current = self.current.load_full().plugins.get(name).map(|p| p.hash.clone());
+        if from.is_some_and(|f| current.as_deref() != Some(f)) {
+            return Ok(None);
+        }
         let now = now_ms();
         let candidates: Vec<String> = {
             let st = lock(&self.state);
@@ -447,7 +457,7 @@ impl Manager {
         };
         let target =
             candidates.first().ok_or_else(|| format!("`{name}` has no earlier good version to roll back to"))?;
-        self.activate_hash_locked(&one_at_a_time, name, target, source)
+        self.activate_hash_locked(&one_at_a_time, name, target, source).map(Some)
     }
 
     /// Counts a trap or timeout of the serving version; past the threshold the version is
@@ -498,10 +508,15 @@ impl Manager {
             "quarantined",
             serde_json::json!({ "plugin": name, "hash": hash, "until_ms": q.until_ms, "times": q.times }),
         );
-        let (me, name) = (self.clone(), name.to_owned());
+        let (me, name, hash) = (self.clone(), name.to_owned(), hash.to_owned());
         std::thread::spawn(move || {
-            if let Err(e) = me.rollback(&name, Source::Quarantine) {
-                tracing::error!(plugin = %name, error = %e, "no version to roll back to; the failure policy applies");
+            // Only from the quarantined version: an operator may have activated another meanwhile.
+            match me.rollback_from(&name, Some(&hash), Source::Quarantine) {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::info!(plugin = %name, "another version serves already; no rollback needed"),
+                Err(e) => {
+                    tracing::error!(plugin = %name, error = %e, "no version to roll back to; the failure policy applies")
+                }
             }
             if let Some(ps) = lock(&me.state).get_mut(&name) {
                 ps.rollback_pending = false;
