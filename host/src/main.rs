@@ -97,15 +97,18 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Builds the gateway from a config file; `watch` hands the file to the plugin watcher (so plugin
 /// and chain changes in it apply while serving).
-fn load(path: &std::path::Path, watch: bool) -> Result<host::AppState, host::config::ConfigErrors> {
+/// Builds the state of the config at `path`: to serve (its plugins watched with the file), or,
+/// with `check_only`, to check it without writing anything.
+fn load(path: &std::path::Path, check_only: bool) -> Result<host::AppState, host::config::ConfigErrors> {
     let config = host::Config::load(path)?;
     let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    let options = host::state::BuildOptions { config_file: watch.then(|| path.to_path_buf()), ..Default::default() };
+    let config_file = (!check_only).then(|| path.to_path_buf());
+    let options = host::state::BuildOptions { config_file, check_only, ..Default::default() };
     host::state::build_with(config, &base, options)
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match load(path, false) {
+    match load(path, true) {
         Ok(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
@@ -118,7 +121,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(path: PathBuf) -> ExitCode {
-    let state = match load(&path, true) {
+    let state = match load(&path, false) {
         Ok(s) => s,
         Err(e) => {
             eprint!("{}: {e}", path.display());

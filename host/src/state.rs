@@ -66,6 +66,9 @@ pub struct BuildOptions {
     pub plugin_kv: Option<Arc<dyn PluginKv>>,
     /// The config file, watched for plugin changes when `[plugins] watch` is on.
     pub config_file: Option<std::path::PathBuf>,
+    /// `imgate check-config`: load and check everything, write nothing (plugins are compiled and
+    /// initialised, but neither stored nor cached, and nothing is watched).
+    pub check_only: bool,
 }
 
 /// Builds the state, resolving relative paths against `base_dir` (the config file's folder).
@@ -116,9 +119,12 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
     });
     let plugins = openim.as_ref().and_then(|openim| {
         let io = HostIo::new(openim.clone(), options.plugin_kv.clone().unwrap_or_else(|| Arc::new(MemoryKv::new())));
-        Plugins::load(&config, base_dir, options.config_file.as_deref(), io, metrics.clone())
-            .map_err(|es| errors.extend(es))
-            .ok()
+        let mode = if options.check_only {
+            crate::plugins::LoadMode::CheckOnly
+        } else {
+            crate::plugins::LoadMode::Serve { config_file: options.config_file.as_deref() }
+        };
+        Plugins::load(&config, base_dir, mode, io, metrics.clone()).map_err(|es| errors.extend(es)).ok()
     });
     match (openim, admin, gateway_keys, plugins) {
         (Some(openim), Some(admin), Some(gateway_keys), Some(plugins)) if errors.is_empty() => Ok(AppState {

@@ -146,6 +146,16 @@ impl PluginConfig {
     }
 }
 
+/// How [`Plugins::load`] treats the disk.
+#[derive(Clone, Copy, Debug)]
+pub enum LoadMode<'a> {
+    /// Serving: versions are kept in `store_dir` (and their machine code cached), the plugin
+    /// files — and `config_file`, when known — are watched if `[plugins] watch` is on.
+    Serve { config_file: Option<&'a Path> },
+    /// `imgate check-config`: compile, link, instantiate and `init` everything, write nothing.
+    CheckOnly,
+}
+
 /// Every loaded plugin and chain. Without `[[plugin]]` entries no engine is started.
 pub struct Plugins {
     pub runtime: Option<Arc<Runtime>>,
@@ -174,12 +184,11 @@ impl Plugins {
     }
 
     /// Loads every `[[plugin]]` and every chain, running each entry's `init` on its config.
-    /// All problems are reported at once. `config_file` (when known) is watched with the plugin
-    /// files if `[plugins] watch` is on.
+    /// All problems are reported at once. See [`LoadMode`].
     pub fn load(
         config: &Config,
         base_dir: &Path,
-        config_file: Option<&Path>,
+        mode: LoadMode<'_>,
         io: Arc<HostIo>,
         metrics: Arc<Metrics>,
     ) -> Result<Plugins, Vec<String>> {
@@ -194,9 +203,15 @@ impl Plugins {
             return Err(errors);
         }
         let runtime = Arc::new(Runtime::new(rt_cfg, io.clone()).map_err(|e| vec![e])?);
-        let store_dir = resolve(base_dir, &rt_cfg.store_dir);
-        let store = store::ArtifactStore::open(&store_dir, runtime.engine())
-            .map_err(|e| vec![format!("plugins.store_dir: {}: {e}", store_dir.display())])?;
+        let store = match mode {
+            LoadMode::CheckOnly => None,
+            LoadMode::Serve { .. } => {
+                let store_dir = resolve(base_dir, &rt_cfg.store_dir);
+                let store = store::ArtifactStore::open(&store_dir, runtime.engine())
+                    .map_err(|e| vec![format!("plugins.store_dir: {}: {e}", store_dir.display())])?;
+                Some(store)
+            }
+        };
         let mut loaded = BTreeMap::new();
         let mut sources = HashMap::new();
         for spec in &pcfg.specs {
@@ -213,7 +228,7 @@ impl Plugins {
             }
             spec.limits.resolve(rt_cfg, &what, &mut errors);
             let path = pcfg.path_of(spec);
-            match reload::load_file(&runtime, &store, rt_cfg, spec, &path) {
+            match reload::load_file(&runtime, store.as_ref(), rt_cfg, spec, &path) {
                 Ok((p, bytes)) => {
                     metrics.plugins.loaded(&spec.name, p.from_cache);
                     tracing::info!(plugin = %spec.name, hash = %p.hash, from_cache = p.from_cache, "plugin loaded");
@@ -228,6 +243,9 @@ impl Plugins {
         }
         let snapshot = reload::build_snapshot(&runtime, &io, &pcfg, loaded, 1)?;
         let current = Arc::new(ArcSwap::from_pointee(snapshot));
+        let (Some(store), LoadMode::Serve { config_file }) = (store, mode) else {
+            return Ok(Plugins { runtime: Some(runtime), io, current, manager: None });
+        };
         let manager = reload::Manager::start(reload::ManagerParts {
             runtime: runtime.clone(),
             io: io.clone(),

@@ -132,7 +132,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Reads and loads one plugin file (through the precompiled cache).
 pub(crate) fn load_file(
     runtime: &Runtime,
-    store: &ArtifactStore,
+    store: Option<&ArtifactStore>,
     rt: &RuntimeConfig,
     spec: &PluginSpec,
     path: &Path,
@@ -144,7 +144,7 @@ pub(crate) fn load_file(
 
 fn load_bytes(
     runtime: &Runtime,
-    store: &ArtifactStore,
+    store: Option<&ArtifactStore>,
     rt: &RuntimeConfig,
     spec: &PluginSpec,
     bytes: &[u8],
@@ -155,7 +155,7 @@ fn load_bytes(
         return Err(errors.join("; "));
     }
     let grants: BTreeSet<Capability> = spec.capabilities.iter().copied().collect();
-    let plugin = runtime.load_cached(&spec.name, bytes, &grants, limits, Some(store)).map_err(|e| e.to_string())?;
+    let plugin = runtime.load_cached(&spec.name, bytes, &grants, limits, store).map_err(|e| e.to_string())?;
     // A version whose embedded config schema is unreadable is refused like any broken artifact.
     super::store::embedded_config_schema(bytes)?;
     Ok(plugin)
@@ -282,7 +282,7 @@ impl Manager {
     fn validate(&self, name: &str, bytes: &[u8]) -> Result<(Arc<LoadedPlugin>, Snapshot), String> {
         let config = lock(&self.config).clone();
         let spec = config.spec(name).ok_or_else(|| format!("no [[plugin]] named `{name}`"))?;
-        let loaded = Arc::new(load_bytes(&self.runtime, &self.store, &self.runtime_config, spec, bytes)?);
+        let loaded = Arc::new(load_bytes(&self.runtime, Some(&self.store), &self.runtime_config, spec, bytes)?);
         self.metrics.plugins.loaded(name, loaded.from_cache);
         let current = self.current.load_full();
         let mut plugins = current.plugins.clone();
@@ -573,7 +573,7 @@ impl Manager {
             let mut plugins = BTreeMap::new();
             for spec in &next.specs {
                 let (p, bytes) =
-                    load_file(&self.runtime, &self.store, &self.runtime_config, spec, &next.path_of(spec))?;
+                    load_file(&self.runtime, Some(&self.store), &self.runtime_config, spec, &next.path_of(spec))?;
                 let p = match current.plugins.get(&spec.name) {
                     Some(old) if old.hash == p.hash && before.spec(&spec.name) == Some(spec) => old.clone(),
                     _ => {

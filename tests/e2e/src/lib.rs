@@ -110,7 +110,8 @@ impl Harness {
         let toml = config_toml(&opts, &api_url, &emu.ws_url());
         std::fs::write(dir.join("imgate.toml"), &toml).expect("write");
         let config = host::Config::parse(&toml).unwrap_or_else(|e| panic!("harness config: {e}"));
-        let build = host::state::BuildOptions { plugin_kv: opts.plugin_kv.clone(), config_file: None };
+        let build =
+            host::state::BuildOptions { plugin_kv: opts.plugin_kv.clone(), config_file: None, check_only: false };
         let state = host::state::build_with(config, &dir, build).map_err(|e| e.to_string())?;
         let state = state.open_audit(&dir).await.unwrap_or_else(|e| panic!("harness audit: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

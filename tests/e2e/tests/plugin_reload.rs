@@ -199,3 +199,27 @@ async fn a_restart_with_unchanged_plugins_uses_the_precompiled_cache() {
     assert_eq!(served(&h, &alice).await, Ok(1));
     assert_eq!((h.metric(miss).await, h.metric(hit).await), (None, Some(1.0)), "not compiled again");
 }
+
+#[tokio::test]
+async fn check_config_loads_every_plugin_and_writes_nothing() {
+    // The harness's own config, with the plugin store moved to a folder that does not exist yet.
+    let work = workdir();
+    let (h, _alice, path) = gateway(&work, &version_plugin(1), "{}", "").await;
+    let fresh_store = work.join("check-store");
+    let text = std::fs::read_to_string(h.dir.join("imgate.toml")).unwrap();
+    let text = text.replace(&work.join("store").display().to_string(), &fresh_store.display().to_string());
+    assert!(text.contains("check-store"), "{text}");
+    let check = |text: &str| {
+        let config = host::Config::parse(text).unwrap();
+        let options = host::state::BuildOptions { check_only: true, ..Default::default() };
+        host::state::build_with(config, &h.dir, options).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert_eq!(check(&text), Ok(()));
+    assert!(!fresh_store.exists(), "check-config wrote the plugin store");
+    // A broken plugin is still named, with why.
+    let broken = work.join("plugins/broken.wasm");
+    std::fs::write(&broken, b"not a component").unwrap();
+    let err = check(&text.replace(&path.display().to_string(), &broken.display().to_string())).unwrap_err();
+    assert!(err.contains("plugin `p`") && err.contains("broken.wasm"), "{err}");
+    assert!(!fresh_store.exists());
+}
