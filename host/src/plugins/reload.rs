@@ -155,9 +155,9 @@ fn load_bytes(
         return Err(errors.join("; "));
     }
     let grants: BTreeSet<Capability> = spec.capabilities.iter().copied().collect();
-    let plugin = runtime.load_cached(&spec.name, bytes, &grants, limits, store).map_err(|e| e.to_string())?;
+    let mut plugin = runtime.load_cached(&spec.name, bytes, &grants, limits, store).map_err(|e| e.to_string())?;
     // A version whose embedded config schema is unreadable is refused like any broken artifact.
-    super::store::embedded_config_schema(bytes)?;
+    plugin.config_schema = super::store::embedded_config_schema(bytes)?;
     Ok(plugin)
 }
 
@@ -222,7 +222,7 @@ impl Manager {
         let snap = manager.current.load_full();
         for (name, p) in &snap.plugins {
             if let Some(bytes) = parts.sources.get(name) {
-                let manifest = manager.manifest_for(name, &p.hash, bytes, Source::File, None)?;
+                let manifest = manager.manifest_for(p, bytes.len(), Source::File, None);
                 manager.store.put(bytes, &manifest).map_err(|e| format!("plugins.store_dir: {e}"))?;
             }
             lock(&manager.state).entry(name.clone()).or_default().history.push(p.hash.clone());
@@ -251,30 +251,23 @@ impl Manager {
         });
     }
 
-    fn manifest_for(
-        &self,
-        name: &str,
-        hash: &str,
-        bytes: &[u8],
-        source: Source,
-        version: Option<&str>,
-    ) -> Result<Manifest, String> {
-        let config_schema = super::store::embedded_config_schema(bytes)?;
+    fn manifest_for(&self, plugin: &LoadedPlugin, size: usize, source: Source, version: Option<&str>) -> Manifest {
+        let (name, hash) = (plugin.name.as_str(), plugin.hash.as_str());
         let caps = lock(&self.config)
             .spec(name)
             .map(|s| s.capabilities.iter().map(|c| c.as_str().to_owned()).collect())
             .unwrap_or_default();
-        Ok(Manifest {
+        Manifest {
             name: name.to_owned(),
             hash: hash.to_owned(),
             version: version.map(str::to_owned).unwrap_or_else(|| hash[..12].to_owned()),
             world: WORLD.into(),
             capabilities: caps,
-            size: bytes.len() as u64,
+            size: size as u64,
             source: source.as_str().into(),
             stored_at_ms: now_ms(),
-            config_schema,
-        })
+            config_schema: plugin.config_schema.clone(),
+        }
     }
 
     /// Checks a version fully against the current configuration without serving it: the
@@ -295,9 +288,7 @@ impl Manager {
     /// Stores a version after checking it, without activating it.
     pub fn upload(&self, name: &str, bytes: &[u8], version: Option<&str>) -> Result<Manifest, String> {
         let (loaded, _) = self.validate(name, bytes).inspect_err(|e| self.refused(name, bytes, Source::Upload, e))?;
-        let manifest = self
-            .manifest_for(name, &loaded.hash, bytes, Source::Upload, version)
-            .inspect_err(|e| self.refused(name, bytes, Source::Upload, e))?;
+        let manifest = self.manifest_for(&loaded, bytes.len(), Source::Upload, version);
         self.store.put(bytes, &manifest).map_err(|e| format!("storing the artifact: {e}"))?;
         self.audit("uploaded", serde_json::json!({ "plugin": name, "hash": loaded.hash, "version": manifest.version }));
         Ok(self.store.manifest(&loaded.hash).unwrap_or(manifest))
@@ -330,12 +321,12 @@ impl Manager {
         use sha2::Digest;
         let hash = hex::encode(sha2::Sha256::digest(bytes));
         let current = self.current.load_full();
-        if current.plugins.get(name).is_some_and(|p| p.hash == hash) {
+        if let Some(serving) = current.plugins.get(name).filter(|p| p.hash == hash) {
             // Already serving (e.g. the watcher seeing imgate's own write).
-            return match self.store.manifest(&hash) {
-                Some(m) => Ok(m),
-                None => self.manifest_for(name, &hash, bytes, source, version),
-            };
+            return Ok(self
+                .store
+                .manifest(&hash)
+                .unwrap_or_else(|| self.manifest_for(serving, bytes.len(), source, version)));
         }
         if source == Source::File {
             // The same broken file seen again (several events of one write): already reported.
@@ -355,9 +346,7 @@ impl Manager {
             }
         }
         let (loaded, snap) = self.validate(name, bytes).inspect_err(|e| self.refused(name, bytes, source, e))?;
-        let manifest = self
-            .manifest_for(name, &loaded.hash, bytes, source, version)
-            .inspect_err(|e| self.refused(name, bytes, source, e))?;
+        let manifest = self.manifest_for(&loaded, bytes.len(), source, version);
         self.store.put(bytes, &manifest).map_err(|e| format!("storing the artifact: {e}"))?;
         if source != Source::File {
             let path = {
@@ -577,7 +566,7 @@ impl Manager {
                 let p = match current.plugins.get(&spec.name) {
                     Some(old) if old.hash == p.hash && before.spec(&spec.name) == Some(spec) => old.clone(),
                     _ => {
-                        let m = self.manifest_for(&spec.name, &p.hash, &bytes, Source::File, None)?;
+                        let m = self.manifest_for(&p, bytes.len(), Source::File, None);
                         self.store.put(&bytes, &m).map_err(|e| format!("storing the artifact: {e}"))?;
                         Arc::new(p)
                     }

@@ -148,6 +148,9 @@ pub struct LoadedPlugin {
     pub from_cache: bool,
     pub grants: BTreeSet<Capability>,
     pub limits: Limits,
+    /// The config schema the component embeds (set by the plugin manager, which reads it once
+    /// when it loads the bytes; see `store::embedded_config_schema`).
+    pub config_schema: Option<serde_json::Value>,
     pre: bindings::PluginPre<CallState>,
 }
 
@@ -397,7 +400,15 @@ impl Runtime {
         check_imports(&self.engine, &component, grants)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let plugin = LoadedPlugin { name: name.to_owned(), hash, from_cache, grants: grants.clone(), limits, pre };
+        let plugin = LoadedPlugin {
+            name: name.to_owned(),
+            hash,
+            from_cache,
+            grants: grants.clone(),
+            limits,
+            config_schema: None,
+            pre,
+        };
         // An instance must fit its limits before the plugin is accepted (declared memory or
         // tables beyond the caps fail here, not on a request: attacks.md P3).
         let state = CallState::new(&plugin, &HostIo::detached(), Arc::from("{}"), Arc::from("load"), true);
