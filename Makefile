@@ -9,6 +9,9 @@ DEV_DIR := .imgate/dev
 deps:
 	@command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)"; exit 1; }
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@# Go's encoding/json is the oracle of the compat surface's differential test (OpenIM is Go).
+	@command -v go >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq golang-go >/dev/null; }
 
 build: deps
 	$(CARGO) build --locked -p host -p e2e --bins
@@ -27,8 +30,9 @@ demo: build
 	echo "env.json:"; cat $(DEV_DIR)/env.json; echo; \
 	./target/debug/tour $(DEV_DIR)/env.json
 
-## test: every test of the workspace (unit, emulator, integration, CLI; the e2e suites build the Wasm
-## plugins of plugins/ and tests/hostile-plugins/ for wasm32-wasip2), then the example plugins' own unit tests.
+## test: every test of the workspace (unit, emulator, integration, CLI, the Go differential test of the compat
+## surface; the e2e suites build the Wasm plugins of plugins/ and tests/hostile-plugins/ for wasm32-wasip2),
+## then the example plugins' own unit tests.
 test: deps
 	$(CARGO) test --locked --workspace
 	$(CARGO) test --locked --manifest-path plugins/Cargo.toml

@@ -30,8 +30,17 @@
 //!
 //! **What the chain proves.** Editing a record breaks its `hash`; removing or reordering one
 //! breaks `seq`/`prev` at the next line. Someone able to rewrite the whole file from a point on
-//! can recompute every hash after it, and cutting records off the end leaves a valid chain: ship
-//! the latest `seq`/`hash` somewhere else (e.g. to the log pipeline) to anchor it.
+//! can recompute every hash after it, and cutting records off the end leaves a valid chain. The
+//! chain's head ([`AuditLog::head`]: `seq` and `hash` of the last record written, served at
+//! `GET /v1/admin/audit/head` and counted in the `imgate_audit_head_seq` gauge) is the anchor
+//! against both: kept somewhere else, it is checked with `imgate audit verify FILE --head
+//! SEQ:HASH` ([`verify_file_with_head`]), which fails when the file no longer holds that record.
+//! Because every hash covers the previous one, a matching record `SEQ` vouches for all before it.
+//!
+//! **Outcomes of `api_call` records** ([`outcome`]): `ok`, `refused` (authentication, permission
+//! or a policy said no — also when the answer is HTTP 200, as the OpenIM-compatible surface
+//! answers refusals in OpenIM's envelope), `rejected` (a malformed or throttled request, other
+//! 4xx) and `error` (5xx). Admin actions carry the action's name, `audit_loss` records `lost`.
 //!
 //! # Writing (attacks.md E19)
 //!
@@ -42,7 +51,13 @@
 //! off; once writes succeed again, an `audit_loss` record (`detail.dropped`, `detail.unwritten`)
 //! states how many events were lost. [`AuditLog::record_durable`] waits until its record is
 //! written and `fsync`ed and fails otherwise, so admin actions can fail closed. Open one
-//! `AuditLog` per file and clone it; call [`AuditLog::flush`] at shutdown.
+//! `AuditLog` per file and clone it; call [`AuditLog::close`] (or at least [`AuditLog::flush`])
+//! at shutdown.
+//!
+//! **One writer per file.** [`AuditLog::open`] takes an exclusive lock on the file (`flock` on
+//! unix) and holds it until the log is closed: a second gateway pointed at the same file would
+//! otherwise continue the chain from the same head and fork it, so it refuses to start instead,
+//! naming the file. Readers (`imgate audit verify`) take no lock and work while a gateway runs.
 
 mod record;
 mod verify;
@@ -57,9 +72,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot};
 
-pub use verify::{verify_file, VerifyError};
+pub use verify::{verify_file, verify_file_with_head, VerifyError};
 
 use record::Chain;
 use writer::{FileSink, Msg, Shared, Sink, Writer};
@@ -68,6 +84,55 @@ use writer::{FileSink, Msg, Shared, Sink, Writer};
 pub const CHANNEL_CAPACITY: usize = 10_000;
 /// An in-memory log keeps at most this many records (the oldest go first); `seq` keeps counting.
 pub const MEMORY_CAPACITY: usize = 100_000;
+
+/// The `outcome` values of `api_call` records (see the module documentation).
+pub mod outcome {
+    /// The request was served (2xx/3xx, and no refusal noted).
+    pub const OK: &str = "ok";
+    /// Authentication, permission or policy said no: 401/403, or a refusal a handler noted with
+    /// `RequestId::note_refusal` whatever the status (OpenIM's envelope answers refusals with 200).
+    pub const REFUSED: &str = "refused";
+    /// A malformed, oversized, unknown or throttled request (other 4xx).
+    pub const REJECTED: &str = "rejected";
+    /// imgate or OpenIM failed (5xx).
+    pub const ERROR: &str = "error";
+}
+
+/// The head of a chain: `seq` and `hash` of the last record written (`seq` 0 and 64 zeros before
+/// the first). Written `SEQ:HASH` on the command line (`imgate audit verify --head`), and
+/// `{"seq":N,"hash":"hex"}` in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    /// Lowercase hex SHA-256 of the record (see "Canonical form and hash").
+    pub hash: String,
+}
+
+impl fmt::Display for AuditHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for AuditHead {
+    type Err = String;
+
+    /// Parses `SEQ:HASH` (a decimal seq, 64 hex digits; upper case is accepted and lowered).
+    fn from_str(s: &str) -> Result<AuditHead, String> {
+        let (seq, hash) = s.split_once(':').ok_or("expected SEQ:HASH, e.g. 42:<64 hex digits>")?;
+        let seq = seq.parse::<u64>().map_err(|_| format!("SEQ must be a record number, not {seq:?}"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("HASH must be 64 hex digits (a record's `hash`)".into());
+        }
+        Ok(AuditHead { seq, hash: hash.to_ascii_lowercase() })
+    }
+}
+
+impl From<&Chain> for AuditHead {
+    fn from(chain: &Chain) -> AuditHead {
+        AuditHead { seq: chain.seq, hash: chain.hash.clone() }
+    }
+}
 
 /// One audit record's content (the writer adds seq, ts, prev, hash).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -82,7 +147,7 @@ pub struct AuditEvent {
     pub method: Option<String>,
     /// OpenIM operationIDs this request caused
     pub operation_ids: Vec<String>,
-    /// e.g. "ok", "refused", "error", an HTTP status as text
+    /// `api_call`: one of [`outcome`]; admin actions: the action; `audit_loss`: "lost"
     pub outcome: String,
     pub status: Option<u16>,
     pub latency_ms: Option<f64>,
@@ -122,6 +187,7 @@ enum Inner {
 struct MemoryLog {
     chain: Chain,
     records: VecDeque<serde_json::Value>,
+    head_gauge: Option<Gauge>,
 }
 
 impl fmt::Debug for AuditLog {
@@ -136,7 +202,9 @@ impl fmt::Debug for AuditLog {
 impl AuditLog {
     /// Opens (creating if needed, mode 0600) a JSON-lines file and continues its chain from its
     /// last line, whose own hash is checked; a corrupt or incomplete tail is an error naming the
-    /// file (the operator decides what to do with it, imgate does not paper over it).
+    /// file (the operator decides what to do with it, imgate does not paper over it). The file is
+    /// locked for this log's lifetime: if another log (another imgate) holds it, this is an error
+    /// naming the file, of kind [`std::io::ErrorKind::WouldBlock`].
     pub async fn open(path: &Path) -> std::io::Result<AuditLog> {
         let owned = path.to_path_buf();
         let (file, chain, len) =
@@ -150,14 +218,14 @@ impl AuditLog {
     /// `records()` returns them. Each record is also emitted as a tracing event (target
     /// `imgate::audit`, field `record` = the JSON line), so it reaches the process log.
     pub fn memory() -> AuditLog {
-        let log = MemoryLog { chain: Chain::genesis(), records: VecDeque::new() };
+        let log = MemoryLog { chain: Chain::genesis(), records: VecDeque::new(), head_gauge: None };
         AuditLog { inner: Inner::Memory(Arc::new(Mutex::new(log))) }
     }
 
     /// A channel-backed log whose writer has not started yet (tests start it when they want).
     fn channel(sink: Box<dyn Sink>, chain: Chain, capacity: usize) -> (AuditLog, Writer) {
         let (tx, rx) = mpsc::channel(capacity);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(&chain));
         let writer = Writer::new(sink, chain, shared.clone(), rx);
         (AuditLog { inner: Inner::Channel { tx, shared } }, writer)
     }
@@ -221,6 +289,41 @@ impl AuditLog {
         }
     }
 
+    /// Flushes, then closes the file and releases its lock before returning, so another log (a
+    /// restarted gateway) can open it at once. Dropping every handle releases it too, but only
+    /// once the writer thread has drained, at a moment nobody can wait for. Events recorded
+    /// through any clone after this are not written (counted in [`AuditLog::unwritten`]).
+    pub async fn close(&self) {
+        if let Inner::Channel { tx, .. } = &self.inner {
+            let (ack, done) = oneshot::channel();
+            if tx.send(Msg::Close(ack)).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// The chain's head: the last record written so far (records still queued are not in it;
+    /// [`AuditLog::flush`] first for a head that includes everything recorded before).
+    pub fn head(&self) -> AuditHead {
+        match &self.inner {
+            Inner::Channel { shared, .. } => shared.head(),
+            Inner::Memory(log) => AuditHead::from(&log.lock().unwrap_or_else(|p| p.into_inner()).chain),
+        }
+    }
+
+    /// Keeps `gauge` at the head's `seq` from now on (the `imgate_audit_head_seq` metric). Only
+    /// the number: a hash as a metric label would be a new time series for every record.
+    pub fn export_head_seq(&self, gauge: Gauge) {
+        match &self.inner {
+            Inner::Channel { shared, .. } => shared.export_head_seq(gauge),
+            Inner::Memory(log) => {
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                gauge.set(gauge_value(log.chain.seq));
+                log.head_gauge = Some(gauge);
+            }
+        }
+    }
+
     /// In-memory logs only: the records written so far (with seq/hash), in order. Empty for a
     /// file log (read the file).
     pub fn records(&self) -> Vec<serde_json::Value> {
@@ -241,9 +344,17 @@ fn memory_record(log: &Mutex<MemoryLog>, event: &AuditEvent) -> Result<(), Audit
     let value = serde_json::from_str(&sealed.line).map_err(AuditError::Encode)?;
     tracing::info!(target: "imgate::audit", record = %sealed.line, "audit");
     log.chain.advance(&sealed);
+    if let Some(gauge) = &log.head_gauge {
+        gauge.set(gauge_value(sealed.seq));
+    }
     if log.records.len() >= MEMORY_CAPACITY {
         log.records.pop_front();
     }
     log.records.push_back(value);
     Ok(())
+}
+
+/// A seq as a gauge value (gauges are i64; a chain never gets near 2^63 records).
+pub(crate) fn gauge_value(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }

@@ -70,8 +70,17 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Deadline for a whole request, from routing to the last byte of the answer.
     pub request_timeout_ms: u64,
-    /// How long a client may take to send its request headers (slowloris guard).
+    /// How long a client may take to send its request headers, from their first byte, on
+    /// HTTP/1 and HTTP/2 alike (slowloris guard).
     pub header_read_timeout_ms: u64,
+    /// How long a new connection may stay silent before it is closed.
+    pub first_byte_timeout_ms: u64,
+    /// How long a keep-alive connection may wait for its next request; also the longest a
+    /// connection with a request in flight may go without a byte moving (never less than
+    /// `request_timeout_ms`), so a client that stops reading its answer loses its connection.
+    pub idle_timeout_ms: u64,
+    /// Client connections open at once; beyond it new connections are closed at once (shed).
+    pub max_connections: usize,
     /// On SIGTERM, how long in-flight requests may take to finish before connections are cut.
     pub drain_timeout_ms: u64,
     /// Requests handled at once; beyond that the gateway sheds load with 503.
@@ -87,6 +96,12 @@ impl Default for ServerConfig {
             max_headers: 64,
             request_timeout_ms: 15_000,
             header_read_timeout_ms: 10_000,
+            first_byte_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            // 2 048 connections hold a few tens of MB and need ~2 750 files, which imgate gets by
+            // raising its soft open-file limit toward the hard one (4 096 and up on common
+            // systems); where it cannot, it caps lower and says so (`server::fit_to_fd_limit`).
+            max_connections: 2_048,
             drain_timeout_ms: 10_000,
             max_concurrent_requests: 1024,
         }
@@ -126,10 +141,67 @@ pub struct OpenImConfig {
     /// it at once, changes made in OpenIM directly show after at most this long. 0 = no cache.
     #[serde(default = "default_membership_cache")]
     pub membership_cache_ms: u64,
+    /// `[openim.privileged]`: the accounts OpenIM privileges, kept off devices and sessions.
+    #[serde(default)]
+    pub privileged: PrivilegedConfig,
 }
 
 fn default_membership_cache() -> u64 {
     2_000
+}
+
+/// `[openim.privileged]`: OpenIM's admin ids and app managers (`appMangerLevel` ≥ 2) get no
+/// device, session or bearer token, because imgate sends as the session's user with the admin
+/// token and OpenIM exempts these senders from its friend and blacklist checks (contract §5.7).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivilegedConfig {
+    /// The other entries of OpenIM's `share.yml imAdminUser.userIDs`; `openim.admin_user_id` is
+    /// always one. OpenIM has no API that lists them, so imgate only knows those named here.
+    pub other_admin_user_ids: Vec<String>,
+    /// Privileged accounts (admin ids or app managers) that may nevertheless have devices,
+    /// sessions and bearer tokens: an explicit opt-in, e.g. for an operations bot.
+    pub allow_user_ids: Vec<String>,
+    /// How long an `appMangerLevel` read is reused at handshakes; 0 = ask OpenIM every time.
+    /// Enrollment always reads it fresh.
+    pub level_cache_ms: u64,
+}
+
+/// imgate's user-id rule (the same as `routes::admin::is_valid_user_id`, which enrollment and
+/// registration apply): 1-64 ASCII letters, digits or `_`.
+fn is_user_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl Default for PrivilegedConfig {
+    fn default() -> Self {
+        PrivilegedConfig { other_admin_user_ids: Vec::new(), allow_user_ids: Vec::new(), level_cache_ms: 60_000 }
+    }
+}
+
+impl PrivilegedConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (key, ids) in [
+            ("openim.privileged.other_admin_user_ids", &self.other_admin_user_ids),
+            ("openim.privileged.allow_user_ids", &self.allow_user_ids),
+        ] {
+            let mut seen = std::collections::HashSet::new();
+            for id in ids {
+                // imgate's own user-id rule: an id outside it can never have a device, so listing
+                // it could only be a typo (a space, a look-alike letter) that hides the real one.
+                if !is_user_id(id) {
+                    errors.push(format!("{key}: `{id}` is not a user id (1-64 characters of A-Z, a-z, 0-9 and _)"));
+                } else if !seen.insert(id.as_str()) {
+                    errors.push(format!("{key}: `{id}` is listed twice"));
+                }
+            }
+        }
+        if self.level_cache_ms > 3_600_000 {
+            errors.push("openim.privileged.level_cache_ms: at most 3600000 (one hour)".into());
+        }
+        errors
+    }
 }
 
 fn default_admin_user_id() -> String {
@@ -320,11 +392,27 @@ impl Config {
         for (key, v) in [
             ("server.request_timeout_ms", s.request_timeout_ms),
             ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.first_byte_timeout_ms", s.first_byte_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
             ("server.drain_timeout_ms", s.drain_timeout_ms),
             ("openim.timeout_ms", self.openim.timeout_ms),
         ] {
             if v == 0 {
                 errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        // Beyond a million, the file-descriptor limit (`server::fit_to_fd_limit`) caps it anyway.
+        if s.max_connections == 0 || s.max_connections > 1_000_000 {
+            errors.push("server.max_connections: must be between 1 and 1000000".into());
+        }
+        for (key, v) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.first_byte_timeout_ms", s.first_byte_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+        ] {
+            // A connection deadline of more than an hour is no deadline.
+            if v > 3_600_000 {
+                errors.push(format!("{key}: at most 3600000 (one hour)"));
             }
         }
         if s.max_concurrent_requests == 0 {
@@ -378,7 +466,15 @@ impl OpenImConfig {
         if self.read_retries > 5 {
             errors.push("openim.read_retries: at most 5".into());
         }
+        errors.extend(self.privileged.validate());
         errors
+    }
+
+    /// Every id OpenIM treats as an admin, as far as the config says: `admin_user_id` first.
+    pub fn admin_user_ids(&self) -> Vec<String> {
+        let mut ids = vec![self.admin_user_id.clone()];
+        ids.extend(self.privileged.other_admin_user_ids.iter().filter(|id| **id != self.admin_user_id).cloned());
+        ids
     }
 }
 
@@ -476,6 +572,20 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_have_defaults_and_bounds() {
+        let c = Config::parse(MINIMAL).expect("valid");
+        let s = &c.server;
+        assert_eq!((s.first_byte_timeout_ms, s.header_read_timeout_ms, s.idle_timeout_ms), (10_000, 10_000, 60_000));
+        assert_eq!(s.max_connections, 2_048);
+        let text =
+            format!("[server]\nfirst_byte_timeout_ms = 0\nidle_timeout_ms = 3600001\nmax_connections = 0\n{MINIMAL}");
+        let all = Config::parse(&text).expect_err("invalid").0.join("\n");
+        for needle in ["server.first_byte_timeout_ms", "server.idle_timeout_ms", "server.max_connections"] {
+            assert!(all.contains(needle), "{needle} not named in:\n{all}");
+        }
+    }
+
+    #[test]
     fn every_unknown_key_and_bad_type_is_reported_at_once() {
         let text = r#"
             [server]
@@ -522,6 +632,27 @@ mod tests {
             "openim.secret",
             "telemetry.log_format",
         ] {
+            assert!(all.contains(needle), "{needle} not named in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn privileged_accounts_are_listed_by_valid_user_ids() {
+        let c = Config::parse(&format!(
+            "{MINIMAL}\n[openim.privileged]\nother_admin_user_ids = [\"imAdmin2\"]\nallow_user_ids = [\"ops_bot\"]\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.openim.admin_user_ids(), vec!["imAdmin".to_owned(), "imAdmin2".to_owned()]);
+        assert_eq!(c.openim.privileged.allow_user_ids, vec!["ops_bot".to_owned()]);
+        assert_eq!(c.openim.privileged.level_cache_ms, 60_000);
+        let errs = Config::parse(&format!(
+            "{MINIMAL}\n[openim.privileged]\nother_admin_user_ids = [\"im Admin\", \"\"]\nallow_user_ids = [\"bot\", \"bot\"]\nlevel_cache_ms = 99999999\n"
+        ))
+        .expect_err("invalid")
+        .0;
+        let all = errs.join("\n");
+        let needles = ["`im Admin` is not a user id", "`` is not a user id", "`bot` is listed twice", "level_cache_ms"];
+        for needle in needles {
             assert!(all.contains(needle), "{needle} not named in:\n{all}");
         }
     }

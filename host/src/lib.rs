@@ -18,7 +18,7 @@
 //! - `plugins`   — Wasm policy plugins: the sandbox, the host imports, per-route chains.
 //! - `store`     — devices, sessions, nonces, tokens behind one trait (memory; Redis later).
 //! - `keys`      — the gateway's X25519 keys, `imgate keygen`.
-//! - `server`    — the accept loop: header timeout, graceful drain.
+//! - `server`    — the accept loop: connection deadlines and cap, graceful drain.
 //! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
 //! - `cli_plugin` — `imgate plugin ...`: the admin API's plugin routes from the command line.
 
@@ -50,6 +50,9 @@ pub use config::Config;
 pub use pipeline::app;
 pub use state::{build as build_state, AppState};
 
+/// Connections the metrics listener keeps open at once (its own cap, beside `server.max_connections`).
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
 /// Serves the gateway on `api` (and `/metrics` on `metrics`, if given) until `shutdown`
 /// resolves, then drains in-flight requests for at most `server.drain_timeout_ms`.
 pub async fn run(
@@ -59,10 +62,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let cfg = &state.config.server;
+    let ms = Duration::from_millis;
     let opts = server::ServeOptions {
-        header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
-        drain: Duration::from_millis(cfg.drain_timeout_ms),
+        first_byte: ms(cfg.first_byte_timeout_ms),
+        head: ms(cfg.header_read_timeout_ms),
+        idle: ms(cfg.idle_timeout_ms),
+        // Never shorter than the request deadline: a handler may work that long without a byte
+        // moving, and it answers (504) before its connection is cut.
+        stall: ms(cfg.idle_timeout_ms.max(cfg.request_timeout_ms)),
+        max_connections: server::fit_to_fd_limit(cfg.max_connections, METRICS_MAX_CONNECTIONS),
+        drain: ms(cfg.drain_timeout_ms),
     };
+    // Scrapers use a connection or two; a flood of the API listener must not take their slots.
+    let metrics_opts = server::ServeOptions { max_connections: METRICS_MAX_CONNECTIONS, ..opts };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -70,8 +82,12 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let metrics_task = metrics.map(|l| tokio::spawn(server::serve(l, pipeline::metrics_app(&state), opts, stopped())));
-    let api_task = server::serve(api, pipeline::app(state), opts, stopped());
+    let metrics_task = metrics.map(|l| {
+        let conns = state.metrics.connections("metrics");
+        tokio::spawn(server::serve(l, pipeline::metrics_app(&state), metrics_opts, conns, stopped()))
+    });
+    let conns = state.metrics.connections("api");
+    let api_task = server::serve(api, pipeline::app(state), opts, conns, stopped());
     let signal = async move {
         shutdown.await;
         tracing::info!("shutdown requested");

@@ -52,14 +52,21 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCmd {
     /// Check an audit file's hash chain; name the first edited, removed or reordered record's line.
-    Verify { file: PathBuf },
+    /// Reads only (works while a gateway writes the file).
+    Verify {
+        file: PathBuf,
+        /// A head read earlier (`GET /v1/admin/audit/head`, as `SEQ:HASH`): the file must still
+        /// hold that record, so records cut off its end are detected too.
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<host::audit::AuditHead>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keygen => keygen(),
-        Command::Audit { cmd: AuditCmd::Verify { file } } => audit_verify(&file),
+        Command::Audit { cmd: AuditCmd::Verify { file, head } } => audit_verify(&file, head.as_ref()),
         Command::CheckConfig { config } => check_config(&config),
         Command::Plugin { cmd } => match runtime().block_on(host::cli_plugin::run(cmd)) {
             Ok(out) => {
@@ -158,14 +165,18 @@ async fn serve(path: PathBuf) -> ExitCode {
     };
     tracing::info!(%listen, "imgate listening");
     host::run(state, api, metrics, host::shutdown_signal()).await;
-    audit.flush().await;
+    // Written, synced, and the file's lock released before the process says it is done.
+    audit.close().await;
     ExitCode::SUCCESS
 }
 
-fn audit_verify(file: &std::path::Path) -> ExitCode {
-    match host::audit::verify_file(file) {
+fn audit_verify(file: &std::path::Path, head: Option<&host::audit::AuditHead>) -> ExitCode {
+    match host::audit::verify_file_with_head(file, head) {
         Ok(n) => {
-            println!("{}: ok ({n} records)", file.display());
+            match head {
+                Some(h) => println!("{}: ok ({n} records; holds head {h})", file.display()),
+                None => println!("{}: ok ({n} records)", file.display()),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -193,4 +204,22 @@ fn keygen() -> ExitCode {
     print!("{}", admin.private_pem);
     print!("{}", admin.public_pem);
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_takes_a_head_anchor() {
+        let hash = "ab".repeat(32);
+        let cli = Cli::try_parse_from(["imgate", "audit", "verify", "a.jsonl", "--head", &format!("7:{hash}")])
+            .expect("parses");
+        let Command::Audit { cmd: AuditCmd::Verify { file, head } } = cli.command else { panic!("audit verify") };
+        assert_eq!(file, PathBuf::from("a.jsonl"));
+        assert_eq!(head, Some(host::audit::AuditHead { seq: 7, hash }));
+        for bad in ["7", "x:ab", &format!("7:{}", "g".repeat(64)), "7:abcd"] {
+            assert!(Cli::try_parse_from(["imgate", "audit", "verify", "a.jsonl", "--head", bad]).is_err(), "{bad}");
+        }
+    }
 }

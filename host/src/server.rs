@@ -1,36 +1,93 @@
-//! Accepting connections: HTTP/1.1 and HTTP/2 with a header-read timeout, and graceful drain.
+//! Accepting connections: HTTP/1.1 and HTTP/2 with connection deadlines, a connection cap, and
+//! graceful drain.
 //!
-//! axum's own `serve` has neither a header timeout (slowloris) nor a drain deadline, so this is
-//! the small accept loop it would be, with both. On shutdown the listener closes at once (new
-//! connections are refused), in-flight requests finish, idle keep-alive connections close, and
-//! after `drain` whatever is left is cut.
+//! axum's own `serve` has no connection deadlines, no cap and no drain deadline, so this is the
+//! small accept loop it would be, with all three. A connection is only worth its file descriptor
+//! while a request is coming or being answered, so each one is watched ([`Watch`]) through its
+//! life:
+//!
+//! - first byte: a client that connects and sends nothing is closed after `first_byte`;
+//! - head: from the first byte of a request until its head is parsed (hyper calls the service
+//!   only then, for HTTP/1 and HTTP/2 alike), at most `head` (slowloris, attacks.md E1);
+//! - idle: a keep-alive connection with no request in flight is closed after `idle`;
+//! - stall: while a request is in flight, a connection on which no byte moves in either
+//!   direction for `stall` is cut (a client that never reads its answer would otherwise hold its
+//!   slot forever, attacks.md E3).
+//!
+//! hyper's own knobs cannot express this: its HTTP/1 `header_read_timeout` is one timer from the
+//! end of the previous answer to the end of the next head (so idle keep-alive connections would
+//! be cut at the head timeout, and the version detection of hyper-util's auto builder, which
+//! reads first, has no timer at all), and HTTP/2 has no head or idle timeout, only keep-alive
+//! pings, which a silent-but-alive peer answers. So the deadlines live here, fed by the two
+//! places that see a connection's progress: its socket ([`Watched`]) and its service (a request
+//! head was parsed; its answer was sent).
+//!
+//! Open connections are capped (`max_connections` per listener): beyond the cap new connections
+//! are closed at once (counted as shed), so the ones already open keep being served and the
+//! process keeps file descriptors for OpenIM calls and its files. On shutdown the listener
+//! closes at once (new connections are refused), in-flight requests finish, idle keep-alive
+//! connections close, and after `drain` whatever is left is cut.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// Per-listener limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
-    pub header_read_timeout: Duration,
+    /// From accept to the first byte.
+    pub first_byte: Duration,
+    /// From a request's first byte to its complete head.
+    pub head: Duration,
+    /// A keep-alive connection with no request in flight.
+    pub idle: Duration,
+    /// While a request is in flight: the longest time no byte moves either way.
+    pub stall: Duration,
+    /// Open connections at once; beyond it new ones are shed.
+    pub max_connections: usize,
     pub drain: Duration,
 }
 
+/// The listener's connection metrics (series of the gateway's registry, see
+/// `telemetry::Metrics::connections`).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    pub open: Gauge,
+    pub shed: Counter,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains for at most `opts.drain`.
-pub async fn serve(listener: TcpListener, app: Router, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    opts: ServeOptions,
+    metrics: ConnectionMetrics,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     // Each connection task holds a clone of `done_rx`; when all are gone, the drain is over.
     let (done_tx, done_rx) = watch::channel(());
+    let slots = Arc::new(Semaphore::new(opts.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    // Shed since the cap was last reached: logged once per episode, not once per connection.
+    let mut shedding: Option<u64> = None;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -45,7 +102,26 @@ pub async fn serve(listener: TcpListener, app: Router, opts: ServeOptions, shutd
             },
             () = &mut shutdown => break,
         };
-        spawn_connection(stream, peer, app.clone(), opts, stop_rx.clone(), done_rx.clone());
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Closed before a byte is read: the connections already open keep their slots.
+            drop(stream);
+            metrics.shed.inc();
+            let n = shedding.get_or_insert_with(|| {
+                tracing::warn!(
+                    max_connections = opts.max_connections,
+                    "connection cap reached; shedding new connections"
+                );
+                0
+            });
+            *n += 1;
+            continue;
+        };
+        if let Some(shed) = shedding.take() {
+            tracing::info!(shed, "below the connection cap again");
+        }
+        metrics.open.inc();
+        let slot = Slot { _permit: permit, open: metrics.open.clone() };
+        spawn_connection(stream, peer, app.clone(), opts, slot, stop_rx.clone(), done_rx.clone());
     }
     drop(listener);
     drop(done_rx);
@@ -57,34 +133,82 @@ pub async fn serve(listener: TcpListener, app: Router, opts: ServeOptions, shutd
     }
 }
 
+/// A connection's place under the cap, given back (and the gauge lowered) when its task ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
 fn spawn_connection(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     app: Router,
     opts: ServeOptions,
+    slot: Slot,
     mut stop: watch::Receiver<bool>,
     done: watch::Receiver<()>,
 ) {
     let _ = stream.set_nodelay(true);
-    let svc = app.map_request(move |mut req: hyper::Request<Incoming>| {
+    let watch = Arc::new(Watch::new(opts));
+    let io = TokioIo::new(Watched { stream, watch: watch.clone() });
+    let svc_watch = watch.clone();
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // hyper calls the service once a request head is parsed: the head deadline is met.
+        let busy = svc_watch.request_started(req.version());
         req.extensions_mut().insert(ConnectInfo(peer));
-        req.map(axum::body::Body::new)
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req.map(axum::body::Body::new)).await;
+            // The request counts as in flight until hyper drops the answer's body: fully sent,
+            // or the client went away.
+            res.map(|r| r.map(|inner| Answer { inner, _busy: busy }))
+        }
     });
-    let svc = TowerToHyperService::new(svc);
     tokio::spawn(async move {
         let mut builder = Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout);
+        // hyper's header timer would restart at the end of every answer and so cut idle
+        // keep-alive connections at the head deadline; the watch keeps both deadlines instead.
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
         builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = builder.serve_connection(io, svc);
         let mut conn = std::pin::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => log_end(res),
-            () = stopping(&mut stop) => {
-                // Finish the request in flight, then close.
-                conn.as_mut().graceful_shutdown();
-                log_end(conn.await);
+        // A graceful close was asked for (shutdown, or the idle deadline): the next deadline cuts.
+        let mut closing = false;
+        loop {
+            let deadline = watch.deadline();
+            tokio::select! {
+                res = conn.as_mut() => {
+                    log_end(res);
+                    break;
+                }
+                () = stopping(&mut stop), if !closing => {
+                    // Finish the request in flight, then close.
+                    closing = true;
+                    watch.closing();
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    let Some(phase) = watch.expired() else { continue };
+                    if phase == Phase::Idle && !closing {
+                        // Politely (HTTP/2 GOAWAY; HTTP/1 closes at once), within a head deadline.
+                        closing = true;
+                        watch.closing();
+                        conn.as_mut().graceful_shutdown();
+                        continue;
+                    }
+                    tracing::debug!(%peer, phase = phase.as_str(), "connection deadline passed; closing");
+                    break;
+                }
+                () = watch.changed.notified() => {}
             }
         }
+        drop(slot);
         drop(done);
     });
 }
@@ -98,4 +222,322 @@ fn log_end(res: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
 /// Resolves once shutdown is signalled (or the signal sender is gone).
 async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Where a connection is in its life; each phase has its own deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepted, nothing received yet.
+    FirstByte,
+    /// Bytes of a request head arrived; the head is not complete.
+    Head,
+    /// At least one request in flight.
+    Busy,
+    /// Keep-alive, no request in flight.
+    Idle,
+    /// A graceful close was started and no request is in flight.
+    Closing,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::FirstByte => "first_byte",
+            Phase::Head => "head",
+            Phase::Busy => "stall",
+            Phase::Idle => "idle",
+            Phase::Closing => "closing",
+        }
+    }
+}
+
+/// One connection's deadline, moved by its socket and its service (which for HTTP/2 run on
+/// other tasks, hence the lock) and enforced by its task.
+struct Watch {
+    opts: ServeOptions,
+    state: Mutex<WatchState>,
+    /// Wakes the connection task when the deadline may have moved earlier.
+    changed: Notify,
+}
+
+struct WatchState {
+    phase: Phase,
+    /// When the phase began; in `Busy`, when a byte last moved.
+    since: Instant,
+    in_flight: usize,
+    /// The connection speaks HTTP/2 (known from its first request).
+    h2: bool,
+    /// A graceful close was started ([`Watch::closing`]).
+    closing: bool,
+}
+
+impl Watch {
+    fn new(opts: ServeOptions) -> Watch {
+        let state =
+            WatchState { phase: Phase::FirstByte, since: Instant::now(), in_flight: 0, h2: false, closing: false };
+        Watch { opts, state: Mutex::new(state), changed: Notify::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        // The state is a few plain fields, consistent after any single assignment.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn deadline_of(&self, s: &WatchState) -> Instant {
+        let limit = match s.phase {
+            Phase::FirstByte => self.opts.first_byte,
+            Phase::Head | Phase::Closing => self.opts.head,
+            Phase::Busy => self.opts.stall,
+            Phase::Idle => self.opts.idle,
+        };
+        s.since + limit
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline_of(&self.lock())
+    }
+
+    /// The phase whose deadline has passed, if it has (it may have moved since it was read).
+    fn expired(&self) -> Option<Phase> {
+        let s = self.lock();
+        (self.deadline_of(&s) <= Instant::now()).then_some(s.phase)
+    }
+
+    fn enter(&self, s: &mut WatchState, phase: Phase) {
+        s.phase = phase;
+        s.since = Instant::now();
+        self.changed.notify_one();
+    }
+
+    /// Bytes arrived from the client.
+    fn read(&self) {
+        let mut s = self.lock();
+        match s.phase {
+            Phase::FirstByte => self.enter(&mut s, Phase::Head),
+            // The next HTTP/1 request began. (HTTP/2 peers send frames while idle, pings and
+            // window updates, that are no request: for them only a request ends the idle phase.)
+            Phase::Idle if !s.h2 => self.enter(&mut s, Phase::Head),
+            Phase::Busy => s.since = Instant::now(),
+            Phase::Head | Phase::Idle | Phase::Closing => {}
+        }
+    }
+
+    /// Bytes went to the client.
+    fn wrote(&self) {
+        let mut s = self.lock();
+        if s.phase == Phase::Busy {
+            s.since = Instant::now();
+        }
+    }
+
+    /// A request head was parsed; the request is in flight until the returned guard is dropped.
+    fn request_started(self: &Arc<Self>, version: hyper::Version) -> Busy {
+        let mut s = self.lock();
+        s.in_flight += 1;
+        s.h2 = version == hyper::Version::HTTP_2;
+        // The deadline only moves later here: no need to wake the task.
+        s.phase = Phase::Busy;
+        s.since = Instant::now();
+        Busy(self.clone())
+    }
+
+    /// A graceful close was started: once no request is in flight, the connection has a head
+    /// deadline to finish closing (requests in flight keep their stall deadline).
+    fn closing(&self) {
+        let mut s = self.lock();
+        s.closing = true;
+        if s.phase == Phase::Idle {
+            self.enter(&mut s, Phase::Closing);
+        }
+    }
+}
+
+/// A request in flight on its connection.
+struct Busy(Arc<Watch>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 && s.phase == Phase::Busy {
+            let next = if s.closing { Phase::Closing } else { Phase::Idle };
+            self.0.enter(&mut s, next);
+        }
+    }
+}
+
+/// An answer's body, holding its request's [`Busy`] until hyper is done with it.
+struct Answer {
+    inner: axum::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The socket, reporting every byte moved to the connection's [`Watch`].
+struct Watched {
+    stream: TcpStream,
+    watch: Arc<Watch>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.read();
+        }
+        res
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.wrote();
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.wrote();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The connection cap this process can keep, given its open-file limit: raises the soft limit
+/// toward the hard one as far as `max_connections` (plus `also_open` connections of other
+/// listeners) needs, then caps client connections at three quarters of the limit, leaving the
+/// rest for OpenIM calls, the audit log, plugin files and the listeners. Without this a cap above
+/// the limit would never be reached: accept would fail with EMFILE first, and the gateway, health
+/// checks included, would stop answering.
+// `rlim_t` is `u64` on Linux but not on every unix: the casts are no-ops only on some targets.
+#[allow(clippy::unnecessary_cast)]
+pub fn fit_to_fd_limit(max_connections: usize, also_open: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return max_connections;
+        }
+        let (cur, max) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+        let connections = max_connections.saturating_add(also_open) as u64;
+        let wanted = connections.saturating_mul(4) / 3 + 1;
+        let mut limit = cur;
+        if cur < wanted && max > cur {
+            let raised = libc::rlimit { rlim_cur: wanted.min(max) as libc::rlim_t, rlim_max: lim.rlim_max };
+            // SAFETY: `raised` is a valid rlimit; a refusal leaves the limit as it was.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit = wanted.min(max);
+            }
+        }
+        let fit = usize::try_from(limit / 4 * 3).unwrap_or(usize::MAX).saturating_sub(also_open).max(1);
+        if fit < max_connections {
+            tracing::warn!(
+                max_connections,
+                open_file_limit = limit,
+                using = fit,
+                "server.max_connections does not fit the open-file limit; capping connections lower"
+            );
+            return fit;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = also_open;
+    max_connections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> ServeOptions {
+        let s = Duration::from_secs;
+        ServeOptions { first_byte: s(1), head: s(2), idle: s(3), stall: s(4), max_connections: 10, drain: s(1) }
+    }
+
+    #[test]
+    fn phases_follow_the_connection() {
+        let w = Arc::new(Watch::new(opts()));
+        let phase = |w: &Watch| w.lock().phase;
+        assert_eq!(phase(&w), Phase::FirstByte);
+        w.wrote();
+        assert_eq!(phase(&w), Phase::FirstByte, "writes are no request");
+        w.read();
+        assert_eq!(phase(&w), Phase::Head);
+        let a = w.request_started(hyper::Version::HTTP_11);
+        let b = w.request_started(hyper::Version::HTTP_11);
+        assert_eq!(phase(&w), Phase::Busy);
+        drop(a);
+        assert_eq!(phase(&w), Phase::Busy, "one request is still in flight");
+        drop(b);
+        assert_eq!(phase(&w), Phase::Idle);
+        w.read();
+        assert_eq!(phase(&w), Phase::Head, "an HTTP/1 byte after idle starts the next head");
+    }
+
+    #[test]
+    fn http2_frames_while_idle_do_not_start_a_head() {
+        let w = Arc::new(Watch::new(opts()));
+        w.read();
+        drop(w.request_started(hyper::Version::HTTP_2));
+        assert_eq!(w.lock().phase, Phase::Idle);
+        w.read();
+        assert_eq!(w.lock().phase, Phase::Idle, "a ping is no request");
+    }
+
+    #[test]
+    fn each_phase_has_its_own_deadline() {
+        let w = Arc::new(Watch::new(opts()));
+        let left = |w: &Watch| w.deadline() - w.lock().since;
+        assert_eq!(left(&w), Duration::from_secs(1));
+        w.read();
+        assert_eq!(left(&w), Duration::from_secs(2));
+        let busy = w.request_started(hyper::Version::HTTP_11);
+        assert_eq!(left(&w), Duration::from_secs(4));
+        drop(busy);
+        assert_eq!(left(&w), Duration::from_secs(3));
+        assert_eq!(w.expired(), None);
+    }
+
+    #[test]
+    fn a_limit_that_fits_is_kept() {
+        assert_eq!(fit_to_fd_limit(16, 0), 16);
+    }
 }

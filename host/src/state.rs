@@ -44,7 +44,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens `[audit] file` (relative to `base_dir`), continuing its chain; a corrupt file is an error.
+    /// Opens `[audit] file` (relative to `base_dir`), continuing its chain; a corrupt file is an
+    /// error, and so is a file another imgate holds (locked for the log's lifetime). Either way the
+    /// head's seq is exported as the `imgate_audit_head_seq` gauge.
     pub async fn open_audit(mut self, base_dir: &Path) -> Result<AppState, ConfigErrors> {
         if let Some(file) = &self.config.audit.file {
             let path = resolve(base_dir, file);
@@ -52,6 +54,7 @@ impl AppState {
                 .await
                 .map_err(|e| ConfigErrors(vec![format!("audit.file: {}: {e}", path.display())]))?;
         }
+        self.audit.export_head_seq(self.metrics.audit_head_seq.clone());
         if let Some(m) = &self.plugins.manager {
             m.set_audit(self.audit.clone());
         }
@@ -114,6 +117,11 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
             refresh_before: Duration::from_secs(o.admin_token_refresh_before_secs),
             max_response_bytes: o.max_response_bytes,
             membership_cache: Duration::from_millis(o.membership_cache_ms),
+            privileged: crate::openim::PrivilegedSettings {
+                admin_user_ids: o.admin_user_ids(),
+                allow_user_ids: o.privileged.allow_user_ids.clone(),
+                level_cache: Duration::from_millis(o.privileged.level_cache_ms),
+            },
         };
         OpenIm::new(settings, metrics.clone()).map_err(|e| errors.push(format!("openim: {e}"))).ok()
     });

@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tracing::Instrument;
 
-use crate::audit::AuditEvent;
+use crate::audit::{outcome, AuditEvent};
 use crate::config::TelemetryConfig;
 use crate::state::AppState;
 
@@ -37,6 +37,8 @@ pub struct Trail {
     pub user: Option<String>,
     pub reason: Option<String>,
     pub operation_ids: Vec<String>,
+    /// A handler refused the request ([`RequestId::note_refusal`]), whatever the HTTP status says.
+    pub refused: bool,
 }
 
 impl RequestId {
@@ -56,6 +58,16 @@ impl RequestId {
     /// Why the request was refused (an audit-only reason).
     pub fn note_reason(&self, reason: &str) {
         self.trail().reason = Some(reason.to_owned());
+    }
+
+    /// The request is refused, for `reason` (stable text naming the rule, never a token or a
+    /// body): its audit record says `refused` even when the answer is HTTP 200 — the
+    /// OpenIM-compatible surface answers refusals in OpenIM's envelope, and the status alone
+    /// would record them as `ok`. A 5xx answer still records `error`.
+    pub fn note_refusal(&self, reason: &str) {
+        let mut trail = self.trail();
+        trail.reason = Some(reason.to_owned());
+        trail.refused = true;
     }
 
     /// An OpenIM operationID this request caused.
@@ -88,10 +100,12 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
     let started = Instant::now();
     let id = req.headers().get(REQUEST_ID_HEADER).and_then(RequestId::from_client).unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(id.clone());
-    // The matched route template, never the raw path: raw paths may carry ids and blow up label sets.
+    // Labels (and the span, the log and the audit record) take only values from closed sets: the
+    // matched route template, never the raw path (paths carry ids), and a known method name or
+    // `other` (a client may send any token as a method; each would be a new series).
     let route =
-        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| UNMATCHED.into());
+    let method = method_label(req.method()).to_owned();
     let span = tracing::info_span!("request", request_id = id.as_str(), method = %method, route = %route);
     metrics.in_flight.inc();
     let res = next.run(req).instrument(span.clone()).await;
@@ -108,10 +122,12 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
         return finish(res, &id);
     }
     let outcome = match status {
-        200..=399 => "ok",
-        401 | 403 => "refused",
-        400..=499 => "rejected",
-        _ => "error",
+        500.. => outcome::ERROR,
+        _ if trail.refused => outcome::REFUSED,
+        200..=399 => outcome::OK,
+        401 | 403 => outcome::REFUSED,
+        400..=499 => outcome::REJECTED,
+        _ => outcome::ERROR,
     };
     state.audit.record(AuditEvent {
         kind: "api_call".into(),
@@ -128,6 +144,24 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
         detail: Default::default(),
     });
     finish(res, &id)
+}
+
+/// The route label of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// A request method as a label: the methods routes can have, or `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Stamps the request id on the answer.
@@ -162,6 +196,12 @@ pub struct OperationLabels {
     pub operation: String,
 }
 
+/// Which listener a connection came in on: `api` or `metrics`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
@@ -184,6 +224,12 @@ pub struct Metrics {
     pub openim_admin_token_fetches: Family<ReasonLabels, Counter>,
     pub openim_user_token_mints: Counter,
     pub handshake_dh_operations: Counter,
+    /// Open client connections, by listener (`server::serve`).
+    pub connections_open: Family<ListenerLabels, Gauge>,
+    /// Connections closed at once because the listener was at `server.max_connections`.
+    pub connections_shed: Family<ListenerLabels, Counter>,
+    /// `seq` of the audit chain's last record (kept by the audit writer, see `AuditLog::export_head_seq`).
+    pub audit_head_seq: Gauge,
     pub plugins: crate::plugins::metrics::PluginMetrics,
 }
 
@@ -199,6 +245,9 @@ impl Metrics {
             openim_admin_token_fetches: Family::default(),
             openim_user_token_mints: Counter::default(),
             handshake_dh_operations: Counter::default(),
+            connections_open: Family::default(),
+            connections_shed: Family::default(),
+            audit_head_seq: Gauge::default(),
             plugins: crate::plugins::metrics::PluginMetrics::new(),
             registry: Registry::default(),
         };
@@ -218,8 +267,28 @@ impl Metrics {
             "X25519 operations spent on handshakes (refusals are padded to the cost of an acceptance)",
             m.handshake_dh_operations.clone(),
         );
+        registry.register("connections_open", "Client connections open, by listener", m.connections_open.clone());
+        registry.register(
+            "connections_shed",
+            "Connections closed at once because the listener had server.max_connections open",
+            m.connections_shed.clone(),
+        );
+        registry.register(
+            "audit_head_seq",
+            "Seq of the last audit record written (its hash: GET /v1/admin/audit/head)",
+            m.audit_head_seq.clone(),
+        );
         m.plugins.register(&mut registry);
         Metrics { registry, ..m }
+    }
+
+    /// The connection metrics of one listener (`"api"` or `"metrics"`), for `server::serve`.
+    pub fn connections(&self, listener: &'static str) -> crate::server::ConnectionMetrics {
+        let labels = ListenerLabels { listener };
+        crate::server::ConnectionMetrics {
+            open: self.connections_open.get_or_create(&labels).clone(),
+            shed: self.connections_shed.get_or_create(&labels).clone(),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,5 +1,6 @@
 //! Tests of the audit chain: continuation across restarts, detection of edited and removed
-//! records, injection-proof lines, and the fail-closed / drop-and-count behaviour under pressure.
+//! records (and, with a head anchor, of records cut off the end), the one-writer lock,
+//! injection-proof lines, and the fail-closed / drop-and-count behaviour under pressure.
 
 use std::fs;
 use std::io;
@@ -56,7 +57,8 @@ async fn file_with(n: usize, name: &str) -> PathBuf {
     for i in 0..n {
         log.record(event("api_call", &format!("user{i}")));
     }
-    log.flush().await;
+    // Closed, not just dropped: the lock is released now, not whenever the writer thread ends.
+    log.close().await;
     path
 }
 
@@ -66,8 +68,7 @@ async fn chain_continues_across_reopen() {
     let log = AuditLog::open(&path).await.expect("reopen");
     log.record(event("auth", "u4"));
     log.record(event("auth", "u5"));
-    log.flush().await;
-    drop(log);
+    log.close().await;
     assert_eq!(verify_file(&path), Ok(5));
     let seqs: Vec<u64> = lines(&path).iter().map(|l| parse(l)["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
@@ -300,8 +301,7 @@ async fn open_reads_a_tail_longer_than_one_chunk() {
     let mut long = event("api_call", "long");
     long.detail.insert("ids".into(), Value::String("x".repeat(20_000)));
     log.record(long);
-    log.flush().await;
-    drop(log);
+    log.close().await;
     let log = AuditLog::open(&path).await.expect("reopen");
     log.record(event("api_call", "after"));
     log.flush().await;
@@ -319,4 +319,111 @@ fn verify_reports_unreadable_and_empty_files() {
     let err = verify_file(&empty).expect_err("garbage");
     assert_eq!(err.line, 1);
     assert!(err.to_string().starts_with("line 1: not a valid audit record"), "{err}");
+}
+
+#[tokio::test]
+async fn a_second_writer_is_refused_while_the_first_holds_the_file() {
+    let path = temp_dir("lock").join("audit.jsonl");
+    let first = AuditLog::open(&path).await.expect("open");
+    first.record(event("api_call", "a"));
+    let err = AuditLog::open(&path).await.expect_err("the file is held");
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()) && msg.contains("another imgate holds it"), "{msg}");
+    // Readers take no lock.
+    first.flush().await;
+    assert_eq!(verify_file(&path), Ok(1));
+    first.record(event("api_call", "b"));
+    first.close().await;
+    assert_eq!(first.unwritten(), 0);
+    // Once closed, the next writer continues the same chain.
+    let second = AuditLog::open(&path).await.expect("released by close");
+    assert_eq!(second.head().seq, 2);
+    second.record(event("api_call", "c"));
+    second.close().await;
+    assert_eq!(verify_file(&path), Ok(3));
+    // A record through a stale handle after close is counted, not appended without the lock.
+    first.record(event("api_call", "late"));
+    first.flush().await;
+    assert_eq!(first.unwritten(), 1);
+    assert_eq!(verify_file(&path), Ok(3));
+}
+
+#[tokio::test]
+async fn head_is_the_last_record_written_and_feeds_the_gauge() {
+    let path = temp_dir("head").join("audit.jsonl");
+    let log = AuditLog::open(&path).await.expect("open");
+    assert_eq!(log.head(), AuditHead { seq: 0, hash: record::GENESIS.into() });
+    let gauge = prometheus_client::metrics::gauge::Gauge::default();
+    log.export_head_seq(gauge.clone());
+    for i in 0..3 {
+        log.record(event("api_call", &format!("u{i}")));
+    }
+    log.flush().await;
+    let last = parse(lines(&path).last().expect("a line"));
+    let head = log.head();
+    assert_eq!((head.seq, head.hash.as_str()), (3, last["hash"].as_str().expect("hash")));
+    assert_eq!(gauge.get(), 3);
+    log.close().await;
+    // A reopened log starts from the file's head, and says so at once.
+    let log = AuditLog::open(&path).await.expect("reopen");
+    let gauge = prometheus_client::metrics::gauge::Gauge::default();
+    log.export_head_seq(gauge.clone());
+    assert_eq!((log.head(), gauge.get()), (head, 3));
+    log.close().await;
+
+    let memory = AuditLog::memory();
+    let gauge = prometheus_client::metrics::gauge::Gauge::default();
+    memory.export_head_seq(gauge.clone());
+    memory.record(event("api_call", "m"));
+    let rec = &memory.records()[0];
+    assert_eq!(memory.head(), AuditHead { seq: 1, hash: rec["hash"].as_str().expect("hash").into() });
+    assert_eq!(gauge.get(), 1);
+}
+
+#[tokio::test]
+async fn a_head_anchor_detects_records_cut_off_the_end() {
+    let path = file_with(5, "anchor").await;
+    let all = lines(&path);
+    let head_of = |i: usize| {
+        let r = parse(&all[i]);
+        AuditHead { seq: r["seq"].as_u64().expect("seq"), hash: r["hash"].as_str().expect("hash").into() }
+    };
+    let head4 = head_of(3);
+    // The anchored record is there; records after it are the chain going on.
+    assert_eq!(verify_file_with_head(&path, Some(&head4)), Ok(5));
+    assert_eq!(verify_file_with_head(&path, Some(&head_of(4))), Ok(5));
+    assert_eq!(verify_file_with_head(&path, Some(&AuditHead { seq: 0, hash: record::GENESIS.into() })), Ok(5));
+
+    // The last two lines removed: still a valid chain on its own, but not the anchored one.
+    fs::write(&path, all[..3].join("\n") + "\n").expect("write");
+    assert_eq!(verify_file(&path), Ok(3));
+    let err = verify_file_with_head(&path, Some(&head4)).expect_err("truncated");
+    assert_eq!(err.line, 4, "{err}");
+    assert!(err.reason.contains("truncated") && err.reason.contains("seq 3") && err.reason.contains("seq 4"), "{err}");
+
+    // The same seq with another hash: the file was rewritten up to it.
+    let forged = AuditHead { seq: 2, hash: "0".repeat(63) + "1" };
+    let err = verify_file_with_head(&path, Some(&forged)).expect_err("other hash");
+    assert_eq!(err.line, 2, "{err}");
+    assert!(err.reason.contains("head anchor"), "{err}");
+    let err = verify_file_with_head(&path, Some(&AuditHead { seq: 0, hash: forged.hash })).expect_err("seq 0");
+    assert_eq!(err.line, 0, "{err}");
+}
+
+#[test]
+fn heads_parse_from_seq_colon_hash() {
+    let hash = "AB".repeat(32);
+    let head: AuditHead = format!("12:{hash}").parse().expect("parses");
+    assert_eq!(head, AuditHead { seq: 12, hash: hash.to_ascii_lowercase() });
+    assert_eq!(head.to_string(), format!("12:{}", hash.to_ascii_lowercase()));
+    assert_eq!(
+        serde_json::to_value(&head).expect("json"),
+        serde_json::json!({"seq": 12, "hash": hash.to_ascii_lowercase()})
+    );
+    for bad in
+        ["", "12", ":ab", "-1:ab", &format!("x:{hash}"), "12:abc", &format!("12:{hash}0"), &format!("12: {hash}")]
+    {
+        assert!(bad.parse::<AuditHead>().is_err(), "{bad:?}");
+    }
 }

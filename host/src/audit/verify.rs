@@ -3,12 +3,18 @@
 //!
 //! Each line must check out on its own (JSON, hash of its own content, canonical bytes — see
 //! `record::check_line`) and against its predecessor (`seq` one more, `prev` = its `hash`).
+//!
+//! A file alone cannot show that records were cut off its end: what remains is a valid chain.
+//! With a head anchor (`--head SEQ:HASH`, a head read earlier from the running gateway and kept
+//! elsewhere) the file must also hold record `SEQ` with exactly that hash; records after it are
+//! fine (the chain went on), a file that ends before it was truncated.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::record::{self, GENESIS};
+use super::AuditHead;
 
 /// Why a file failed verification: the first bad line (1-based; 0 when the file itself could
 /// not be read) and what is wrong with it.
@@ -25,6 +31,20 @@ pub struct VerifyError {
 /// edited record). An empty file is a valid, empty chain. A chain cut short at its end cannot be
 /// detected from the file alone; compare the count and last hash with a copy kept elsewhere.
 pub fn verify_file(path: &Path) -> Result<u64, VerifyError> {
+    verify_file_with_head(path, None)
+}
+
+/// [`verify_file`], and if `head` is given, the file must contain that record: the line with
+/// `seq` = `head.seq` must have `hash` = `head.hash` (else the file was rewritten up to there),
+/// and a file that ends before it was cut short (records removed from its end). Seq 0 is the
+/// empty chain's head (hash [`GENESIS`]), contained in every file.
+pub fn verify_file_with_head(path: &Path, head: Option<&AuditHead>) -> Result<u64, VerifyError> {
+    if let Some(h) = head.filter(|h| h.seq == 0 && h.hash != GENESIS) {
+        return Err(VerifyError {
+            line: 0,
+            reason: format!("head {h}: seq 0 is the empty chain, whose hash is {GENESIS}"),
+        });
+    }
     let file = File::open(path).map_err(|e| VerifyError { line: 0, reason: format!("cannot open: {e}") })?;
     let mut reader = BufReader::new(file);
     let mut expected_seq = 1u64;
@@ -37,7 +57,18 @@ pub fn verify_file(path: &Path) -> Result<u64, VerifyError> {
             .read_until(b'\n', &mut buf)
             .map_err(|e| VerifyError { line: line_no + 1, reason: format!("cannot read: {e}") })?;
         if n == 0 {
-            return Ok(line_no);
+            return match head {
+                Some(h) if h.seq > line_no => Err(VerifyError {
+                    line: line_no + 1,
+                    reason: format!(
+                        "truncated: the file ends at seq {line_no} but the head anchor is seq {} ({} record(s) \
+                         removed from its end)",
+                        h.seq,
+                        h.seq - line_no
+                    ),
+                }),
+                _ => Ok(line_no),
+            };
         }
         line_no += 1;
         let fail = |reason: String| VerifyError { line: line_no, reason };
@@ -55,6 +86,12 @@ pub fn verify_file(path: &Path) -> Result<u64, VerifyError> {
         if checked.prev != prev {
             let what = if line_no == 1 { "the chain's start".to_owned() } else { format!("line {}", line_no - 1) };
             return Err(fail(format!("prev does not match the hash of {what} (a record was removed or replaced)")));
+        }
+        if let Some(h) = head.filter(|h| h.seq == checked.seq && h.hash != checked.hash) {
+            return Err(fail(format!(
+                "seq {} has hash {}, not the head anchor's {} (the file was rewritten up to this record)",
+                checked.seq, checked.hash, h.hash
+            )));
         }
         expected_seq += 1;
         prev = checked.hash;

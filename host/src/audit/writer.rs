@@ -6,18 +6,22 @@
 //! created outside a runtime. A failed write never advances the chain, and a partially written
 //! line is cut off again, so the file stays verifiable through a full disk; once writes succeed
 //! again an `audit_loss` record says how many events were lost meanwhile.
+//!
+//! The file is opened with an exclusive lock (see [`open_file`]) that lives as long as the sink:
+//! two writers continuing one chain from the same head would fork it, and neither could tell.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{self, Chain};
-use super::{AuditError, AuditEvent};
+use super::{gauge_value, AuditError, AuditEvent, AuditHead};
 
 /// How often, at most, loss is reported while the channel never drains.
 const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,10 +33,11 @@ pub(crate) enum Msg {
     Event(AuditEvent),
     Durable(AuditEvent, oneshot::Sender<Result<(), AuditError>>),
     Flush(oneshot::Sender<()>),
+    /// Flush, then drop the file (releasing its lock) before acknowledging.
+    Close(oneshot::Sender<()>),
 }
 
-/// Counters shared by the handles and the writer.
-#[derive(Default)]
+/// Counters and the chain's head, shared by the handles and the writer.
 pub(crate) struct Shared {
     /// Events refused because the channel was full (or the writer gone).
     pub dropped: AtomicU64,
@@ -40,12 +45,67 @@ pub(crate) struct Shared {
     pub unwritten: AtomicU64,
     /// Set by the first drop of a burst (which logs an error); cleared when the writer reports it.
     pub overflowing: AtomicBool,
+    /// The last record written, and the gauge that mirrors its seq (one lock: they never disagree
+    /// for longer than one update, and a head read never pairs one record's seq with another's hash).
+    head: Mutex<Head>,
+}
+
+struct Head {
+    chain: Chain,
+    gauge: Option<Gauge>,
+}
+
+impl Shared {
+    pub fn new(chain: &Chain) -> Shared {
+        Shared {
+            dropped: AtomicU64::new(0),
+            unwritten: AtomicU64::new(0),
+            overflowing: AtomicBool::new(false),
+            head: Mutex::new(Head { chain: chain.clone(), gauge: None }),
+        }
+    }
+
+    fn lock_head(&self) -> std::sync::MutexGuard<'_, Head> {
+        self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn head(&self) -> AuditHead {
+        AuditHead::from(&self.lock_head().chain)
+    }
+
+    pub fn export_head_seq(&self, gauge: Gauge) {
+        let mut head = self.lock_head();
+        gauge.set(gauge_value(head.chain.seq));
+        head.gauge = Some(gauge);
+    }
+
+    fn set_head(&self, chain: &Chain) {
+        let mut head = self.lock_head();
+        head.chain.clone_from(chain);
+        if let Some(gauge) = &head.gauge {
+            gauge.set(gauge_value(chain.seq));
+        }
+    }
 }
 
 /// Where lines go. `append` writes one whole line or, on error, nothing.
 pub(crate) trait Sink: Send {
     fn append(&mut self, line: &[u8]) -> io::Result<()>;
     fn sync(&mut self) -> io::Result<()>;
+}
+
+/// What replaces the file once the log is closed: every write fails, so late records are
+/// counted as unwritten rather than appended after the lock was given up.
+struct Closed;
+
+impl Sink for Closed {
+    fn append(&mut self, _line: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("the audit log was closed (the gateway is shutting down)"))
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An append-only file. Tracks its length so a partial line left by a failed write is cut off.
@@ -151,6 +211,15 @@ impl Writer {
                     }
                     let _ = ack.send(());
                 }
+                Msg::Close(ack) => {
+                    self.report_loss();
+                    if let Err(e) = self.sink.sync() {
+                        self.on_failure(&e);
+                    }
+                    // Dropping the file sink closes the file and with it the lock.
+                    self.sink = Box::new(Closed);
+                    let _ = ack.send(());
+                }
             }
             if self.rx.is_empty() || self.last_report.elapsed() >= LOSS_REPORT_INTERVAL {
                 self.report_loss();
@@ -189,6 +258,7 @@ impl Writer {
         match self.sink.append(&line) {
             Ok(()) => {
                 self.chain.advance(&sealed);
+                self.shared.set_head(&self.chain);
                 if self.failing {
                     self.failing = false;
                     tracing::warn!("audit sink writable again");
@@ -229,14 +299,33 @@ impl Writer {
     }
 }
 
-/// Opens (creating, mode 0600 on unix) the audit file for appending and returns it with the head
-/// of its chain, after checking that the file ends with a complete, intact record.
+/// Opens (creating, mode 0600 on unix) the audit file for appending, locks it exclusively, and
+/// returns it with the head of its chain, after checking that the file ends with a complete,
+/// intact record. The lock is taken before the tail is read, so the head read is the one no other
+/// writer can move; it is released when the returned `File` is dropped.
 pub(crate) fn open_file(path: &Path) -> io::Result<(File, Chain, u64)> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).append(true).create(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "audit log {} is locked: another imgate holds it (one gateway per audit file; stop \
+                     the other one or give this one its own [audit] file)",
+                    path.display()
+                ),
+            ))
+        }
+        // A file system without locks: refuse rather than risk two writers forking the chain.
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(io::Error::new(e.kind(), format!("audit log {}: cannot lock it: {e}", path.display())))
+        }
+    }
     let len = file.metadata()?.len();
     let corrupt = |why: String| {
         io::Error::new(

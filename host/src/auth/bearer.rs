@@ -3,7 +3,10 @@
 //! A token is 32 random bytes (b64url), minted by a signed call, stored only as its SHA-256, and
 //! bound to its session: it ends when the session ends (logout, revocation, expiry) and lives at
 //! most `auth.bearer_token_lifetime_secs`. It is never an OpenIM token, and only the OpenIM-
-//! compatible surface accepts it.
+//! compatible surface accepts it. No token is minted for, and none authenticates, a session of
+//! one of OpenIM's admin ids (`openim.admin_user_id`, `[openim.privileged] other_admin_user_ids`)
+//! that `allow_user_ids` does not name: such a session can only predate that config (handshakes
+//! refuse them), and OpenIM exempts those ids from its friend and blacklist checks.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -12,21 +15,26 @@ use sha2::{Digest, Sha256};
 
 use super::now_ms;
 use super::signed::Caller;
+use crate::openim::Privilege;
 use crate::state::AppState;
 
 fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Mints a token for the caller's session; returns it and its end (ms).
-pub async fn mint(state: &AppState, caller: &Caller) -> (String, i64) {
+/// Mints a token for the caller's session; returns it and its end (ms), or the privilege that
+/// forbids one (a configured check only: the handshake already asked OpenIM for the level).
+pub async fn mint(state: &AppState, caller: &Caller) -> Result<(String, i64), Privilege> {
+    if let Some(p) = state.openim.configured_privilege(&caller.user_id) {
+        return Err(p);
+    }
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = B64URL.encode(raw);
     let lifetime = state.config.auth.bearer_token_lifetime_secs as i64 * 1000;
     let expires_at = (now_ms() + lifetime).min(caller.session_expires_at_ms);
     state.store.put_token(token_hash(&token), &caller.session_id, expires_at).await;
-    (token, expires_at)
+    Ok((token, expires_at))
 }
 
 /// The caller behind a bearer token, if the token and its session are both alive.
@@ -37,5 +45,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Option<Caller> {
     let now = now_ms();
     let sid = state.store.token_session(&token_hash(token), now).await?;
     let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
-    state.store.live_session(&sid, now, idle_ms).await.map(Caller::from)
+    let caller = state.store.live_session(&sid, now, idle_ms).await.map(Caller::from)?;
+    // A token minted before the config named this user an OpenIM admin is dead from now on.
+    state.openim.configured_privilege(&caller.user_id).is_none().then_some(caller)
 }

@@ -6,10 +6,18 @@
 //! Order of checks in [`handle`]: per-address rate limit → body cap and shape (no curve operation
 //! for bytes that cannot be a message 1) → low-order ephemeral → decrypt with each gateway key →
 //! enrolled key, matching `device_id` → `ts` within ±300 s → `ts` newer than the device's last
-//! (advanced only now, so a rejected message never moves it) → session. Every failure after the
-//! shape check is the same 401, padded to the same number of X25519 operations; the reason goes to
-//! the audit trail only. Message 1's payload is replayable by design: nothing but `device_id`
-//! and `ts` is read from it.
+//! (advanced only now, so a rejected message never moves it) → the device's user is not one of
+//! OpenIM's privileged accounts → session. Every failure after the shape check is the same 401,
+//! padded to the same number of X25519 operations; the reason goes to the audit trail only.
+//! Message 1's payload is replayable by design: nothing but `device_id` and `ts` is read from it.
+//!
+//! The privilege check covers devices enrolled before an upgrade or a config change (enrollment
+//! refuses privileged accounts too): an admin id is refused on the config alone; for any other
+//! user OpenIM's `appMangerLevel` is read (`get_users_info`, reused for
+//! `openim.privileged.level_cache_ms`), so a user promoted in OpenIM after enrollment gets no new
+//! session. It runs last, so replays and forgeries never cost an OpenIM call. If OpenIM cannot
+//! answer, no session is made and the client gets OpenIM's 502/504: it has proven its key, and a
+//! 401 would tell it its credentials are wrong when they are not.
 
 use std::net::SocketAddr;
 
@@ -26,6 +34,7 @@ use super::now_ms;
 use super::x25519::{is_low_order, DalekResolver, DhCounter};
 use crate::error::{ApiError, ErrorCode};
 use crate::keys::GatewayKey;
+use crate::openim::{CallCtx, OpenImError, Privilege};
 use crate::state::AppState;
 use crate::store::Session;
 use crate::telemetry::RequestId;
@@ -41,12 +50,14 @@ const MSG1_OVERHEAD: usize = 32 + 48 + 16;
 const MAX_PAYLOAD: usize = 256;
 
 /// Why a message 1 was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Reject {
     /// Not a message 1 at all (400): checked before any curve operation.
     Malformed(&'static str),
     /// Anything else (the generic 401); the reason is for the audit trail.
     Unauthenticated(&'static str),
+    /// An authentic message 1 whose user's OpenIM privilege could not be read (OpenIM's 502/504).
+    Upstream(OpenImError),
 }
 
 /// Message 1's payload: the only two fields the gateway reads.
@@ -140,11 +151,12 @@ pub async fn handle(
         serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("expected {\"msg\": \"<base64>\"}"))?;
     let msg = B64.decode(parsed.msg.as_bytes()).map_err(|_| ApiError::bad_request("msg is not base64"))?;
     let counter = DhCounter::default();
-    let result = accept(&state, &counter, &msg).await;
+    let result = accept(&state, &counter, &msg, &request).await;
     let ops = counter.get();
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(Reject::Malformed(_)) => "malformed",
+        Err(Reject::Upstream(_)) => "failed",
         Err(Reject::Unauthenticated(_)) => {
             // Every refusal costs what the most expensive one does (two DH per gateway key), so
             // timing tells an attacker nothing about which check failed.
@@ -173,11 +185,28 @@ pub async fn handle(
             request.note_reason(&format!("handshake {outcome}: {why}"));
             Err(ApiError::unauthenticated().with_detail(why))
         }
+        Err(Reject::Upstream(e)) => {
+            request.note_reason(&format!("handshake {outcome}: OpenIM privilege check: {}", e.outcome()));
+            // Only "OpenIM could not answer" codes: an errCode mapped to 400/403/404 would read
+            // as a verdict on the client's own request.
+            let code = match &e {
+                OpenImError::Timeout(_) => ErrorCode::UpstreamTimeout,
+                OpenImError::Unavailable(_) => ErrorCode::UpstreamUnavailable,
+                OpenImError::BadResponse(_) => ErrorCode::UpstreamBadResponse,
+                OpenImError::Api { .. } | OpenImError::InvalidCall(_) => ErrorCode::UpstreamRejected,
+            };
+            Err(ApiError::new(code).with_detail(e.to_string()))
+        }
     }
 }
 
 /// Everything after the body is decoded: decrypt, check, create the session, answer.
-async fn accept(state: &AppState, counter: &DhCounter, msg: &[u8]) -> Result<(Session, Vec<u8>), Reject> {
+async fn accept(
+    state: &AppState,
+    counter: &DhCounter,
+    msg: &[u8],
+    request: &RequestId,
+) -> Result<(Session, Vec<u8>), Reject> {
     let incoming = read_message1(&state.gateway_keys, counter, msg)?;
     let device = state
         .store
@@ -193,6 +222,20 @@ async fn accept(state: &AppState, counter: &DhCounter, msg: &[u8]) -> Result<(Se
     }
     if !state.store.advance_handshake_ts(&device.public_key, incoming.payload.ts).await {
         return Err(Reject::Unauthenticated("ts not newer than the last accepted one (replay)"));
+    }
+    match state.openim.privilege(&CallCtx::for_request(request), &device.user_id).await {
+        Ok(None) => {}
+        Ok(Some(Privilege::Admin)) => {
+            return Err(Reject::Unauthenticated(
+                "the device's user is an OpenIM admin id not in openim.privileged.allow_user_ids",
+            ))
+        }
+        Ok(Some(Privilege::AppManager(_))) => {
+            return Err(Reject::Unauthenticated(
+                "the device's user has OpenIM appMangerLevel >= 2 and is not in openim.privileged.allow_user_ids",
+            ))
+        }
+        Err(e) => return Err(Reject::Upstream(e)),
     }
     let auth = &state.config.auth;
     let mut key = [0u8; 32];

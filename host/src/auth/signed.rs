@@ -183,6 +183,13 @@ async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiEr
     if !state.store.record_nonce(sid, nonce, now + 2 * MAX_SKEW_MS, now).await {
         return Err(refuse("nonce already used in this session (replay)"));
     }
+    // A session of one of OpenIM's admin ids (made before the config said so, or kept by a
+    // persistent store) is an OpenIM admin in a user's clothes: ended at its first authenticated
+    // request (checked after the MAC, so nobody else can end a session by naming it).
+    if state.openim.configured_privilege(&session.user_id).is_some() {
+        state.store.revoke_session(sid).await;
+        return Err(refuse("session ended: the session's user is a privileged OpenIM account"));
+    }
     state.store.touch_session(sid, now).await;
     parts.extensions.insert(Caller::from(session));
     Ok(Request::from_parts(parts, Body::from(body)))

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::{ErrCode, OpenImError};
 use super::ops::{self, Op};
+use super::privileged::{Privilege, Privileged, PrivilegedSettings};
 use super::roles::RoleCache;
 use super::tokens::{Token, TokenCache};
 use crate::telemetry::{Metrics, OpenImLabels, OperationLabels, ReasonLabels, RequestId};
@@ -75,6 +76,8 @@ pub struct OpenImSettings {
     pub max_response_bytes: usize,
     /// How long a group-role lookup is reused (0 = never).
     pub membership_cache: Duration,
+    /// OpenIM's admin ids, the accounts allowed despite their privilege, the level cache.
+    pub privileged: PrivilegedSettings,
 }
 
 /// OpenIM's answer to a passthrough call, as it sent it.
@@ -138,6 +141,7 @@ struct Inner {
     seq: AtomicU64,
     metrics: Arc<Metrics>,
     roles: RoleCache,
+    privileged: Privileged,
 }
 
 impl OpenIm {
@@ -150,6 +154,7 @@ impl OpenIm {
             .map_err(|e| OpenImError::InvalidCall(format!("HTTP client: {e}")))?;
         let base = settings.api_url.trim_end_matches('/').to_owned();
         let roles = RoleCache::new(settings.membership_cache);
+        let privileged = Privileged::new(&settings.privileged);
         Ok(OpenIm {
             inner: Arc::new(Inner {
                 http,
@@ -159,6 +164,7 @@ impl OpenIm {
                 seq: AtomicU64::new(1),
                 metrics,
                 roles,
+                privileged,
             }),
         })
     }
@@ -202,6 +208,46 @@ impl OpenIm {
             .and_then(|m| m["roleLevel"].as_i64());
         self.inner.roles.put(group_id, user_id, role);
         Ok(role)
+    }
+
+    /// One user's OpenIM profile, read now with the admin token (`get_users_info` answers for any
+    /// id, contract §10.6); `None` if OpenIM does not know the user. Refreshes the cached level.
+    pub async fn user_info(&self, ctx: &CallCtx, user_id: &str) -> Result<Option<ops::UserInfo>, OpenImError> {
+        let ids = [user_id.to_owned()];
+        let found: ops::GetUsersInfoResp =
+            self.call(ctx, ops::GET_USERS_INFO, &ops::GetUsersInfoReq { user_ids: &ids }, As::Admin).await?;
+        let info = found.users_info.unwrap_or_default().into_iter().find(|u| u.user_id == user_id);
+        self.inner.privileged.remember_level(user_id, info.as_ref().map(|u| u.app_manger_level));
+        Ok(info)
+    }
+
+    /// Whether `user_id` is one of the ids OpenIM treats as admins (as configured), allowed or not.
+    pub fn is_admin_user_id(&self, user_id: &str) -> bool {
+        self.inner.privileged.is_admin_id(user_id)
+    }
+
+    /// The privilege the config alone establishes (an admin id not in `allow_user_ids`); no call.
+    pub fn configured_privilege(&self, user_id: &str) -> Option<Privilege> {
+        self.inner.privileged.configured(user_id)
+    }
+
+    /// The privilege of a profile just read: an admin id or `appMangerLevel` ≥ 2, unless allowed.
+    pub fn privilege_of(&self, info: &ops::UserInfo) -> Option<Privilege> {
+        self.inner.privileged.judge(&info.user_id, Some(info.app_manger_level))
+    }
+
+    /// The privilege of `user_id`, asking OpenIM for its level unless the config decides or a read
+    /// younger than `level_cache_ms` exists. A user OpenIM does not know is not privileged there.
+    pub async fn privilege(&self, ctx: &CallCtx, user_id: &str) -> Result<Option<Privilege>, OpenImError> {
+        let p = &self.inner.privileged;
+        if p.is_allowed(user_id) || p.is_admin_id(user_id) {
+            return Ok(p.judge(user_id, None));
+        }
+        let level = match p.cached_level(user_id) {
+            Some(level) => level,
+            None => self.user_info(ctx, user_id).await?.map(|u| u.app_manger_level),
+        };
+        Ok(p.judge(user_id, level))
     }
 
     /// Forwards a body to any OpenIM path with the given token and returns OpenIM's answer as sent

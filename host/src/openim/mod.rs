@@ -6,17 +6,20 @@
 //! - `client.rs`: one call = envelope, `operationID`, timeout, bounded retries for reads, token refresh;
 //! - `tokens.rs`: the admin token and per-(user, platform) user tokens, cached, single-flight;
 //! - `errors.rs`: `errCode` → [`ErrCode`], transport failures → [`OpenImError`];
-//! - `ops.rs`: the operations imgate uses, with typed request and response bodies.
+//! - `ops.rs`: the operations imgate uses, with typed request and response bodies;
+//! - `privileged.rs`: OpenIM's admin ids and app managers, which never get devices or sessions.
 
 mod client;
 mod errors;
 pub mod ops;
+mod privileged;
 mod roles;
 mod tokens;
 
 pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer};
 pub use errors::{ErrCode, OpenImError};
 pub use ops::Op;
+pub use privileged::{Privilege, PrivilegedSettings, PRIVILEGED_LEVEL};
 
 /// OpenIM routes only an admin token may call (contract §1.3 "ADMIN"). A route table entry may use
 /// the admin token for these alone — never for something the user could do with their own token.

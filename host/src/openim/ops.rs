@@ -91,6 +91,9 @@ pub struct UserInfo {
     pub face_url: String,
     #[serde(rename = "createTime", default)]
     pub create_time: i64,
+    /// 0/1 ordinary, 2 AppAdmin (system), 3 notification account, 4 robot (contract §8.3).
+    #[serde(rename = "appMangerLevel", default)]
+    pub app_manger_level: i32,
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,6 +35,20 @@ pub async fn health(
     })))
 }
 
+/// `GET /v1/admin/audit/head` (scope `imgate:admin`): `{"seq":N,"hash":"hex"}` of the audit
+/// chain's last record, after writing everything recorded before this request (so the answer is
+/// not behind the requests that led to it). Kept elsewhere, it is the anchor
+/// `imgate audit verify FILE --head SEQ:HASH` checks, which detects records cut off the file's end.
+pub async fn audit_head(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Json<crate::audit::AuditHead>, ApiError> {
+    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
+    state.audit.flush().await;
+    Ok(Json(state.audit.head()))
+}
+
 /// `POST /v1/admin/openim/{*path}` (scope `openim:call`): forwards a JSON body to OpenIM with the
 /// admin token and answers with OpenIM's own envelope, for back-office tools.
 pub async fn openim_passthrough(
@@ -95,6 +109,15 @@ pub async fn register_users(
     let req: RegisterUsers =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     validate_new_users(&req.users)?;
+    // OpenIM creates its admin users itself (it would answer "registered already"); an id that
+    // OpenIM treats as an admin is never a user to create, so say so instead of a vague 409.
+    if let Some(u) = req.users.iter().find(|u| state.openim.is_admin_user_id(&u.user_id)) {
+        rid.note_reason(&format!("register refused: {} is an OpenIM admin id", u.user_id));
+        return Err(ApiError::forbidden().with_message(format!(
+            "{} is an admin id of OpenIM (openim.admin_user_id or [openim.privileged] other_admin_user_ids), not a user to register; none was registered",
+            u.user_id
+        )));
+    }
     let users: Vec<ops::NewUser> = req
         .users
         .iter()

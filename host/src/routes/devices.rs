@@ -4,6 +4,8 @@
 //! canonical, not small-order and not enrolled anywhere else. Deleting a device, or revoking a
 //! user, ends their sessions at once (and with them bearer tokens); revoking a user also logs
 //! them out of OpenIM (`force_logout` per platform they used) so no OpenIM token outlives it.
+//! OpenIM's privileged accounts (its admin ids, `appMangerLevel` ≥ 2) are never enrolled unless
+//! `[openim.privileged] allow_user_ids` names them: a session acts with its user's OpenIM rights.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -19,7 +21,7 @@ use super::admin::{admin_action, is_valid_user_id};
 use crate::auth::x25519::is_acceptable_static_key;
 use crate::auth::{now_ms, require_admin, scopes};
 use crate::error::{ApiError, ErrorCode};
-use crate::openim::{is_user_platform, ops, As, CallCtx};
+use crate::openim::{is_user_platform, ops, As, CallCtx, Privilege};
 use crate::state::AppState;
 use crate::store::{Device, EnrollError};
 use crate::telemetry::RequestId;
@@ -83,14 +85,19 @@ pub async fn enroll(
     if !is_acceptable_static_key(&key) {
         return Err(ApiError::bad_request("public_key: not a usable X25519 key (small-order or non-canonical)"));
     }
-    // The user must exist in OpenIM, or every later OpenIM call for this device would fail.
-    let ids = [user_id.clone()];
-    let found: ops::GetUsersInfoResp = state
+    // An admin id is refused on the config alone, before OpenIM is asked anything.
+    if let Some(p) = state.openim.configured_privilege(&user_id) {
+        return Err(privileged(&rid, &user_id, p));
+    }
+    // The user must exist in OpenIM, or every later OpenIM call for this device would fail; the
+    // same fresh read says whether OpenIM privileges the user (appMangerLevel).
+    let info = state
         .openim
-        .call(&CallCtx::for_request(&rid), ops::GET_USERS_INFO, &ops::GetUsersInfoReq { user_ids: &ids }, As::Admin)
-        .await?;
-    if !found.users_info.unwrap_or_default().iter().any(|u| u.user_id == user_id) {
-        return Err(ApiError::new(ErrorCode::NotFound).with_message("no such user in OpenIM"));
+        .user_info(&CallCtx::for_request(&rid), &user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such user in OpenIM"))?;
+    if let Some(p) = state.openim.privilege_of(&info) {
+        return Err(privileged(&rid, &user_id, p));
     }
     if req.tier.len() > 32
         || !req.tier.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
@@ -120,6 +127,15 @@ pub async fn enroll(
             Err(ApiError::new(ErrorCode::Conflict).with_message(e.to_string()))
         }
     }
+}
+
+/// The 403 for a privileged account; the reason also goes to the request's audit record.
+fn privileged(rid: &RequestId, user_id: &str, p: Privilege) -> ApiError {
+    rid.note_reason(&format!("device enrollment refused: {user_id} is {}", p.describe()));
+    ApiError::forbidden().with_message(format!(
+        "{user_id} is a privileged account in OpenIM ({}); its devices are refused unless [openim.privileged] allow_user_ids names it",
+        p.describe()
+    ))
 }
 
 /// `GET /v1/admin/users/{user_id}/devices` (scope `devices:write`).

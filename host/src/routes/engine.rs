@@ -5,8 +5,10 @@
 //! against the allow-list (unknown fields 400, wrong types 400) → the route's checks (membership
 //! and roles asked of OpenIM with the admin token, because OpenIM skips them) → the OpenIM
 //! request built from the template, identity taken from the session → the call, with the
-//! caller's own OpenIM token unless the route names an admin-only operation → the answer built
-//! from OpenIM's `data`. Nothing a client sends reaches OpenIM except through the template.
+//! caller's own OpenIM token unless the route names an admin-only operation → the answer filtered
+//! to what is the caller's (`super::objects`: other users' private fields, messages of other
+//! pairs) and built from OpenIM's `data`. Nothing a client sends reaches OpenIM except through
+//! the template. Direct sends between two ids whose conversation id is ambiguous are refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,11 +68,50 @@ pub async fn run(
         TokenChoice::User => As::User { user_id: &caller.user_id, platform_id: caller.platform_id },
         TokenChoice::Admin => As::Admin,
     };
-    let data = state.openim.call_path(&ctx, &route.openim, route.method == "GET", &request, who).await?;
+    refuse_ambiguous_send(&route.openim, &request)?;
+    let mut data = state.openim.call_path(&ctx, &route.openim, route.method == "GET", &request, who).await?;
+    // Answers carry only what is the caller's (super::objects): other users' private profile
+    // fields zeroed, and pulled messages only those between the caller and the route's peer.
+    super::objects::redact_other_users(&mut data, &caller.user_id);
+    if route.openim == PULL_MSG_BY_SEQ {
+        let peer = single_peer(&route.request, &env);
+        super::objects::retain_own_messages(&mut data, &caller.user_id, peer.as_deref());
+    }
     if route.response.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     Ok(Json(shape(&route.response, &data)?).into_response())
+}
+
+const SEND_MSG: &str = "/msg/send_msg";
+const PULL_MSG_BY_SEQ: &str = "/msg/pull_msg_by_seq";
+
+/// A direct message between two users whose conversation id another pair of ids also yields
+/// (ids with `_`, contract §8.3) would land in that pair's history too: refused.
+fn refuse_ambiguous_send(openim: &str, request: &Value) -> Result<(), ApiError> {
+    if openim != SEND_MSG || request["sessionType"] != 1 {
+        return Ok(());
+    }
+    let (from, to) = (request["sendID"].as_str().unwrap_or(""), request["recvID"].as_str().unwrap_or(""));
+    if super::objects::ambiguous_pair(from, to) {
+        return Err(ApiError::forbidden().with_message(
+            "direct messages between these two user ids are refused: another pair of ids has the same conversation id",
+        ));
+    }
+    Ok(())
+}
+
+/// The peer of a single-chat template (`$conv_single(NAME)` anywhere in it), if any.
+fn single_peer(tpl: &Value, env: &Env<'_>) -> Option<String> {
+    match tpl {
+        Value::String(s) => match parse_expr(s) {
+            Ok(Expr::ConvSingle(n)) => env.path.get(&n).cloned(),
+            _ => None,
+        },
+        Value::Array(items) => items.iter().find_map(|i| single_peer(i, env)),
+        Value::Object(m) => m.values().find_map(|v| single_peer(v, env)),
+        _ => None,
+    }
 }
 
 /// Typed check of one input value (A7: ids follow imgate's id rules, lengths are bounded).
@@ -170,9 +211,7 @@ fn eval(e: &Expr, env: &Env<'_>) -> Result<Option<Value>, ApiError> {
         Expr::Query(n) => env.query.get(n).cloned(),
         Expr::Body(n) => env.body.get(n).cloned(),
         Expr::ConvSingle(n) => {
-            let (me, peer) = (env.caller.user_id.as_str(), path(n)?);
-            let (a, b) = if me <= peer.as_str() { (me.to_owned(), peer) } else { (peer, me.to_owned()) };
-            Some(Value::from(format!("si_{a}_{b}")))
+            Some(Value::from(super::objects::single_conversation_id(&env.caller.user_id, &path(n)?)))
         }
         Expr::ConvGroup(n) => Some(Value::from(format!("sg_{}", path(n)?))),
         Expr::Data(_) => None,

@@ -7,6 +7,7 @@ mod admin;
 pub mod compat;
 mod devices;
 mod engine;
+pub mod objects;
 mod plugin_admin;
 mod public;
 pub mod table;
@@ -56,6 +57,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(handshake::handle).layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)),
         )
         .route("/v1/admin/health", on("admin.health", MethodFilter::GET).to(admin::health))
+        // Not a plugin-chain route: nothing may rewrite the anchor the audit trail is checked against.
+        .route("/v1/admin/audit/head", get(admin::audit_head))
         .route("/v1/admin/users", on("admin.users.register", MethodFilter::POST).to(admin::register_users))
         .route(
             "/v1/admin/users/{user_id}/devices",

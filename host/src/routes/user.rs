@@ -6,7 +6,9 @@ use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use crate::auth::{bearer, Caller};
+use crate::error::ApiError;
 use crate::state::AppState;
+use crate::telemetry::RequestId;
 
 /// `GET /v1/me`: the caller as the session knows it.
 pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
@@ -22,9 +24,23 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
 }
 
 /// `POST /v1/auth/token`: a bearer token for the OpenIM-compatible surface (§5).
-pub async fn token(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
-    let (token, expires_at) = bearer::mint(&state, &caller).await;
-    Json(json!({ "token": token, "expires_at": expires_at }))
+///
+/// A session of an OpenIM admin id that the config does not allow should not exist (handshakes
+/// refuse it; it can only predate the config): it gets no token and is ended, with the generic
+/// 401 of every authentication failure and the reason in the audit record.
+pub async fn token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(rid): Extension<RequestId>,
+) -> Result<Json<Value>, ApiError> {
+    match bearer::mint(&state, &caller).await {
+        Ok((token, expires_at)) => Ok(Json(json!({ "token": token, "expires_at": expires_at }))),
+        Err(p) => {
+            state.store.revoke_session(&caller.session_id).await;
+            rid.note_reason(&format!("bearer token refused, session ended: {} is {}", caller.user_id, p.describe()));
+            Err(ApiError::unauthenticated().with_detail("session of a privileged OpenIM account"))
+        }
+    }
 }
 
 /// `POST /v1/auth/logout`: ends the session, its tokens and tickets (§9).

@@ -41,6 +41,8 @@ pub struct Options {
     pub openim_api_url: Option<String>,
     /// Extra TOML appended to the generated config.
     pub extra_toml: String,
+    /// Extra `key = value` lines of the `[server]` table (which `extra_toml` cannot reopen).
+    pub server_toml: String,
     /// The `[rate_limits]` tables (generous by default so suites are not throttled).
     pub rate_limits_toml: String,
     /// Extra files (name, content) written next to the config before the gateway starts.
@@ -58,6 +60,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             openim_api_url: None,
             extra_toml: String::new(),
+            server_toml: String::new(),
             rate_limits_toml: "[rate_limits.default]\nper_second = 1000\nburst = 1000\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n".into(),
             files: Vec::new(),
             plugin_kv: None,
@@ -309,6 +312,7 @@ fn config_toml(opts: &Options, api_url: &str, ws_url: &str) -> String {
 listen = "127.0.0.1:0"
 max_body_bytes = {max_body}
 request_timeout_ms = {req_timeout}
+{server}
 
 [openim]
 api_url = "{api_url}"
@@ -351,6 +355,7 @@ file = "audit.jsonl"
         secret = opts.emu.secret,
         timeout = opts.openim_timeout_ms,
         extra = opts.extra_toml,
+        server = opts.server_toml,
         rate_limits = opts.rate_limits_toml,
     )
 }

@@ -1,0 +1,479 @@
+//! The OpenIM-compatible surface (client-auth §6): `POST /openim/<OpenIM path>` for unmodified
+//! OpenIM SDKs, with a bearer token (§5) in the `token` header and OpenIM's envelope as answer.
+//!
+//! Only allow-listed routes are served; everything else answers errCode 1002, as OpenIM does for a
+//! forbidden call. A served body is *decoded* the way OpenIM decodes it (Go's key matching, see
+//! [`gojson`]) against the route's request schema ([`schema`]): two keys for one field, wrong
+//! types and over-long lists are refused (1001), unknown keys are dropped. The rules then run on
+//! that canonical object — identity fields must name the caller (filled in when absent), every
+//! group and conversation the body names must be the caller's ([`super::objects`]) — and the
+//! canonical object is what OpenIM receives, so it decodes exactly what imgate checked. Answers
+//! are filtered too: messages of a pull only if the caller sent or received them, other users'
+//! private profile fields zeroed. Calls carry the caller's own OpenIM token, never the admin
+//! token. Routes that cannot be made safe (search over everyone's messages, push tokens of any
+//! account, presigned URLs of any object, token minting and parsing, directory enumeration) are
+//! refused. The route × field × rule table is `docs/security.md`.
+
+pub mod gojson;
+pub mod schema;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use serde_json::{json, Map, Value};
+
+use super::objects::{self, Conversation};
+use crate::auth::{bearer, Caller};
+use crate::error::ForeignEnvelope;
+use crate::openim::{As, CallCtx, OpenImError};
+use crate::state::AppState;
+use crate::telemetry::RequestId;
+
+/// Distinct groups one request may name; above it the request is refused (each is a role lookup).
+pub const MAX_GROUPS_CHECKED: usize = 100;
+
+/// What imgate enforces on one field of a compat request. Paths are dotted field names of the
+/// canonical body; `name[]` walks every item of a list.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// Must name the caller; filled in when absent. No list steps.
+    Caller(&'static str),
+    /// At least one of two fields must name the caller (OpenIM's SELF-IN).
+    CallerIn(&'static str, &'static str),
+    /// A non-empty list whose every item is the caller.
+    CallerList(&'static str),
+    /// Must be absent or an empty list (no adding other users without their consent).
+    Empty(&'static str),
+    /// The caller must be a member of every group named here.
+    Member(&'static str),
+    /// The caller must be an owner or admin of every group named here.
+    GroupAdmin(&'static str),
+    /// Every conversation named here must be the caller's: a single chat with the caller on one
+    /// side, or a group the caller is a member of; answers are filtered by message.
+    Conversations(&'static str),
+    /// As `Conversations`, and no `n_…` notification conversation (OpenIM serves those to
+    /// anyone, contract §10.5).
+    PullConversations(&'static str),
+    /// An object-storage name must lie under `<caller>/` (OpenIM's own rule, checked here too).
+    OwnObject(&'static str),
+    /// A conversation record (`ConversationReq` at this path) names its parties consistently:
+    /// `userID`, when set, is the caller's peer of that very single-chat id (OpenIM writes the
+    /// peer's record too for private chats), `groupID`, when set, the group of that `sg_` id.
+    ConversationParties(&'static str),
+}
+
+use Rule::*;
+
+/// The allow-list: OpenIM path → rules. A path not listed is refused with errCode 1002.
+pub const ALLOWED: &[(&str, &[Rule])] = &[
+    ("/user/get_users_info", &[]),
+    ("/user/update_user_info", &[Caller("userInfo.userID")]),
+    ("/user/update_user_info_ex", &[Caller("userInfo.userID")]),
+    ("/user/set_global_msg_recv_opt", &[Caller("userID")]),
+    ("/user/get_user_client_config", &[Caller("userID")]),
+    ("/user/subscribe_users_status", &[Caller("userID")]),
+    ("/user/get_subscribe_users_status", &[Caller("userID")]),
+    ("/user/process_user_command_add", &[Caller("userID")]),
+    ("/user/process_user_command_delete", &[Caller("userID")]),
+    ("/user/process_user_command_update", &[Caller("userID")]),
+    ("/user/process_user_command_get", &[Caller("userID")]),
+    ("/user/process_user_command_get_all", &[Caller("userID")]),
+    ("/friend/add_friend", &[Caller("fromUserID")]),
+    ("/friend/add_friend_response", &[Caller("toUserID")]),
+    ("/friend/delete_friend", &[Caller("ownerUserID")]),
+    ("/friend/get_friend_apply_list", &[Caller("userID")]),
+    ("/friend/get_self_friend_apply_list", &[Caller("userID")]),
+    ("/friend/get_friend_list", &[Caller("userID")]),
+    ("/friend/get_designated_friends", &[Caller("ownerUserID")]),
+    ("/friend/set_friend_remark", &[Caller("ownerUserID")]),
+    ("/friend/add_black", &[Caller("ownerUserID")]),
+    ("/friend/get_black_list", &[Caller("userID")]),
+    ("/friend/get_specified_blacks", &[Caller("ownerUserID")]),
+    ("/friend/remove_black", &[Caller("ownerUserID")]),
+    ("/friend/is_friend", &[Caller("userID1")]),
+    ("/friend/get_designated_friend_apply", &[CallerIn("fromUserID", "toUserID")]),
+    ("/friend/get_friend_id", &[Caller("userID")]),
+    ("/friend/get_specified_friends_info", &[Caller("ownerUserID")]),
+    ("/friend/update_friends", &[Caller("ownerUserID")]),
+    ("/friend/get_incremental_friends", &[Caller("userID")]),
+    ("/friend/get_full_friend_user_ids", &[Caller("userID")]),
+    ("/friend/get_self_unhandled_apply_count", &[Caller("userID")]),
+    ("/group/create_group", &[Caller("ownerUserID"), Empty("memberUserIDs"), Empty("adminUserIDs")]),
+    ("/group/join_group", &[Caller("inviterUserID")]),
+    ("/group/quit_group", &[Caller("userID")]),
+    ("/group/get_groups_info", &[Member("groupIDs")]),
+    ("/group/get_joined_group_list", &[Caller("fromUserID")]),
+    ("/group/get_group_member_list", &[Member("groupID")]),
+    ("/group/get_group_members_info", &[Member("groupID")]),
+    ("/group/invite_user_to_group", &[GroupAdmin("groupID")]),
+    ("/group/kick_group", &[GroupAdmin("groupID")]),
+    ("/group/mute_group_member", &[GroupAdmin("groupID")]),
+    ("/group/cancel_mute_group_member", &[GroupAdmin("groupID")]),
+    ("/group/mute_group", &[GroupAdmin("groupID")]),
+    ("/group/cancel_mute_group", &[GroupAdmin("groupID")]),
+    ("/group/set_group_info_ex", &[GroupAdmin("groupID")]),
+    ("/group/group_application_response", &[GroupAdmin("groupID")]),
+    ("/group/transfer_group", &[Caller("oldOwnerUserID")]),
+    ("/group/dismiss_group", &[GroupAdmin("groupID")]),
+    ("/group/get_recv_group_applicationList", &[Caller("fromUserID")]),
+    ("/group/get_user_req_group_applicationList", &[Caller("userID")]),
+    ("/group/get_full_join_group_ids", &[Caller("userID")]),
+    ("/group/get_incremental_join_groups", &[Caller("userID")]),
+    ("/group/get_group_application_unhandled_count", &[Caller("userID")]),
+    ("/group/get_full_group_member_user_ids", &[Member("groupID")]),
+    ("/group/get_incremental_group_members", &[Member("groupID")]),
+    // OpenIM checks these itself too (per-group membership, ROLE with self-edit, self-or-admin).
+    ("/group/get_incremental_group_members_batch", &[Caller("userID"), Member("reqList[].groupID")]),
+    ("/group/set_group_member_info", &[Member("members[].groupID")]),
+    ("/group/get_specified_user_group_request_info", &[]),
+    ("/msg/newest_seq", &[Caller("userID")]),
+    ("/msg/pull_msg_by_seq", &[Caller("userID"), PullConversations("seqRanges[].conversationID")]),
+    ("/msg/revoke_msg", &[Caller("userID"), Conversations("conversationID")]),
+    ("/msg/mark_msgs_as_read", &[Caller("userID"), Conversations("conversationID")]),
+    ("/msg/mark_conversation_as_read", &[Caller("userID"), Conversations("conversationID")]),
+    ("/msg/get_conversations_has_read_and_max_seq", &[Caller("userID"), Conversations("conversationIDs")]),
+    ("/msg/set_conversation_has_read_seq", &[Caller("userID"), Conversations("conversationID")]),
+    ("/msg/clear_conversation_msg", &[Caller("userID"), Conversations("conversationIDs")]),
+    ("/msg/user_clear_all_msg", &[Caller("userID")]),
+    ("/msg/delete_msgs", &[Caller("userID"), Conversations("conversationID")]),
+    ("/msg/get_server_time", &[]),
+    ("/conversation/get_sorted_conversation_list", &[Caller("userID"), Conversations("conversationIDs")]),
+    ("/conversation/get_conversations_has_read_and_max_seq", &[Caller("userID"), Conversations("conversationIDs")]),
+    ("/conversation/get_all_conversations", &[Caller("ownerUserID")]),
+    ("/conversation/get_conversation", &[Caller("ownerUserID"), Conversations("conversationID")]),
+    ("/conversation/get_conversations", &[Caller("ownerUserID"), Conversations("conversationIDs")]),
+    (
+        "/conversation/set_conversations",
+        &[CallerList("userIDs"), Conversations("conversation.conversationID"), ConversationParties("conversation")],
+    ),
+    ("/conversation/get_full_conversation_ids", &[Caller("userID")]),
+    ("/conversation/get_incremental_conversations", &[Caller("userID")]),
+    ("/conversation/get_owner_conversation", &[Caller("userID")]),
+    ("/conversation/get_not_notify_conversation_ids", &[Caller("userID")]),
+    ("/conversation/get_pinned_conversation_ids", &[Caller("userID")]),
+    ("/conversation/delete_conversations", &[Caller("ownerUserID")]),
+    ("/conversation/update_conversations_by_user", &[Caller("userID")]),
+    ("/third/set_app_badge", &[Caller("userID")]),
+    // Object uploads: OpenIM requires names under "<caller>/" for non-admins (contract §1.3).
+    ("/object/part_limit", &[]),
+    ("/object/part_size", &[]),
+    ("/object/initiate_multipart_upload", &[OwnObject("name")]),
+    ("/object/complete_multipart_upload", &[OwnObject("name")]),
+    ("/jssdk/get_conversations", &[Caller("ownerUserID"), Conversations("conversationIDs")]),
+    ("/jssdk/get_active_conversations", &[Caller("ownerUserID")]),
+];
+
+/// OpenIM's envelope, as the compat surface answers.
+fn envelope(err_code: i64, err_msg: &str, err_dlt: &str) -> Response {
+    let body = json!({ "errCode": err_code, "errMsg": err_msg, "errDlt": err_dlt });
+    let mut res = Response::new(Body::from(body.to_string()));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.extensions_mut().insert(ForeignEnvelope);
+    res
+}
+
+/// A refusal in OpenIM's words, recorded as refused (with the reason) in the audit trail.
+fn refuse(rid: &RequestId, err_code: i64, why: &str) -> Response {
+    rid.note_refusal(&format!("compat: {why}"));
+    let name = if err_code == 1001 { "ArgsError" } else { "NoPermissionError" };
+    envelope(err_code, name, why)
+}
+
+/// `POST /openim/{*path}`.
+pub async fn handle(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // OpenIM's own header rules come first (contract §2).
+    if headers.get("operationID").is_none_or(|v| v.is_empty()) {
+        return refuse(&rid, 1001, "header must have operationID");
+    }
+    let Some(token) = headers.get("token").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()) else {
+        return refuse(&rid, 1001, "header must have token");
+    };
+    let Some(caller) = bearer::authenticate(&state, token).await else {
+        rid.note_refusal("compat: bearer token unknown, expired or revoked");
+        return envelope(1505, "TokenUnknownError", "token is not valid");
+    };
+    rid.note_user(&caller.user_id);
+    let key = crate::ratelimit::RateKey {
+        user_id: caller.user_id.clone(),
+        class: "default".into(),
+        tier: caller.tier.clone(),
+    };
+    if let Err(wait) = state.limiter.check(&key).await {
+        // OpenIM's own limiter answers HTTP 429 with errCode 429 (contract §7).
+        let mut res = envelope(429, "too many requests, please try again later", "");
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        let secs = crate::ratelimit::retry_after_secs(wait);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
+    let path = format!("/{path}");
+    let (Some((_, rules)), Some(schema)) = (ALLOWED.iter().find(|(p, _)| *p == path), schema::request_schema(&path))
+    else {
+        rid.note_refusal(&format!("compat: {path} is not on the allow-list"));
+        return envelope(1002, "NoPermissionError", "this route is not available through imgate");
+    };
+    let mut obj = match gojson::decode(schema, &body) {
+        Ok(obj) => obj,
+        Err(e) => return refuse(&rid, 1001, &format!("{path}: {e}")),
+    };
+    if let Err(why) = bind_identity(rules, &caller.user_id, &mut obj) {
+        return refuse(&rid, 1002, &format!("{path}: {why}"));
+    }
+    let ctx = CallCtx::for_request(&rid);
+    for rule in *rules {
+        if let Err(why) = check_objects(&state, &ctx, &caller.user_id, *rule, &obj).await {
+            return refuse(&rid, 1002, &format!("{path}: {why}"));
+        }
+    }
+    forward(&state, &rid, &ctx, &caller, &path, obj).await
+}
+
+/// Sends the canonical body with the caller's token; filters what the answer may carry back.
+async fn forward(
+    state: &AppState,
+    rid: &RequestId,
+    ctx: &CallCtx,
+    caller: &Caller,
+    path: &str,
+    obj: Map<String, Value>,
+) -> Response {
+    let who = As::User { user_id: &caller.user_id, platform_id: caller.platform_id };
+    let forwarded = Bytes::from(Value::Object(obj).to_string());
+    let answer = match state.openim.call_raw(ctx, path, forwarded, who).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            rid.note_reason(&format!("compat: {}", e.outcome()));
+            let code = match e {
+                OpenImError::Timeout(_) => 4,
+                OpenImError::Unavailable(_) => 14,
+                _ => 500,
+            };
+            return envelope(code, "ServerInternalError", "OpenIM is unavailable");
+        }
+    };
+    if answer.err_code != 0 {
+        // OpenIM's own refusal: the audit trail says refused, with OpenIM's code (not its text).
+        rid.note_refusal(&format!("compat: {path}: OpenIM answered errCode {}", answer.err_code));
+        return crate::error::foreign_answer(answer.status, answer.body);
+    }
+    // Only answers with data can carry other users' records or messages.
+    let Ok(mut envelope_value) = serde_json::from_slice::<Value>(&answer.body) else {
+        return crate::error::foreign_answer(answer.status, answer.body);
+    };
+    let Some(data) = envelope_value.get_mut("data") else {
+        return crate::error::foreign_answer(answer.status, answer.body);
+    };
+    let mut changed = objects::redact_other_users(data, &caller.user_id);
+    if path == "/msg/pull_msg_by_seq" {
+        let dropped = objects::retain_own_messages(data, &caller.user_id, None);
+        if dropped > 0 {
+            rid.note_reason(&format!("compat: {dropped} messages of other users withheld"));
+        }
+        changed += dropped;
+    }
+    if changed == 0 {
+        return crate::error::foreign_answer(answer.status, answer.body);
+    }
+    crate::error::foreign_answer(answer.status, Bytes::from(envelope_value.to_string()))
+}
+
+/// The object holding the last segment of a dotted path (no list steps), created as needed.
+fn slot<'a>(obj: &'a mut Map<String, Value>, dotted: &str) -> Result<(&'a mut Map<String, Value>, String), String> {
+    let mut segs = dotted.split('.').peekable();
+    let mut cur = obj;
+    while let Some(seg) = segs.next() {
+        if segs.peek().is_none() {
+            return Ok((cur, seg.to_owned()));
+        }
+        let next = cur.entry(seg.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        cur = next.as_object_mut().ok_or_else(|| format!("`{seg}` must be an object"))?;
+    }
+    Err("empty field path".into())
+}
+
+/// The identity rules (`Caller`, `CallerIn`, `CallerList`, `Empty`) on a decoded body: every
+/// identity field names `caller` (filled in when absent), or the body is refused. Pure, so the
+/// Go differential test can hold it against Go's decoder.
+pub fn bind_identity(rules: &[Rule], caller: &str, obj: &mut Map<String, Value>) -> Result<(), String> {
+    for rule in rules {
+        match *rule {
+            Caller(p) => {
+                let (o, k) = slot(obj, p)?;
+                match o.get(&k) {
+                    None => {
+                        o.insert(k, Value::from(caller));
+                    }
+                    Some(v) if v == caller => {}
+                    Some(_) => return Err(format!("`{p}` must be the caller")),
+                }
+            }
+            CallerIn(a, b) => {
+                let named = |p: &str| gojson::strings_at(obj, p) == [caller];
+                if !(named(a) || named(b)) {
+                    return Err(format!("`{a}` or `{b}` must be the caller"));
+                }
+            }
+            CallerList(p) => {
+                let items = gojson::strings_at(obj, p);
+                if items.is_empty() || items.iter().any(|u| *u != caller) {
+                    return Err(format!("`{p}` must list only the caller"));
+                }
+            }
+            Empty(p) if !gojson::strings_at(obj, p).is_empty() => {
+                return Err(format!("`{p}` must be empty: users join or are invited by group admins"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The object rules: every group and conversation the body names is the caller's.
+async fn check_objects(
+    state: &AppState,
+    ctx: &CallCtx,
+    me: &str,
+    rule: Rule,
+    obj: &Map<String, Value>,
+) -> Result<(), String> {
+    match rule {
+        Member(p) | GroupAdmin(p) => {
+            let needed = if matches!(rule, GroupAdmin(_)) { 60 } else { 20 };
+            let groups = gojson::strings_at(obj, p);
+            if groups.is_empty() && !p.contains("[]") {
+                return Err(format!("`{p}` is required"));
+            }
+            check_groups(state, ctx, me, &groups, needed).await?;
+        }
+        Conversations(p) | PullConversations(p) => {
+            let mut groups = Vec::new();
+            for cid in gojson::strings_at(obj, p) {
+                if matches!(rule, PullConversations(_)) && cid.starts_with("n_") {
+                    return Err("notification conversations are not served".into());
+                }
+                match objects::classify(me, cid) {
+                    Conversation::Single => {}
+                    Conversation::Group(g) => groups.push(g),
+                    Conversation::Foreign => return Err(format!("conversation {cid} is not the caller's")),
+                }
+            }
+            check_groups(state, ctx, me, &groups, 20).await?;
+        }
+        OwnObject(p) => {
+            let prefix = format!("{me}/");
+            if gojson::strings_at(obj, p).iter().any(|name| !name.starts_with(&prefix)) {
+                return Err(format!("`{p}` must start with the caller's id and `/`"));
+            }
+        }
+        ConversationParties(p) => {
+            let field = |f: &str| gojson::strings_at(obj, &format!("{p}.{f}")).first().copied().unwrap_or("");
+            let (cid, peer, group) = (field("conversationID"), field("userID"), field("groupID"));
+            if !peer.is_empty() {
+                let single = objects::single_conversation_id(me, peer);
+                let notification = single.replacen("si_", "sn_", 1);
+                if cid != single && cid != notification {
+                    return Err(format!("`{p}.userID` is not the other side of {cid}"));
+                }
+            }
+            if !group.is_empty() && cid.strip_prefix("sg_") != Some(group) {
+                return Err(format!("`{p}.groupID` is not the group of {cid}"));
+            }
+        }
+        Caller(_) | CallerIn(..) | CallerList(_) | Empty(_) => {}
+    }
+    Ok(())
+}
+
+/// The caller's role must be at least `needed` in every distinct group; more than
+/// [`MAX_GROUPS_CHECKED`] distinct groups are refused, never partly checked.
+async fn check_groups(state: &AppState, ctx: &CallCtx, me: &str, groups: &[&str], needed: i64) -> Result<(), String> {
+    let mut distinct: Vec<&str> = groups.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() > MAX_GROUPS_CHECKED {
+        return Err(format!("more than {MAX_GROUPS_CHECKED} groups in one request"));
+    }
+    for g in distinct {
+        // An OpenIM failure is a refusal: the check fails closed.
+        match state.openim.group_role(ctx, g, me).await.ok().flatten() {
+            Some(r) if r >= needed => {}
+            _ => {
+                let what = if needed >= 60 { "an owner or admin" } else { "a member" };
+                return Err(format!("not {what} of group {g}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For the README and tests: the served paths.
+pub fn allowed_paths() -> impl Iterator<Item = &'static str> {
+    ALLOWED.iter().map(|(p, _)| *p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gojson::{Ty, F};
+    use super::*;
+
+    /// The type a rule path reaches in a schema, walking `[]` steps.
+    fn reach(schema: &'static [F], path: &str) -> Option<(Ty, bool)> {
+        let mut fields = schema;
+        let mut in_list = false;
+        let segs: Vec<&str> = path.split('.').collect();
+        for (i, seg) in segs.iter().enumerate() {
+            let (name, each) = seg.strip_suffix("[]").map_or((*seg, false), |n| (n, true));
+            let F(_, ty) = *fields.iter().find(|f| f.0 == name)?;
+            in_list |= each;
+            if i + 1 == segs.len() {
+                return Some((ty, in_list));
+            }
+            fields = match ty {
+                Ty::Obj(f) if !each => f,
+                Ty::Objs(f) if each => f,
+                _ => return None,
+            };
+        }
+        None
+    }
+
+    /// Every rule names a field of its route's schema, of a type the rule can read: a typo in
+    /// a rule would otherwise check nothing.
+    #[test]
+    fn every_rule_path_is_a_string_field_of_the_schema() {
+        for (path, rules) in ALLOWED {
+            let schema = schema::request_schema(path).unwrap_or_else(|| panic!("{path} has no schema"));
+            for rule in *rules {
+                let fields: Vec<&str> = match *rule {
+                    CallerIn(a, b) => vec![a, b],
+                    Caller(p) | CallerList(p) | Empty(p) | Member(p) | GroupAdmin(p) | Conversations(p)
+                    | PullConversations(p) | OwnObject(p) => vec![p],
+                    ConversationParties(p) => {
+                        assert!(matches!(reach(schema, p), Some((Ty::Obj(_), false))), "{path}: {rule:?}");
+                        vec![]
+                    }
+                };
+                for f in fields {
+                    let got = reach(schema, f);
+                    let ok = match (rule, got) {
+                        (Caller(_), Some((Ty::Str, false))) => true,
+                        (CallerList(_) | Empty(_), Some((Ty::Strs, false))) => true,
+                        (_, Some((Ty::Str | Ty::Strs, _))) => !matches!(rule, Caller(_) | CallerList(_) | Empty(_)),
+                        _ => false,
+                    };
+                    assert!(ok, "{path}: rule {rule:?} reaches {got:?}");
+                }
+            }
+        }
+    }
+}

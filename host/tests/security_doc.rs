@@ -1,0 +1,45 @@
+//! Keeps `docs/security.md` true: every served route has its row, and the compat rows say what
+//! the code enforces (issue 10: "a test checks that every allowed compat route and every `/v1`
+//! route appears in it").
+
+use host::routes::compat::ALLOWED;
+
+const DOC: &str = include_str!("../../docs/security.md");
+const ROUTER: &str = include_str!("../src/routes/mod.rs");
+
+/// A rule as the doc writes it: `Caller(userID)`, `CallerIn(a, b)`.
+fn rendered(rules: &[host::routes::compat::Rule]) -> String {
+    if rules.is_empty() {
+        return "—".into();
+    }
+    rules.iter().map(|r| format!("{r:?}").replace('"', "")).collect::<Vec<_>>().join(" · ")
+}
+
+#[test]
+fn every_compat_route_has_a_row_that_matches_its_rules() {
+    for (path, rules) in ALLOWED {
+        let prefix = format!("| `{path}` |");
+        let row = DOC.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row for {path}"));
+        let cell = row[prefix.len()..].split('|').next().unwrap_or("").trim();
+        assert_eq!(cell, rendered(rules), "docs/security.md row of {path} disagrees with compat::ALLOWED");
+    }
+}
+
+#[test]
+fn every_v1_route_has_a_row() {
+    for r in host::routes::table::default_routes() {
+        let named = format!("`{} {}`", r.method, r.path);
+        assert!(DOC.contains(&named), "docs/security.md lacks {named} (route table `{}`)", r.name);
+    }
+    // The built-in routes, read from the router itself.
+    let mut n = 0;
+    for chunk in ROUTER.split(".route(").skip(1) {
+        let Some(path) = chunk.trim_start().strip_prefix('"').and_then(|c| c.split('"').next()) else { continue };
+        if path.starts_with("/openim") {
+            continue;
+        }
+        n += 1;
+        assert!(DOC.contains(&format!(" {path}`")), "docs/security.md lacks the route {path}");
+    }
+    assert!(n >= 15, "the router's routes were found ({n})");
+}
