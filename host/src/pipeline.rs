@@ -7,10 +7,13 @@
 //! 3. guard    — header limits, path hygiene, request deadline, load shedding, body cap
 //!    (`guard`, tower-http)
 //! 4. route    — the route table; unknown paths are 404                (`routes`)
-//! 5. authenticate — signed requests for user routes (`auth::signed`, a route layer set in
-//!    `routes`); admin JWT + scope inside admin handlers (`auth::require_admin`)
-//! 6. rate limit → plugin chain (`plugins::chain`) → validate + bind identity (`routes::engine`)
-//!    → dispatch to OpenIM (`openim`) → plugin chain `on-response`
+//! 5. authenticate — signed requests for user routes (`auth::signed`), the admin JWT and the
+//!    route's scope for admin routes (`auth::admin`), bearer tokens on `/openim/*`; route layers
+//!    set in `routes`, outside everything else of the route: handlers and plugins receive the
+//!    principal (`Caller` / `AdminPrincipal`) and never authenticate
+//! 6. rate limit (per user, or per admin with the `admin` class) → plugin chain
+//!    (`plugins::chain`) → validate + bind identity (`routes::engine`, `routes::compat`) →
+//!    dispatch to OpenIM (`openim`) → plugin chain `on-response`
 //!
 //! Stages are added here and nowhere else.
 

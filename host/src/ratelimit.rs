@@ -44,7 +44,11 @@ pub struct ClassConfig {
 /// The classes every config has unless it overrides them.
 pub fn default_classes() -> BTreeMap<String, ClassConfig> {
     let class = |per_second, burst| ClassConfig { per_second, burst, tiers: BTreeMap::new() };
-    BTreeMap::from([("default".to_owned(), class(20, 40)), ("send".to_owned(), class(5, 10))])
+    BTreeMap::from([
+        ("default".to_owned(), class(20, 40)),
+        ("send".to_owned(), class(5, 10)),
+        ("admin".to_owned(), class(10, 50)),
+    ])
 }
 
 pub fn validate(classes: &BTreeMap<String, ClassConfig>) -> Vec<String> {
@@ -130,12 +134,20 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-/// Pipeline stage "rate limit" for user routes (after authentication): the class is the route's.
+/// Pipeline stage "rate limit" (after authentication): the class is the route's; the key is the
+/// user (never the session) or, on admin routes, the admin's issuer and subject.
 pub async fn limit_user(State((state, class)): State<(AppState, Arc<str>)>, req: Request, next: Next) -> Response {
-    let Some(caller) = req.extensions().get::<Caller>() else {
+    let key = if let Some(caller) = req.extensions().get::<Caller>() {
+        RateKey { user_id: caller.user_id.clone(), class: class.to_string(), tier: caller.tier.clone() }
+    } else if let Some(admin) = req.extensions().get::<crate::auth::AdminPrincipal>() {
+        RateKey {
+            user_id: format!("admin:{}:{}", admin.issuer, admin.subject),
+            class: class.to_string(),
+            tier: String::new(),
+        }
+    } else {
         return ApiError::internal("rate limit stage without an authenticated caller").into_response();
     };
-    let key = RateKey { user_id: caller.user_id.clone(), class: class.to_string(), tier: caller.tier.clone() };
     match state.limiter.check(&key).await {
         Ok(()) => next.run(req).await,
         Err(wait) => {

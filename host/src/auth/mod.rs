@@ -2,7 +2,8 @@
 //! handshake (§3) that creates a server-side session, then signed requests (§4) or bearer tokens
 //! (§5) bound to that session.
 //!
-//! - `admin_jwt.rs` — the admin JWT verifier; [`require_admin`] is the check routes call.
+//! - `admin_jwt.rs` — the admin JWT verifier; [`require_admin`] the check, [`admin`] the
+//!   pipeline stage that runs it on admin routes before anything else of the route.
 //! - `x25519.rs`    — key checks and the `snow` resolver (x25519-dalek, contributory DH only).
 //! - `handshake.rs` — `POST /v1/auth/handshake`, its rate limits.
 //! - `signed.rs`    — signed-request verification, the [`Caller`] identity.
@@ -14,7 +15,10 @@ pub mod handshake;
 pub mod signed;
 pub mod x25519;
 
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 pub use admin_jwt::{AdminAuthError, AdminPrincipal, AdminVerifier};
 pub use signed::Caller;
@@ -69,5 +73,25 @@ pub fn require_admin(
                 Err(ApiError::unauthenticated().with_detail(e.to_string()))
             }
         }
+    }
+}
+
+/// Pipeline stage "authenticate" for admin routes: the admin JWT and the route's scope are
+/// checked before the route's rate limit, plugin chain and handler run; the handler and the
+/// plugins receive the [`AdminPrincipal`] as a request extension and never authenticate.
+pub async fn admin(
+    State((state, scope)): State<(crate::state::AppState, &'static str)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(rid) = req.extensions().get::<RequestId>().cloned() else {
+        return ApiError::internal("admin stage without a request id").into_response();
+    };
+    match require_admin(&state.admin, req.headers(), scope, &rid) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
     }
 }

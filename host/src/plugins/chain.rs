@@ -78,9 +78,11 @@ pub async fn layer(State((state, route)): State<(AppState, Arc<str>)>, req: Requ
 
 async fn run(state: &AppState, chain: &Chain, req: Request, next: Next) -> Result<Response, ApiError> {
     let rid = req.extensions().get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
-    let Some(principal) = principal(state, &req) else {
-        // Not authenticated: the route refuses it; plugins only see authenticated callers.
-        return Ok(next.run(req).await);
+    let Some(principal) = principal(&req) else {
+        // Authentication runs before every chain (routes::Op, the user and table routers): a
+        // request without a principal here is a wiring fault, and plugins only ever see
+        // authenticated callers, so it is refused rather than passed on.
+        return Err(ApiError::internal("plugin chain reached without an authenticated principal"));
     };
     let (mut parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, state.config.server.max_body_bytes)
@@ -282,7 +284,8 @@ async fn call(state: &AppState, entry: &Entry, rid: &RequestId, hook: Owned) -> 
 }
 
 /// The authenticated caller: a signed user (the `Caller` the auth stage set) or a valid admin JWT.
-fn principal(state: &AppState, req: &Request) -> Option<Principal> {
+/// The principal the authentication stage left on the request (the JWT is never read again).
+fn principal(req: &Request) -> Option<Principal> {
     if let Some(c) = req.extensions().get::<Caller>() {
         return Some(Principal::User(UserPrincipal {
             user_id: c.user_id.clone(),
@@ -292,8 +295,7 @@ fn principal(state: &AppState, req: &Request) -> Option<Principal> {
             tier: c.tier.clone(),
         }));
     }
-    let raw = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let admin = state.admin.verify(raw).ok()?;
+    let admin = req.extensions().get::<crate::auth::AdminPrincipal>()?.clone();
     Some(Principal::Admin(AdminPrincipal {
         subject: admin.subject,
         issuer: admin.issuer,

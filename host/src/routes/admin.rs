@@ -2,14 +2,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::audit::AuditEvent;
-use crate::auth::{require_admin, scopes, AdminPrincipal};
+use crate::auth::AdminPrincipal;
 use crate::error::{ApiError, ErrorCode};
 use crate::openim::{ops, As, CallCtx, ErrCode, OpenImError};
 use crate::state::AppState;
@@ -23,9 +23,8 @@ const PASSTHROUGH_DENIED: &[&str] = &["auth/get_admin_token", "auth/get_user_tok
 pub async fn health(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
     let started = std::time::Instant::now();
     let t: ops::ServerTimeResp =
         state.openim.call(&CallCtx::for_request(&rid), ops::GET_SERVER_TIME, &json!({}), As::Admin).await?;
@@ -41,10 +40,8 @@ pub async fn health(
 /// `imgate audit verify FILE --head SEQ:HASH` checks, which detects records cut off the file's end.
 pub async fn audit_head(
     State(state): State<AppState>,
-    Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<crate::audit::AuditHead>, ApiError> {
-    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
     state.audit.flush().await;
     Ok(Json(state.audit.head()))
 }
@@ -55,10 +52,9 @@ pub async fn openim_passthrough(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(path): Path<String>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::OPENIM_CALL, &rid)?;
     if !is_openim_path(&path) {
         return Err(ApiError::bad_request("not an OpenIM API path"));
     }
@@ -102,10 +98,9 @@ const MAX_USERS_PER_CALL: usize = 100;
 pub async fn register_users(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::USERS_WRITE, &rid)?;
     let req: RegisterUsers =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     validate_new_users(&req.users)?;

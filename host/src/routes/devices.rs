@@ -9,7 +9,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::admin::{admin_action, is_valid_user_id};
 use crate::auth::x25519::is_acceptable_static_key;
-use crate::auth::{now_ms, require_admin, scopes};
+use crate::auth::{now_ms, AdminPrincipal};
 use crate::error::{ApiError, ErrorCode};
 use crate::openim::{is_user_platform, ops, As, CallCtx, Privilege};
 use crate::state::AppState;
@@ -65,10 +65,9 @@ pub async fn enroll(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(user_id): Path<String>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE, &rid)?;
     user_path(&user_id)?;
     let req: Enroll = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     if !is_device_id(&req.device_id) {
@@ -141,11 +140,9 @@ fn privileged(rid: &RequestId, user_id: &str, p: Privilege) -> ApiError {
 /// `GET /v1/admin/users/{user_id}/devices` (scope `devices:write`).
 pub async fn list(
     State(state): State<AppState>,
-    Extension(rid): Extension<RequestId>,
     Path(user_id): Path<String>,
-    headers: HeaderMap,
+    Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state.admin, &headers, scopes::DEVICES_WRITE, &rid)?;
     user_path(&user_id)?;
     let devices: Vec<Value> = state.store.list_devices(&user_id).await.iter().map(device_json).collect();
     Ok(Json(json!({ "devices": devices })))
@@ -156,9 +153,8 @@ pub async fn delete(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path((user_id, device_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
 ) -> Result<StatusCode, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::DEVICES_WRITE, &rid)?;
     admin_action(&state, &rid, &admin, "device_delete", json!({ "user_id": user_id, "device_id": device_id })).await?;
     let device = state
         .store
@@ -174,9 +170,8 @@ pub async fn revoke_session(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(session_id): Path<String>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
 ) -> Result<StatusCode, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE, &rid)?;
     admin_action(&state, &rid, &admin, "session_revoke", json!({ "session_id": session_id })).await?;
     let found = state.store.revoke_session(&session_id).await;
     if found {
@@ -192,9 +187,8 @@ pub async fn revoke_user(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(user_id): Path<String>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
 ) -> Result<Json<Value>, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::SESSIONS_REVOKE, &rid)?;
     user_path(&user_id)?;
     admin_action(&state, &rid, &admin, "user_revoke", json!({ "user_id": user_id })).await?;
     let ended = state.store.revoke_sessions_of(&user_id, None).await;

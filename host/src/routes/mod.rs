@@ -33,13 +33,21 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::auth::{handshake, signed};
+use crate::auth::{handshake, scopes, signed};
 use crate::plugins::chain as plugin_chain;
 use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let on = |name: &str, filter: MethodFilter| Op { state, name: name.to_owned(), filter };
+    let on = |name: &str, filter: MethodFilter| Op { state, name: name.to_owned(), filter, admin_scope: None };
+    // Admin routes: the admin JWT and the route's scope are checked first (`auth::admin`), then
+    // the `admin` rate-limit class, then the plugin chain, then the handler.
+    let admin = |name: &str, filter: MethodFilter, scope: &'static str| Op {
+        state,
+        name: name.to_owned(),
+        filter,
+        admin_scope: Some(scope),
+    };
     // User routes: every request must be a valid signed request (client-auth §4).
     let user = Router::new()
         .route("/v1/me", on("me", MethodFilter::GET).to(user::me))
@@ -56,43 +64,70 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1/auth/handshake",
             post(handshake::handle).layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)),
         )
-        .route("/v1/admin/health", on("admin.health", MethodFilter::GET).to(admin::health))
-        // Not a plugin-chain route: nothing may rewrite the anchor the audit trail is checked against.
-        .route("/v1/admin/audit/head", get(admin::audit_head))
-        .route("/v1/admin/users", on("admin.users.register", MethodFilter::POST).to(admin::register_users))
+        .route("/v1/admin/health", admin("admin.health", MethodFilter::GET, scopes::ADMIN).to(admin::health))
+        // Not a plugin-chain route (not in `plugins::BUILTIN_ROUTES`): nothing may rewrite the
+        // anchor the audit trail is checked against.
+        .route(
+            "/v1/admin/audit/head",
+            admin("admin.audit.head", MethodFilter::GET, scopes::ADMIN).to(admin::audit_head),
+        )
+        .route(
+            "/v1/admin/users",
+            admin("admin.users.register", MethodFilter::POST, scopes::USERS_WRITE).to(admin::register_users),
+        )
         .route(
             "/v1/admin/users/{user_id}/devices",
-            on("admin.devices.enroll", MethodFilter::POST)
+            admin("admin.devices.enroll", MethodFilter::POST, scopes::DEVICES_WRITE)
                 .to(devices::enroll)
-                .merge(on("admin.devices.list", MethodFilter::GET).to(devices::list)),
+                .merge(admin("admin.devices.list", MethodFilter::GET, scopes::DEVICES_WRITE).to(devices::list)),
         )
         .route(
             "/v1/admin/users/{user_id}/devices/{device_id}",
-            on("admin.devices.delete", MethodFilter::DELETE).to(devices::delete),
+            admin("admin.devices.delete", MethodFilter::DELETE, scopes::DEVICES_WRITE).to(devices::delete),
         )
         .route(
             "/v1/admin/users/{user_id}/revoke",
-            on("admin.users.revoke", MethodFilter::POST).to(devices::revoke_user),
+            admin("admin.users.revoke", MethodFilter::POST, scopes::SESSIONS_REVOKE).to(devices::revoke_user),
         )
         .route(
             "/v1/admin/sessions/{session_id}",
-            on("admin.sessions.revoke", MethodFilter::DELETE).to(devices::revoke_session),
+            admin("admin.sessions.revoke", MethodFilter::DELETE, scopes::SESSIONS_REVOKE).to(devices::revoke_session),
         )
-        .route("/v1/admin/openim/{*path}", on("admin.openim", MethodFilter::POST).to(admin::openim_passthrough))
+        .route(
+            "/v1/admin/openim/{*path}",
+            admin("admin.openim", MethodFilter::POST, scopes::OPENIM_CALL).to(admin::openim_passthrough),
+        )
         .route("/openim/{*path}", post(compat::handle))
-        .route("/v1/admin/plugins", get(plugin_admin::list))
-        .route("/v1/admin/plugins/{name}", get(plugin_admin::status))
-        .route("/v1/admin/plugins/{name}/activate", post(plugin_admin::activate))
-        .route("/v1/admin/plugins/{name}/rollback", post(plugin_admin::rollback))
+        .route(
+            "/v1/admin/plugins",
+            admin("admin.plugins.list", MethodFilter::GET, scopes::ADMIN).to(plugin_admin::list),
+        )
+        .route(
+            "/v1/admin/plugins/{name}",
+            admin("admin.plugins.status", MethodFilter::GET, scopes::ADMIN).to(plugin_admin::status),
+        )
+        .route(
+            "/v1/admin/plugins/{name}/activate",
+            admin("admin.plugins.activate", MethodFilter::POST, scopes::PLUGINS_WRITE).to(plugin_admin::activate),
+        )
+        .route(
+            "/v1/admin/plugins/{name}/rollback",
+            admin("admin.plugins.rollback", MethodFilter::POST, scopes::PLUGINS_WRITE).to(plugin_admin::rollback),
+        )
         .merge(user)
         .merge(table_router(state))
         .layer(RequestBodyLimitLayer::new(state.config.server.max_body_bytes))
         // Components are larger than API bodies: the upload route has the component cap instead.
-        .merge(Router::new().route("/v1/admin/plugins/{name}/versions", post(plugin_admin::upload)).layer(
-            RequestBodyLimitLayer::new(
-                state.config.server.max_body_bytes.max(state.config.plugins.max_component_bytes),
-            ),
-        ))
+        .merge(
+            Router::new()
+                .route(
+                    "/v1/admin/plugins/{name}/versions",
+                    admin("admin.plugins.upload", MethodFilter::POST, scopes::PLUGINS_WRITE).to(plugin_admin::upload),
+                )
+                .layer(RequestBodyLimitLayer::new(
+                    state.config.server.max_body_bytes.max(state.config.plugins.max_component_bytes),
+                )),
+        )
 }
 
 /// The `[[route]]` table as axum routes: signed requests only; each route rate-limited by its class.
@@ -140,27 +175,41 @@ fn table_router(state: &AppState) -> Router<AppState> {
     router.route_layer(from_fn_with_state(state.clone(), signed::require))
 }
 
-/// One method of a built-in route, named so that `[[route_plugins]]` can give it a chain.
+/// One method of a built-in route, named so that `[[route_plugins]]` can give it a chain (the
+/// names in `plugins::BUILTIN_ROUTES`), and, on admin routes, the scope its admin JWT needs.
 struct Op<'a> {
     state: &'a AppState,
     name: String,
     filter: MethodFilter,
+    admin_scope: Option<&'static str>,
 }
 
 impl Op<'_> {
-    /// The handler, behind the route's plugin chain (looked up per request in the serving snapshot).
+    /// The handler behind the route's stages, outermost first: admin authentication (admin
+    /// routes), the `admin` rate-limit class (admin routes), the plugin chain (looked up per
+    /// request in the serving snapshot), the handler. User routes get authentication and their
+    /// rate limit as route layers of the user router.
     fn to<H, T>(self, handler: H) -> MethodRouter<AppState>
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
         // With plugins configured every named route may get a chain by a reload; without, none can.
-        if self.state.plugins.runtime.is_some() {
+        let chained =
+            self.state.plugins.runtime.is_some() && crate::plugins::BUILTIN_ROUTES.contains(&self.name.as_str());
+        let mut method = if chained {
             let route: Arc<str> = Arc::from(self.name.as_str());
             let chain = from_fn_with_state((self.state.clone(), route), plugin_chain::layer);
             MethodRouter::new().on(self.filter, handler.layer(chain))
         } else {
             MethodRouter::new().on(self.filter, handler)
+        };
+        if let Some(scope) = self.admin_scope {
+            let class: Arc<str> = Arc::from("admin");
+            method = method
+                .layer(from_fn_with_state((self.state.clone(), class), ratelimit::limit_user))
+                .layer(from_fn_with_state((self.state.clone(), scope), crate::auth::admin));
         }
+        method
     }
 }

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::admin::admin_action;
-use crate::auth::{require_admin, scopes};
+use crate::auth::AdminPrincipal;
 use crate::error::{ApiError, ErrorCode};
 use crate::plugins::reload::Manager;
 use crate::plugins::Source;
@@ -51,10 +51,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 /// `GET /v1/admin/plugins`
 pub async fn list(
     State(state): State<AppState>,
-    Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
     let plugins = state.plugins.manager.as_ref().map(|m| m.status()).unwrap_or_default();
     Ok(Json(json!({ "generation": state.plugins.snapshot().generation, "plugins": plugins })))
 }
@@ -62,11 +60,9 @@ pub async fn list(
 /// `GET /v1/admin/plugins/{name}`
 pub async fn status(
     State(state): State<AppState>,
-    Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&state.admin, &headers, scopes::ADMIN, &rid)?;
     let m = manager(&state)?;
     let s = m
         .status()
@@ -92,10 +88,9 @@ pub async fn upload(
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
     Query(q): Query<UploadQuery>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::PLUGINS_WRITE, &rid)?;
     let m = manager(&state)?;
     known(&m, &name)?;
     if let Some(v) = &q.version {
@@ -130,10 +125,9 @@ pub async fn activate(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::PLUGINS_WRITE, &rid)?;
     let m = manager(&state)?;
     known(&m, &name)?;
     let req: ActivateBody = serde_json::from_slice(&body)
@@ -151,9 +145,8 @@ pub async fn rollback(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(admin): Extension<AdminPrincipal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let admin = require_admin(&state.admin, &headers, scopes::PLUGINS_WRITE, &rid)?;
     let m = manager(&state)?;
     known(&m, &name)?;
     admin_action(&state, &rid, &admin, "plugin_rollback", json!({ "plugin": name })).await?;
