@@ -96,7 +96,12 @@ fn quota(r: Rate) -> Quota {
 impl MemoryLimiter {
     pub fn new(classes: &BTreeMap<String, ClassConfig>) -> MemoryLimiter {
         let mut limiters = HashMap::new();
-        for (name, c) in classes {
+        // Admin routes always have a class of their own: the built-in one unless configured (a
+        // strict user `default` must not throttle operators).
+        let builtin_admin = default_classes().remove("admin").map(|c| ("admin".to_owned(), c));
+        let missing_admin = builtin_admin.filter(|_| !classes.contains_key("admin"));
+        for (name, c) in classes.iter().map(|(n, c)| (n.clone(), c.clone())).chain(missing_admin) {
+            let (name, c) = (&name, &c);
             let base = Rate { per_second: c.per_second, burst: c.burst };
             limiters.insert((name.clone(), String::new()), RateLimiter::keyed(quota(base)));
             for (tier, r) in &c.tiers {

@@ -233,6 +233,18 @@ fn empty_object() -> serde_json::Value {
 #[serde(deny_unknown_fields)]
 pub struct BuiltinChainSpec {
     /// A route name, e.g. `admin.users.register` or `send_text_to_user` (see `docs/plugins.md`).
-    pub route: String,
+    #[serde(default)]
+    pub route: Option<String>,
+    /// Several route names sharing this one chain (e.g. a `/v1` route and its `/openim` twin,
+    /// `["update_profile", "openim.user.update_user_info_ex"]`); exclusive with `route`.
+    #[serde(default)]
+    pub routes: Vec<String>,
     pub plugins: Vec<ChainEntrySpec>,
+}
+
+impl BuiltinChainSpec {
+    /// The route names this chain governs.
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.route.iter().map(String::as_str).chain(self.routes.iter().map(String::as_str))
+    }
 }

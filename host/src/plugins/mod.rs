@@ -112,20 +112,27 @@ impl PluginConfig {
         }
         let mut seen = BTreeSet::new();
         for c in &config.route_plugins {
-            let table = config.route.iter().find(|r| r.name == c.route);
-            if table.is_none() && !BUILTIN_ROUTES.contains(&c.route.as_str()) {
-                errors.push(format!(
-                    "route_plugins: `{}` is neither a [[route]] nor a built-in route ({})",
-                    c.route,
-                    BUILTIN_ROUTES.join(", ")
-                ));
+            if c.route.is_some() == !c.routes.is_empty() {
+                errors.push("route_plugins: give either `route` or a non-empty `routes`".into());
                 continue;
             }
-            if table.is_some_and(|r| !r.plugins.is_empty()) || !seen.insert(c.route.clone()) {
-                errors.push(format!("route_plugins: `{}` has two chains", c.route));
-                continue;
+            for route in c.route_names() {
+                let table = config.route.iter().find(|r| r.name == route);
+                let compat = crate::routes::compat::is_route_name(route);
+                if table.is_none() && !compat && !BUILTIN_ROUTES.contains(&route) {
+                    errors.push(format!(
+                        "route_plugins: `{route}` is neither a [[route]], a built-in route ({}) nor a compat \
+                         route (`openim.<group>.<operation>`, docs/plugins.md)",
+                        BUILTIN_ROUTES.join(", ")
+                    ));
+                    continue;
+                }
+                if table.is_some_and(|r| !r.plugins.is_empty()) || !seen.insert(route.to_owned()) {
+                    errors.push(format!("route_plugins: `{route}` has two chains"));
+                    continue;
+                }
+                chains.push((route.to_owned(), c.plugins.clone()));
             }
-            chains.push((c.route.clone(), c.plugins.clone()));
         }
         for (route, entries) in &chains {
             for e in entries {

@@ -39,14 +39,14 @@ use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let on = |name: &str, filter: MethodFilter| Op { state, name: name.to_owned(), filter, admin_scope: None };
+    let on = |name: &str, filter: MethodFilter| Op { state, name: name.to_owned(), filter, auth: OpAuth::Outer };
     // Admin routes: the admin JWT and the route's scope are checked first (`auth::admin`), then
     // the `admin` rate-limit class, then the plugin chain, then the handler.
     let admin = |name: &str, filter: MethodFilter, scope: &'static str| Op {
         state,
         name: name.to_owned(),
         filter,
-        admin_scope: Some(scope),
+        auth: OpAuth::Admin(scope),
     };
     // User routes: every request must be a valid signed request (client-auth §4).
     let user = Router::new()
@@ -97,7 +97,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1/admin/openim/{*path}",
             admin("admin.openim", MethodFilter::POST, scopes::OPENIM_CALL).to(admin::openim_passthrough),
         )
-        .route("/openim/{*path}", post(compat::handle))
+        .merge(compat_router(state))
         .route(
             "/v1/admin/plugins",
             admin("admin.plugins.list", MethodFilter::GET, scopes::ADMIN).to(plugin_admin::list),
@@ -175,13 +175,37 @@ fn table_router(state: &AppState) -> Router<AppState> {
     router.route_layer(from_fn_with_state(state.clone(), signed::require))
 }
 
+/// The OpenIM-compatible surface: one route per allow-listed operation (named
+/// `openim.<group>.<operation>` for `[[route_plugins]]`), and every other `/openim/` path
+/// refused after the same authentication.
+fn compat_router(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for path in compat::allowed_paths() {
+        let op = Op { state, name: compat::route_name(path), filter: MethodFilter::POST, auth: OpAuth::Bearer };
+        router = router.route(&format!("/openim{path}"), op.to(compat::handle));
+    }
+    let unlisted = post(compat::unlisted).layer(from_fn_with_state(state.clone(), compat::authenticate));
+    router.route("/openim/{*path}", unlisted)
+}
+
+/// How a built-in route authenticates (a stage outside the rest of the route).
+enum OpAuth {
+    /// By a layer of the router it is merged into (the user router's signed requests).
+    Outer,
+    /// Admin JWT with this scope (`auth::admin`), then the `admin` rate-limit class.
+    Admin(&'static str),
+    /// A bearer token on the compat surface (`compat::authenticate`), then the `default` class,
+    /// then the body decoded canonically (`compat::canonicalize`) for the plugins.
+    Bearer,
+}
+
 /// One method of a built-in route, named so that `[[route_plugins]]` can give it a chain (the
 /// names in `plugins::BUILTIN_ROUTES`), and, on admin routes, the scope its admin JWT needs.
 struct Op<'a> {
     state: &'a AppState,
     name: String,
     filter: MethodFilter,
-    admin_scope: Option<&'static str>,
+    auth: OpAuth,
 }
 
 impl Op<'_> {
@@ -195,21 +219,29 @@ impl Op<'_> {
         T: 'static,
     {
         // With plugins configured every named route may get a chain by a reload; without, none can.
-        let chained =
-            self.state.plugins.runtime.is_some() && crate::plugins::BUILTIN_ROUTES.contains(&self.name.as_str());
-        let mut method = if chained {
+        // Stages are route layers: a wrong method is 405 before any of them runs.
+        let named = crate::plugins::BUILTIN_ROUTES.contains(&self.name.as_str()) || compat::is_route_name(&self.name);
+        let chained = self.state.plugins.runtime.is_some() && named;
+        let method = if chained {
             let route: Arc<str> = Arc::from(self.name.as_str());
             let chain = from_fn_with_state((self.state.clone(), route), plugin_chain::layer);
             MethodRouter::new().on(self.filter, handler.layer(chain))
         } else {
             MethodRouter::new().on(self.filter, handler)
         };
-        if let Some(scope) = self.admin_scope {
-            let class: Arc<str> = Arc::from("admin");
-            method = method
-                .layer(from_fn_with_state((self.state.clone(), class), ratelimit::limit_user))
-                .layer(from_fn_with_state((self.state.clone(), scope), crate::auth::admin));
+        let limit = |class: &str| {
+            let class: Arc<str> = Arc::from(class);
+            from_fn_with_state((self.state.clone(), class), ratelimit::limit_user)
+        };
+        match self.auth {
+            OpAuth::Outer => method,
+            OpAuth::Admin(scope) => method
+                .route_layer(limit("admin"))
+                .route_layer(from_fn_with_state((self.state.clone(), scope), crate::auth::admin)),
+            OpAuth::Bearer => method
+                .route_layer(axum::middleware::from_fn(compat::canonicalize))
+                .route_layer(limit("default"))
+                .route_layer(from_fn_with_state(self.state.clone(), compat::authenticate)),
         }
-        method
     }
 }

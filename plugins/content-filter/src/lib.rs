@@ -1,24 +1,27 @@
-//! `content-filter`: keeps blocked words out of text messages, on `send_text_to_user` and
-//! `send_text_to_group` (JSON bodies with a `text` field next to others).
+//! `content-filter`: keeps blocked words out of user-written text: message texts on
+//! `send_text_to_user` / `send_text_to_group` by default, and any string fields a chain names, so
+//! one chain can govern a `/v1` route and its `/openim` twin (e.g. `/nickname` of
+//! `update_profile` and `/userInfo/nickname` of `openim.user.update_user_info_ex`, whose body
+//! imgate hands over canonically decoded: the field names are exact).
 //!
-//! Words match case-insensitively anywhere in `text`. With `"action": "block"` a message that
-//! contains one is rejected with 422 `content_blocked`; with `"action": "mask"` every occurrence is
+//! Words match case-insensitively anywhere in a checked field. With `"action": "block"` a request
+//! with one is rejected with 422 `content_blocked`; with `"action": "mask"` every occurrence is
 //! replaced by one `*` per character and the other fields are kept as they were (the rewritten
-//! body's keys come out sorted). Messages without a
-//! match, and bodies that are not JSON objects with a string `text` (the route refuses those
-//! itself), pass unchanged.
+//! body's keys come out sorted). Requests without a match, fields that are absent or not
+//! strings, and bodies that are not JSON objects (the route refuses those itself), pass unchanged.
 //!
 //! Configuration (capability `config`), unknown keys refused:
 //!
 //! ```json
-//! { "words": ["spoiler", "darn"], "action": "mask" }
+//! { "words": ["spoiler", "darn"], "action": "mask", "fields": ["/text"] }
 //! ```
 //!
-//! `words` must not be empty and each word is 1-64 characters; `action` is required.
+//! `words` must not be empty and each word is 1-64 characters; `action` is required; `fields`
+//! (JSON pointers, default `["/text"]`) lists the string fields to check.
 
 use imgate_plugin_sdk::{config, Config, Plugin, Request, RequestVerdict};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 imgate_plugin_sdk::config_schema!(
     r#"{
@@ -28,7 +31,8 @@ imgate_plugin_sdk::config_schema!(
   "required": ["words", "action"],
   "properties": {
     "words": { "type": "array", "minItems": 1, "items": { "type": "string", "minLength": 1, "maxLength": 64 } },
-    "action": { "enum": ["block", "mask"] }
+    "action": { "enum": ["block", "mask"] },
+    "fields": { "type": "array", "minItems": 1, "items": { "type": "string", "pattern": "^/" } }
   }
 }"#
 );
@@ -38,6 +42,12 @@ imgate_plugin_sdk::config_schema!(
 struct Settings {
     words: Vec<String>,
     action: Action,
+    #[serde(default = "default_fields")]
+    fields: Vec<String>,
+}
+
+fn default_fields() -> Vec<String> {
+    vec!["/text".into()]
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +65,9 @@ impl Settings {
         }
         if let Some(bad) = settings.words.iter().find(|w| !(1..=64).contains(&w.chars().count())) {
             return Err(format!("each word must be 1-64 characters, not {bad:?}"));
+        }
+        if settings.fields.is_empty() || settings.fields.iter().any(|f| !f.starts_with('/')) {
+            return Err("`fields` must list JSON pointers, each starting with `/`".into());
         }
         Ok(settings)
     }
@@ -97,24 +110,34 @@ impl Plugin for ContentFilter {
     }
 
     fn on_request(request: &Request) -> RequestVerdict {
-        let Ok(mut body) = request.json::<Map<String, Value>>() else { return RequestVerdict::Proceed };
-        let Some(Value::String(text)) = body.get("text") else { return RequestVerdict::Proceed };
+        let Ok(mut body) = request.json::<Value>() else { return RequestVerdict::Proceed };
+        if !body.is_object() {
+            return RequestVerdict::Proceed;
+        }
         let settings = match Settings::load(&config::get()) {
             Ok(settings) => settings,
             Err(e) => return RequestVerdict::reject(403, "content_check_failed", e),
         };
-        match settings.action {
-            Action::Block if matches(text, &settings.words).is_some() => {
-                RequestVerdict::reject(422, "content_blocked", "the message contains a blocked word")
-            }
-            Action::Mask => match mask(text, &settings.words) {
-                Some(masked) => {
-                    body.insert("text".into(), Value::String(masked));
-                    RequestVerdict::modify_json(&body)
+        let mut masked_any = false;
+        for field in &settings.fields {
+            let Some(Value::String(text)) = body.pointer_mut(field) else { continue };
+            match settings.action {
+                Action::Block if matches(text, &settings.words).is_some() => {
+                    return RequestVerdict::reject(422, "content_blocked", "the text contains a blocked word");
                 }
-                None => RequestVerdict::Proceed,
-            },
-            Action::Block => RequestVerdict::Proceed,
+                Action::Mask => {
+                    if let Some(masked) = mask(text, &settings.words) {
+                        *text = masked;
+                        masked_any = true;
+                    }
+                }
+                Action::Block => {}
+            }
+        }
+        if masked_any {
+            RequestVerdict::modify_json(&body)
+        } else {
+            RequestVerdict::Proceed
         }
     }
 }
@@ -149,5 +172,8 @@ mod tests {
         assert!(load(r#"{"words":["a"]}"#).is_err());
         assert!(load(r#"{"words":["a"],"action":"drop"}"#).is_err());
         assert!(load(r#"{"words":["a"],"action":"mask","extra":1}"#).is_err());
+        assert_eq!(load(r#"{"words":["a"],"action":"mask"}"#).unwrap().fields, ["/text"]);
+        assert!(load(r#"{"words":["a"],"action":"mask","fields":[]}"#).is_err());
+        assert!(load(r#"{"words":["a"],"action":"mask","fields":["nickname"]}"#).is_err());
     }
 }

@@ -18,15 +18,16 @@ pub mod gojson;
 pub mod schema;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::Extension;
 use serde_json::{json, Map, Value};
 
 use super::objects::{self, Conversation};
 use crate::auth::{bearer, Caller};
-use crate::error::ForeignEnvelope;
+use crate::error::{ApiError, ForeignEnvelope};
 use crate::openim::{As, CallCtx, OpenImError};
 use crate::state::AppState;
 use crate::telemetry::RequestId;
@@ -181,15 +182,32 @@ fn refuse(rid: &RequestId, err_code: i64, why: &str) -> Response {
     envelope(err_code, name, why)
 }
 
-/// `POST /openim/{*path}`.
-pub async fn handle(
-    State(state): State<AppState>,
-    Extension(rid): Extension<RequestId>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    // OpenIM's own header rules come first (contract §2).
+/// The name of a compat operation in `[[route_plugins]]`: `openim` + its OpenIM path with `.`
+/// for `/` (`/user/update_user_info_ex` → `openim.user.update_user_info_ex`).
+pub fn route_name(path: &str) -> String {
+    format!("openim{}", path.replace('/', "."))
+}
+
+/// Whether `name` is the route name of an allow-listed compat operation.
+pub fn is_route_name(name: &str) -> bool {
+    ALLOWED.iter().any(|(p, _)| route_name(p) == name)
+}
+
+/// The OpenIM path of a compat request (`/openim/user/x` → `/user/x`).
+fn openim_path(uri: &axum::http::Uri) -> String {
+    uri.path().strip_prefix("/openim").unwrap_or(uri.path()).to_owned()
+}
+
+/// Stage "authenticate" of the compat surface (a route layer, outermost of each compat route):
+/// OpenIM's own header rules first (contract §2), then the bearer token (client-auth §5) → the
+/// [`Caller`] extension. Everything inside it (rate limit, canonical decoding, the plugin chain,
+/// the handler) answers in OpenIM's envelope: refusals of the inner stages, rendered as imgate
+/// errors, are turned into envelopes here, so an unmodified SDK always reads OpenIM's shape.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(rid) = req.extensions().get::<RequestId>().cloned() else {
+        return envelope(500, "ServerInternalError", "no request id");
+    };
+    let headers = req.headers();
     if headers.get("operationID").is_none_or(|v| v.is_empty()) {
         return refuse(&rid, 1001, "header must have operationID");
     }
@@ -201,26 +219,74 @@ pub async fn handle(
         return envelope(1505, "TokenUnknownError", "token is not valid");
     };
     rid.note_user(&caller.user_id);
-    let key = crate::ratelimit::RateKey {
-        user_id: caller.user_id.clone(),
-        class: "default".into(),
-        tier: caller.tier.clone(),
-    };
-    if let Err(wait) = state.limiter.check(&key).await {
-        // OpenIM's own limiter answers HTTP 429 with errCode 429 (contract §7).
-        let mut res = envelope(429, "too many requests, please try again later", "");
-        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let secs = crate::ratelimit::retry_after_secs(wait);
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    req.extensions_mut().insert(caller);
+    let res = next.run(req).await;
+    as_envelope(&rid, res)
+}
+
+/// An inner stage's imgate error (rate limit, plugin verdict, policy failure) in OpenIM's words.
+fn as_envelope(rid: &RequestId, res: Response) -> Response {
+    if res.extensions().get::<ForeignEnvelope>().is_some() {
         return res;
     }
-    let path = format!("/{path}");
+    let Some(err) = res.extensions().get::<ApiError>().cloned() else { return res };
+    let status = err.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // OpenIM's own limiter answers HTTP 429 with errCode 429 (contract §7).
+        let mut out = envelope(429, "too many requests, please try again later", "");
+        *out.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Some(v) = err.retry_after_secs.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            out.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return out;
+    }
+    if status.is_server_error() {
+        return envelope(500, "ServerInternalError", err.code.as_str());
+    }
+    let why = match &err.reason {
+        Some(reason) => format!("{reason}: {}", err.message),
+        None => format!("{}: {}", err.code.as_str(), err.message),
+    };
+    refuse(rid, 1002, &why)
+}
+
+/// Stage "canonical body" (inside the rate limit, before the plugin chain): the body decoded
+/// as OpenIM decodes it and re-encoded, so plugins read exact field names — a plugin looking at
+/// `userInfo.nickname` cannot be walked around with `UserInfo.NickName`.
+pub async fn canonicalize(req: Request, next: Next) -> Response {
+    let Some(rid) = req.extensions().get::<RequestId>().cloned() else {
+        return envelope(500, "ServerInternalError", "no request id");
+    };
+    let path = openim_path(req.uri());
+    let Some(schema) = schema::request_schema(&path) else {
+        return refuse(&rid, 1002, &format!("{path} is not on the allow-list"));
+    };
+    let (mut parts, body) = req.into_parts();
+    // The route's body cap (`server.max_body_bytes`) already bounds what can be read here.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return refuse(&rid, 1001, "the body could not be read");
+    };
+    let canonical = match gojson::decode(schema, &bytes) {
+        Ok(obj) => Value::Object(obj).to_string(),
+        Err(e) => return refuse(&rid, 1001, &format!("{path}: {e}")),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    next.run(Request::from_parts(parts, Body::from(canonical))).await
+}
+
+/// `POST /openim/<allow-listed path>`: the body (canonical, possibly changed by a plugin, so
+/// decoded again) bound to the caller, its objects checked, forwarded with the caller's token.
+pub async fn handle(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let path = openim_path(&uri);
     let (Some((_, rules)), Some(schema)) = (ALLOWED.iter().find(|(p, _)| *p == path), schema::request_schema(&path))
     else {
-        rid.note_refusal(&format!("compat: {path} is not on the allow-list"));
-        return envelope(1002, "NoPermissionError", "this route is not available through imgate");
+        return refuse(&rid, 1002, &format!("{path} is not on the allow-list"));
     };
     let mut obj = match gojson::decode(schema, &body) {
         Ok(obj) => obj,
@@ -236,6 +302,13 @@ pub async fn handle(
         }
     }
     forward(&state, &rid, &ctx, &caller, &path, obj).await
+}
+
+/// `POST /openim/{*path}` for every path not on the allow-list (after [`authenticate`]).
+pub async fn unlisted(Extension(rid): Extension<RequestId>, uri: axum::http::Uri) -> Response {
+    let path = openim_path(&uri);
+    rid.note_refusal(&format!("compat: {path} is not on the allow-list"));
+    envelope(1002, "NoPermissionError", "this route is not available through imgate")
 }
 
 /// Sends the canonical body with the caller's token; filters what the answer may carry back.
