@@ -12,6 +12,13 @@ deps:
 	@# Go's encoding/json is the oracle of the compat surface's differential test (OpenIM is Go).
 	@command -v go >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq golang-go >/dev/null; }
+	@# Tools we did not write must read the dev admin key (host/tests/dev_command.rs): OpenSSL, Node, Python's cryptography.
+	@command -v openssl >/dev/null && command -v node >/dev/null && command -v python3 >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssl nodejs python3 >/dev/null; }
+	@python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --user --quiet cryptography 2>/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-cryptography >/dev/null; }
 
 build: deps
 	$(CARGO) build --locked -p host -p e2e --bins

@@ -71,10 +71,14 @@ pub struct AdminSigningKey {
     pub public_pem: String,
 }
 
+/// A fresh admin key pair. The private key is a PKCS#8 v1 `PrivateKeyInfo` (RFC 8410, no public
+/// key attached): the form OpenSSL 3, Node's `crypto` and Python's `cryptography` read. They
+/// refuse the v2 form (`OneAsymmetricKey` with the public key) that `SigningKey::to_pkcs8_pem` writes.
 pub fn generate_admin_key() -> Result<AdminSigningKey, String> {
-    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey, KeypairBytes};
     let signing = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let private_pem = signing.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?.to_string();
+    let v1 = KeypairBytes { secret_key: signing.to_bytes(), public_key: None };
+    let private_pem = v1.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?.to_string();
     let public_pem = signing.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
     Ok(AdminSigningKey { private_pem, public_pem })
 }
@@ -93,5 +97,33 @@ mod tests {
     #[test]
     fn short_key_is_refused() {
         assert!(GatewayKey::from_b64("k", &B64.encode([1u8; 31])).is_err());
+    }
+
+    #[test]
+    fn admin_private_key_is_pkcs8_v1_of_the_public_key() {
+        use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, PrivateKeyInfo, SecretDocument};
+        let key = generate_admin_key().expect("key");
+        let (label, der) = SecretDocument::from_pem(&key.private_pem).expect("pem");
+        assert_eq!(label, "PRIVATE KEY");
+        let info = PrivateKeyInfo::try_from(der.as_bytes()).expect("PrivateKeyInfo");
+        assert!(info.public_key.is_none(), "no public key attached (PKCS#8 v2)");
+        // SEQUENCE { INTEGER 0 (v1), ... }
+        assert_eq!(&der.as_bytes()[2..5], &[0x02, 0x01, 0x00], "version v1");
+        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&key.private_pem).expect("private key");
+        let verifying = ed25519_dalek::VerifyingKey::from_public_key_pem(&key.public_pem).expect("public key");
+        assert_eq!(signing.verifying_key(), verifying);
+    }
+
+    #[test]
+    fn admin_key_signs_jwts_its_public_key_verifies() {
+        use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+        let key = generate_admin_key().expect("key");
+        let enc = EncodingKey::from_ed_pem(key.private_pem.as_bytes()).expect("jsonwebtoken reads the private key");
+        let claims = serde_json::json!({ "sub": "s", "exp": 4_000_000_000u64 });
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &enc).expect("sign");
+        let dec = DecodingKey::from_ed_pem(key.public_pem.as_bytes()).expect("public key");
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<serde_json::Value>(&token, &dec, &validation).expect("verifies");
     }
 }

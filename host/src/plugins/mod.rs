@@ -112,7 +112,7 @@ impl PluginConfig {
         }
         let mut seen = BTreeSet::new();
         for c in &config.route_plugins {
-            if c.route.is_some() == !c.routes.is_empty() {
+            if c.route.is_some() != c.routes.is_empty() {
                 errors.push("route_plugins: give either `route` or a non-empty `routes`".into());
                 continue;
             }
