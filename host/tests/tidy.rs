@@ -33,7 +33,7 @@ fn files_without_opener(files: &[PathBuf]) -> Vec<String> {
         .filter(|f| {
             let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             let first = text.lines().next().unwrap_or("");
-            !first.strip_prefix("//!").is_some_and(|rest| !rest.trim().is_empty())
+            first.strip_prefix("//!").is_none_or(|rest| rest.trim().is_empty())
         })
         .map(|f| f.display().to_string())
         .collect()

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::config::{Capability, PluginSpec, RuntimeConfig};
-use super::runtime::{Hook, HookAnswer, LoadError};
+use super::runtime::{Failure, Hook, HookAnswer, LoadError};
 use super::store::{write_atomic, ArtifactStore, Manifest};
 use super::{read_capped, Chain, Entry, HostIo, LoadedPlugin, PluginConfig, Runtime, Snapshot};
 use crate::audit::{AuditEvent, AuditLog};
@@ -50,11 +50,189 @@ impl Source {
     }
 }
 
+/// The load check a component failed: a stable reason, the `reason` of the admin API's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    TooLarge,
+    Precompiled,
+    NotAComponent,
+    DoesNotCompile,
+    CompileTimeout,
+    ImportsNotAllowed,
+    DoesNotLink,
+    InstantiationFailed,
+    ConfigSchema,
+    InitRefused,
+    InitFailed,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::TooLarge => "too_large",
+            Check::Precompiled => "precompiled",
+            Check::NotAComponent => "not_a_component",
+            Check::DoesNotCompile => "does_not_compile",
+            Check::CompileTimeout => "compile_timeout",
+            Check::ImportsNotAllowed => "imports_not_allowed",
+            Check::DoesNotLink => "does_not_link",
+            Check::InstantiationFailed => "instantiation_failed",
+            Check::ConfigSchema => "config_schema",
+            Check::InitRefused => "init_refused",
+            Check::InitFailed => "init_failed",
+        }
+    }
+}
+
+/// Why a change of the plugin manager was not made. Its `Display` is the full detail, for the
+/// log and the audit record (it may name files and carry I/O errors); [`ManagerError::message`]
+/// is what a client may read, [`ManagerError::reason`] the stable code. The admin API maps each
+/// variant to a status in one place (`routes::plugin_admin`).
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// No `[[plugin]]` of that name.
+    #[error("no [[plugin]] named `{0}`")]
+    UnknownPlugin(String),
+    /// No stored version of the plugin has that hash.
+    #[error("no stored version {hash} of `{name}`")]
+    UnknownVersion { name: String, hash: String },
+    /// The component failed a load check (compile, imports, link, instantiation, config schema,
+    /// `init` on a route config). `message` is the check's own words, without paths or I/O.
+    #[error("{detail}")]
+    Refused { check: Check, message: String, detail: String },
+    /// The version is quarantined (it kept trapping) and may not come back before `until_ms`.
+    #[error("version {} is quarantined until {until_ms} (unix ms)", short(hash))]
+    Quarantined { hash: String, until_ms: i64 },
+    /// No earlier version that is not quarantined.
+    #[error("`{0}` has no earlier good version to roll back to")]
+    NothingToRollBack(String),
+    /// The watcher saw a file it refused already (several events of one write).
+    #[error("already refused")]
+    AlreadyRefused,
+    /// The server's fault: the plugin store or the plugin file could not be read or written.
+    #[error("{0}")]
+    Store(String),
+    /// The server's fault: anything else (a thread that did not start, an inconsistent config).
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+impl ManagerError {
+    /// The stable code of this error (the `reason` of the admin API's answer and of `last_error`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ManagerError::UnknownPlugin(_) => "unknown_plugin",
+            ManagerError::UnknownVersion { .. } => "unknown_version",
+            ManagerError::Refused { check, .. } => check.as_str(),
+            ManagerError::Quarantined { .. } => "quarantined",
+            ManagerError::NothingToRollBack(_) => "nothing_to_roll_back",
+            ManagerError::AlreadyRefused => "already_refused",
+            ManagerError::Store(_) => "store_failed",
+            ManagerError::Internal(_) => "internal",
+        }
+    }
+
+    /// What a client may read: never a server path, file name or I/O error.
+    pub fn message(&self) -> String {
+        match self {
+            ManagerError::UnknownPlugin(_) => "no such plugin".into(),
+            ManagerError::UnknownVersion { .. } => "no stored version of this plugin has this hash".into(),
+            ManagerError::Refused { message, .. } => message.clone(),
+            ManagerError::Quarantined { hash, until_ms } => {
+                format!("version {} is quarantined until {until_ms} (unix ms)", short(hash))
+            }
+            ManagerError::NothingToRollBack(_) => "no earlier good version to roll back to".into(),
+            ManagerError::AlreadyRefused => "this version was refused already".into(),
+            ManagerError::Store(_) => {
+                "the gateway could not read or write the plugin store or file; the serving version stays".into()
+            }
+            ManagerError::Internal(_) => "internal error".into(),
+        }
+    }
+
+    /// Whether the server, not the request, is at fault.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self, ManagerError::Store(_) | ManagerError::Internal(_))
+    }
+
+    fn refused(check: Check, message: impl Into<String>, detail: impl Into<String>) -> ManagerError {
+        ManagerError::Refused { check, message: message.into(), detail: detail.into() }
+    }
+
+    /// Several problems as one: the first server fault, else every refusal (the first's check).
+    fn combine(mut errors: Vec<ManagerError>) -> ManagerError {
+        if let Some(i) = errors.iter().position(ManagerError::is_server_fault) {
+            return errors.swap_remove(i);
+        }
+        if errors.len() == 1 {
+            return errors.remove(0);
+        }
+        let check = match errors.first() {
+            Some(ManagerError::Refused { check, .. }) => *check,
+            _ => Check::InitFailed,
+        };
+        let message = errors.iter().map(ManagerError::message).collect::<Vec<_>>().join("; ");
+        let detail = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        ManagerError::refused(check, message, detail)
+    }
+}
+
+impl From<LoadError> for ManagerError {
+    fn from(e: LoadError) -> ManagerError {
+        let detail = e.to_string();
+        let (check, message): (Check, String) = match &e {
+            // A thread that did not start, a host function that panicked: not the component's fault.
+            LoadError::Io(_) | LoadError::InitFailed(Failure::HostPanic) => return ManagerError::Internal(detail),
+            LoadError::TooLarge { .. } => (Check::TooLarge, detail.clone()),
+            LoadError::Precompiled => (Check::Precompiled, detail.clone()),
+            LoadError::NotAComponent(_) => (Check::NotAComponent, "not a WebAssembly component".into()),
+            LoadError::Compile(_) => (Check::DoesNotCompile, "does not compile within the runtime's limits".into()),
+            LoadError::CompileTimeout(_) => (Check::CompileTimeout, detail.clone()),
+            // The import names come from the component itself, the reasons are imgate's words.
+            LoadError::Imports(_) => (Check::ImportsNotAllowed, detail.clone()),
+            LoadError::Link(_) => (Check::DoesNotLink, format!("does not link against {WORLD}")),
+            LoadError::Instantiate(_) => (Check::InstantiationFailed, "instantiation failed".into()),
+            LoadError::InitRefused(why) => (Check::InitRefused, init_refused(why)),
+            LoadError::InitFailed(f) => (Check::InitFailed, init_failed(f)),
+        };
+        ManagerError::refused(check, message, detail)
+    }
+}
+
+const MAX_PLUGIN_REASON_CHARS: usize = 300;
+
+/// `init`'s refusal with the plugin's own words (from the sandbox, which reads no server file),
+/// capped in length.
+fn init_refused(why: &str) -> String {
+    let mut capped: String = why.chars().take(MAX_PLUGIN_REASON_CHARS).collect();
+    if capped.len() < why.len() {
+        capped.push('…');
+    }
+    format!("init refused the configuration: {capped}")
+}
+
+/// `init` failed: the limit it hit, or the kind of failure only (the text of a trap or of an
+/// instantiation error is wasmtime's and may carry the plugin's build paths or the host's).
+fn init_failed(f: &Failure) -> String {
+    match f {
+        Failure::Trap(_) | Failure::InvalidOutput(_) | Failure::Instantiate(_) => format!("init failed: {}", f.kind()),
+        _ => format!("init failed: {f}"),
+    }
+}
+
 /// The last refused activation of a plugin.
 #[derive(Debug, Clone, Serialize)]
 pub struct LastError {
     pub hash: String,
     pub source: &'static str,
+    /// The stable code ([`ManagerError::reason`]).
+    pub reason: &'static str,
+    /// What went wrong, in words safe to show ([`ManagerError::message`]); the full detail is in
+    /// the log and the audit record.
     pub error: String,
     pub at_ms: i64,
 }
@@ -138,7 +316,7 @@ pub(crate) fn load_file(
     path: &Path,
 ) -> Result<(LoadedPlugin, Vec<u8>), String> {
     let bytes = read_capped(path, rt.max_component_bytes)?;
-    let p = load_bytes(runtime, store, rt, spec, &bytes)?;
+    let p = load_bytes(runtime, store, rt, spec, &bytes).map_err(|e| e.to_string())?;
     Ok((p, bytes))
 }
 
@@ -148,16 +326,19 @@ fn load_bytes(
     rt: &RuntimeConfig,
     spec: &PluginSpec,
     bytes: &[u8],
-) -> Result<LoadedPlugin, String> {
+) -> Result<LoadedPlugin, ManagerError> {
     let mut errors = Vec::new();
     let limits = spec.limits.resolve(rt, &format!("plugin `{}`", spec.name), &mut errors);
     if !errors.is_empty() {
-        return Err(errors.join("; "));
+        // The configuration's limits, not the component: the server's fault.
+        return Err(ManagerError::Internal(errors.join("; ")));
     }
     let grants: BTreeSet<Capability> = spec.capabilities.iter().copied().collect();
-    let mut plugin = runtime.load_cached(&spec.name, bytes, &grants, limits, store).map_err(|e| e.to_string())?;
-    // A version whose embedded config schema is unreadable is refused like any broken artifact.
-    plugin.config_schema = super::store::embedded_config_schema(bytes)?;
+    let mut plugin = runtime.load_cached(&spec.name, bytes, &grants, limits, store)?;
+    // A version whose embedded config schema is unreadable is refused like any broken artifact
+    // (the schema checks' words name the section and the bytes, never a file).
+    plugin.config_schema = super::store::embedded_config_schema(bytes)
+        .map_err(|e| ManagerError::refused(Check::ConfigSchema, e.clone(), e))?;
     Ok(plugin)
 }
 
@@ -169,13 +350,24 @@ pub(crate) fn build_snapshot(
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     generation: u64,
 ) -> Result<Snapshot, Vec<String>> {
+    snapshot_of(runtime, io, config, plugins, generation).map_err(|e| e.iter().map(ToString::to_string).collect())
+}
+
+/// [`build_snapshot`], with every problem as a [`ManagerError`].
+fn snapshot_of(
+    runtime: &Runtime,
+    io: &Arc<HostIo>,
+    config: &PluginConfig,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    generation: u64,
+) -> Result<Snapshot, Vec<ManagerError>> {
     let mut errors = Vec::new();
     let mut chains = HashMap::new();
     for (route, entries) in &config.chains {
         let mut chain = Chain { route: route.clone(), entries: Vec::new() };
         for e in entries {
             let Some(plugin) = plugins.get(&e.plugin) else {
-                errors.push(format!("route `{route}`: plugin `{}` is not loaded", e.plugin));
+                errors.push(ManagerError::Internal(format!("route `{route}`: plugin `{}` is not loaded", e.plugin)));
                 continue;
             };
             let text: Arc<str> = Arc::from(e.config.to_string());
@@ -183,12 +375,21 @@ pub(crate) fn build_snapshot(
             let (answer, _) = runtime.call(plugin, io, &text, &rid, Hook::Init(&text));
             let problem = match answer {
                 Ok(HookAnswer::Init(Ok(()))) => None,
-                Ok(HookAnswer::Init(Err(msg))) => Some(LoadError::InitRefused(msg).to_string()),
-                Ok(_) => Some("init answered nothing".into()),
-                Err(f) => Some(LoadError::InitFailed(f).to_string()),
+                Ok(HookAnswer::Init(Err(msg))) => Some(LoadError::InitRefused(msg).into()),
+                Ok(_) => {
+                    Some(ManagerError::refused(Check::InitFailed, "init answered nothing", "init answered nothing"))
+                }
+                Err(f) => Some(LoadError::InitFailed(f).into()),
             };
-            if let Some(p) = problem {
-                errors.push(format!("route `{route}`: plugin `{}`: {p}", e.plugin));
+            match problem {
+                // Which route config and plugin it was, in the client's words and the log's.
+                Some(ManagerError::Refused { check, message, detail }) => errors.push(ManagerError::Refused {
+                    check,
+                    message: format!("route `{route}`: plugin `{}`: {message}", e.plugin),
+                    detail: format!("route `{route}`: plugin `{}`: {detail}", e.plugin),
+                }),
+                Some(other) => errors.push(other),
+                None => {}
             }
             chain.entries.push(Entry { plugin: plugin.clone(), config: text, failure: e.failure });
         }
@@ -272,24 +473,27 @@ impl Manager {
 
     /// Checks a version fully against the current configuration without serving it: the
     /// snapshot it would make.
-    fn validate(&self, name: &str, bytes: &[u8]) -> Result<(Arc<LoadedPlugin>, Snapshot), String> {
+    fn validate(&self, name: &str, bytes: &[u8]) -> Result<(Arc<LoadedPlugin>, Snapshot), ManagerError> {
         let config = lock(&self.config).clone();
-        let spec = config.spec(name).ok_or_else(|| format!("no [[plugin]] named `{name}`"))?;
+        let spec = config.spec(name).ok_or_else(|| ManagerError::UnknownPlugin(name.to_owned()))?;
         let loaded = Arc::new(load_bytes(&self.runtime, Some(&self.store), &self.runtime_config, spec, bytes)?);
         self.metrics.plugins.loaded(name, loaded.from_cache);
         let current = self.current.load_full();
         let mut plugins = current.plugins.clone();
         plugins.insert(name.to_owned(), loaded.clone());
-        let snap = build_snapshot(&self.runtime, &self.io, &config, plugins, current.generation + 1)
-            .map_err(|e| e.join("; "))?;
+        let snap = snapshot_of(&self.runtime, &self.io, &config, plugins, current.generation + 1)
+            .map_err(ManagerError::combine)?;
         Ok((loaded, snap))
     }
 
     /// Stores a version after checking it, without activating it.
-    pub fn upload(&self, name: &str, bytes: &[u8], version: Option<&str>) -> Result<Manifest, String> {
+    pub fn upload(&self, name: &str, bytes: &[u8], version: Option<&str>) -> Result<Manifest, ManagerError> {
         let (loaded, _) = self.validate(name, bytes).inspect_err(|e| self.refused(name, bytes, Source::Upload, e))?;
         let manifest = self.manifest_for(&loaded, bytes.len(), Source::Upload, version);
-        self.store.put(bytes, &manifest).map_err(|e| format!("storing the artifact: {e}"))?;
+        self.store
+            .put(bytes, &manifest)
+            .map_err(|e| ManagerError::Store(e.to_string()))
+            .inspect_err(|e| self.refused(name, bytes, Source::Upload, e))?;
         self.audit("uploaded", serde_json::json!({ "plugin": name, "hash": loaded.hash, "version": manifest.version }));
         Ok(self.store.manifest(&loaded.hash).unwrap_or(manifest))
     }
@@ -302,7 +506,7 @@ impl Manager {
         bytes: &[u8],
         source: Source,
         version: Option<&str>,
-    ) -> Result<Manifest, String> {
+    ) -> Result<Manifest, ManagerError> {
         let one_at_a_time = lock(&self.activation);
         self.activate_locked(&one_at_a_time, name, bytes, source, version)
     }
@@ -317,7 +521,7 @@ impl Manager {
         bytes: &[u8],
         source: Source,
         version: Option<&str>,
-    ) -> Result<Manifest, String> {
+    ) -> Result<Manifest, ManagerError> {
         use sha2::Digest;
         let hash = hex::encode(sha2::Sha256::digest(bytes));
         let current = self.current.load_full();
@@ -331,7 +535,7 @@ impl Manager {
         if source == Source::File {
             // The same broken file seen again (several events of one write): already reported.
             if lock(&self.state).get(name).and_then(|s| s.last_error.as_ref()).is_some_and(|e| e.hash == hash) {
-                return Err("already refused".into());
+                return Err(ManagerError::AlreadyRefused);
             }
             // (Read into a local: the state lock must be released before `refused` takes it.)
             let quarantined = lock(&self.state)
@@ -340,25 +544,26 @@ impl Manager {
                 .filter(|q| q.until_ms > now_ms())
                 .map(|q| q.until_ms);
             if let Some(until_ms) = quarantined {
-                let e = format!("version {} is quarantined until {until_ms} (unix ms)", &hash[..12]);
+                let e = ManagerError::Quarantined { hash: hash.clone(), until_ms };
                 self.refused(name, bytes, source, &e);
                 return Err(e);
             }
         }
         let (loaded, snap) = self.validate(name, bytes).inspect_err(|e| self.refused(name, bytes, source, e))?;
         let manifest = self.manifest_for(&loaded, bytes.len(), source, version);
-        self.store.put(bytes, &manifest).map_err(|e| format!("storing the artifact: {e}"))?;
+        self.store
+            .put(bytes, &manifest)
+            .map_err(|e| ManagerError::Store(e.to_string()))
+            .inspect_err(|e| self.refused(name, bytes, source, e))?;
         if source != Source::File {
             let path = {
                 let config = lock(&self.config);
                 config.spec(name).map(|s| config.path_of(s))
             };
             if let Some(path) = path {
-                write_atomic(&path, bytes).map_err(|e| {
-                    let e = format!("writing {}: {e}", path.display());
-                    self.refused(name, bytes, source, &e);
-                    e
-                })?;
+                write_atomic(&path, bytes)
+                    .map_err(|e| ManagerError::Store(format!("writing the plugin file {}: {e}", path.display())))
+                    .inspect_err(|e| self.refused(name, bytes, source, e))?;
             }
         }
         let generation = snap.generation;
@@ -379,21 +584,37 @@ impl Manager {
         Ok(self.store.manifest(&hash).unwrap_or(manifest))
     }
 
-    fn refused(&self, name: &str, bytes: &[u8], source: Source, error: &str) {
+    /// Records a version that was not stored or activated: `last_error` (the words safe to show),
+    /// the metric, the log and the audit record (the full detail). A server fault is audited as
+    /// `failed`, a refused version as `refused`.
+    fn refused(&self, name: &str, bytes: &[u8], source: Source, error: &ManagerError) {
         use sha2::Digest;
         let hash = hex::encode(sha2::Sha256::digest(bytes));
-        lock(&self.state).entry(name.to_owned()).or_default().last_error =
-            Some(LastError { hash: hash.clone(), source: source.as_str(), error: error.to_owned(), at_ms: now_ms() });
+        let reason = error.reason();
+        lock(&self.state).entry(name.to_owned()).or_default().last_error = Some(LastError {
+            hash: hash.clone(),
+            source: source.as_str(),
+            reason,
+            error: error.message(),
+            at_ms: now_ms(),
+        });
         self.metrics.plugins.reload(name, "refused");
-        tracing::warn!(plugin = name, hash = %hash, source = source.as_str(), error, "plugin version refused; the serving version stays");
+        let detail = error.to_string();
+        let outcome = if error.is_server_fault() {
+            tracing::error!(plugin = name, hash = %hash, source = source.as_str(), reason, error = %detail, "plugin version could not be stored or activated; the serving version stays");
+            "failed"
+        } else {
+            tracing::warn!(plugin = name, hash = %hash, source = source.as_str(), reason, error = %detail, "plugin version refused; the serving version stays");
+            "refused"
+        };
         self.audit(
-            "refused",
-            serde_json::json!({ "plugin": name, "hash": hash, "source": source.as_str(), "error": error }),
+            outcome,
+            serde_json::json!({ "plugin": name, "hash": hash, "source": source.as_str(), "reason": reason, "error": detail }),
         );
     }
 
     /// Activates a stored version by hash.
-    pub fn activate_hash(&self, name: &str, hash: &str, source: Source) -> Result<Manifest, String> {
+    pub fn activate_hash(&self, name: &str, hash: &str, source: Source) -> Result<Manifest, ManagerError> {
         let one_at_a_time = lock(&self.activation);
         self.activate_hash_locked(&one_at_a_time, name, hash, source)
     }
@@ -404,25 +625,25 @@ impl Manager {
         name: &str,
         hash: &str,
         source: Source,
-    ) -> Result<Manifest, String> {
+    ) -> Result<Manifest, ManagerError> {
         let m = self
             .store
             .manifest(hash)
             .filter(|m| m.name == name)
-            .ok_or_else(|| format!("no stored version {hash} of `{name}`"))?;
-        let bytes = self.store.bytes(hash).map_err(|e| format!("reading the stored artifact: {e}"))?;
+            .ok_or_else(|| ManagerError::UnknownVersion { name: name.to_owned(), hash: hash.to_owned() })?;
+        let bytes = self.store.bytes(hash).map_err(|e| ManagerError::Store(e.to_string()))?;
         self.activate_locked(held, name, &bytes, source, Some(&m.version))
     }
 
     /// Activates the most recent earlier version that is not quarantined.
-    pub fn rollback(&self, name: &str, source: Source) -> Result<Manifest, String> {
+    pub fn rollback(&self, name: &str, source: Source) -> Result<Manifest, ManagerError> {
         // Without a precondition `rollback_from` answers a manifest or an error, never `None`.
-        self.rollback_from(name, None, source)?.ok_or_else(|| format!("`{name}`: nothing to roll back"))
+        self.rollback_from(name, None, source)?.ok_or_else(|| ManagerError::NothingToRollBack(name.to_owned()))
     }
 
     /// [`Manager::rollback`], when `from` is `None` or still the serving version of `name`
     /// (checked under the activation lock); `Ok(None)` when something else serves by then.
-    fn rollback_from(&self, name: &str, from: Option<&str>, source: Source) -> Result<Option<Manifest>, String> {
+    fn rollback_from(&self, name: &str, from: Option<&str>, source: Source) -> Result<Option<Manifest>, ManagerError> {
         let one_at_a_time = lock(&self.activation);
         let current = self.current.load_full().plugins.get(name).map(|p| p.hash.clone());
         if from.is_some_and(|f| current.as_deref() != Some(f)) {
@@ -444,8 +665,7 @@ impl Manager {
                 .filter(|h| seen.insert(h.clone()))
                 .collect()
         };
-        let target =
-            candidates.first().ok_or_else(|| format!("`{name}` has no earlier good version to roll back to"))?;
+        let target = candidates.first().ok_or_else(|| ManagerError::NothingToRollBack(name.to_owned()))?;
         self.activate_hash_locked(&one_at_a_time, name, target, source).map(Some)
     }
 
@@ -673,4 +893,50 @@ impl Manager {
 
 fn canonical_dir(p: &Path) -> Option<PathBuf> {
     p.parent().and_then(|d| std::fs::canonicalize(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_check_keeps_its_stable_words_and_leaves_wasmtime_text_to_the_detail() {
+        let leak = "/home/build/plugin/src/lib.rs:12";
+        let cases = [
+            (LoadError::NotAComponent(leak.into()), "not_a_component", "not a WebAssembly component"),
+            (LoadError::Compile(leak.into()), "does_not_compile", "does not compile"),
+            (LoadError::Link(leak.into()), "does_not_link", "imgate:plugin@0.1.0"),
+            (LoadError::Instantiate(leak.into()), "instantiation_failed", "instantiation failed"),
+            (LoadError::InitFailed(Failure::Trap(leak.into())), "init_failed", "init failed: trap"),
+            (LoadError::InitFailed(Failure::Deadline), "init_failed", "init failed: CPU deadline exceeded"),
+            (
+                LoadError::Imports(vec![("imgate:plugin/kv@0.1.0".into(), "capability `kv` is not granted".into())]),
+                "imports_not_allowed",
+                "capability `kv` is not granted",
+            ),
+        ];
+        for (load, reason, words) in cases {
+            let e = ManagerError::from(load);
+            assert!(!e.is_server_fault(), "{e}");
+            assert_eq!(e.reason(), reason, "{e}");
+            assert!(e.message().contains(words) && !e.message().contains("/home"), "{}", e.message());
+        }
+        // Not the component's fault.
+        for load in [LoadError::Io(leak.into()), LoadError::InitFailed(Failure::HostPanic)] {
+            let e = ManagerError::from(load);
+            assert!(e.is_server_fault() && !e.message().contains("/home"), "{e}");
+        }
+        // A long refusal by the plugin is capped.
+        let e = ManagerError::from(LoadError::InitRefused("x".repeat(10_000)));
+        assert!(e.message().len() < 400 && e.message().ends_with('…'), "{}", e.message());
+    }
+
+    #[test]
+    fn several_problems_are_one_error_and_a_server_fault_wins() {
+        let refused = |w: &str| ManagerError::refused(Check::InitRefused, w, w);
+        let e = ManagerError::combine(vec![refused("a"), refused("b")]);
+        assert_eq!((e.reason(), e.message()), ("init_refused", "a; b".to_owned()));
+        let e = ManagerError::combine(vec![refused("a"), ManagerError::Internal("x".into())]);
+        assert!(e.is_server_fault());
+    }
 }

@@ -72,6 +72,24 @@ pub fn embedded_config_schema(bytes: &[u8]) -> Result<Option<serde_json::Value>,
     }
 }
 
+/// A read or write of the store that failed: the server's fault. Its text names the file, so it
+/// belongs in the log and the audit record, never in an answer to a client.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct StoreError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl StoreError {
+    fn new(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.to_owned();
+        move |source| StoreError { action, path, source }
+    }
+}
+
 /// Artifacts and the precompiled cache on disk.
 pub struct ArtifactStore {
     root: PathBuf,
@@ -101,22 +119,28 @@ impl ArtifactStore {
 
     /// Keeps an artifact and its manifest (an existing manifest is kept: it records the first
     /// activation).
-    pub fn put(&self, bytes: &[u8], manifest: &Manifest) -> std::io::Result<()> {
-        if !self.artifact(&manifest.hash).exists() {
-            write_atomic(&self.artifact(&manifest.hash), bytes)?;
+    pub fn put(&self, bytes: &[u8], manifest: &Manifest) -> Result<(), StoreError> {
+        let artifact = self.artifact(&manifest.hash);
+        if !artifact.exists() {
+            write_atomic(&artifact, bytes).map_err(StoreError::new("writing the artifact", &artifact))?;
         }
-        if !self.manifest_path(&manifest.hash).exists() {
-            let json = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
-            write_atomic(&self.manifest_path(&manifest.hash), &json)?;
+        let path = self.manifest_path(&manifest.hash);
+        if !path.exists() {
+            let json = serde_json::to_vec_pretty(manifest)
+                .map_err(std::io::Error::other)
+                .map_err(StoreError::new("encoding the manifest", &path))?;
+            write_atomic(&path, &json).map_err(StoreError::new("writing the manifest", &path))?;
         }
         Ok(())
     }
 
-    pub fn bytes(&self, hash: &str) -> std::io::Result<Vec<u8>> {
+    pub fn bytes(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.artifact(hash);
         if !is_hash(hash) {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a sha256 hex hash"));
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a sha256 hex hash");
+            return Err(StoreError::new("reading the artifact", &path)(e));
         }
-        std::fs::read(self.artifact(hash))
+        std::fs::read(&path).map_err(StoreError::new("reading the artifact", &path))
     }
 
     pub fn manifest(&self, hash: &str) -> Option<Manifest> {

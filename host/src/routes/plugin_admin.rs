@@ -18,7 +18,7 @@ use serde_json::json;
 use super::admin::admin_action;
 use crate::auth::AdminPrincipal;
 use crate::error::{ApiError, ErrorCode};
-use crate::plugins::reload::Manager;
+use crate::plugins::reload::{Manager, ManagerError};
 use crate::plugins::Source;
 use crate::state::AppState;
 use crate::telemetry::RequestId;
@@ -39,11 +39,39 @@ fn known(m: &Manager, name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Runs a blocking manager operation off the async workers; its error is the operator's answer.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, ApiError> {
+/// The one place a plugin manager error becomes an answer: what the client did wrong is a 4xx
+/// with the stable `reason` and words safe to show; a server fault is 500 `internal`. The full
+/// text (file paths, I/O errors, wasmtime's diagnostics) is only the `detail`: the log, never
+/// the client.
+///
+/// | variant | status | code | reason |
+/// |---|---|---|---|
+/// | `UnknownPlugin` | 404 | `not_found` | `unknown_plugin` |
+/// | `UnknownVersion` | 404 | `not_found` | `unknown_version` |
+/// | `Refused` (a load check) | 400 | `bad_request` | the check: `not_a_component`, `imports_not_allowed`, ... |
+/// | `Quarantined`, `NothingToRollBack`, `AlreadyRefused` | 409 | `conflict` | `quarantined`, `nothing_to_roll_back`, `already_refused` |
+/// | `Store`, `Internal` | 500 | `internal` | `store_failed`, `internal` |
+impl From<ManagerError> for ApiError {
+    fn from(e: ManagerError) -> ApiError {
+        let code = match &e {
+            ManagerError::UnknownPlugin(_) | ManagerError::UnknownVersion { .. } => ErrorCode::NotFound,
+            ManagerError::Refused { .. } => ErrorCode::BadRequest,
+            ManagerError::Quarantined { .. } | ManagerError::NothingToRollBack(_) | ManagerError::AlreadyRefused => {
+                ErrorCode::Conflict
+            }
+            ManagerError::Store(_) | ManagerError::Internal(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code).with_message(e.message()).with_reason(e.reason()).with_detail(e.to_string())
+    }
+}
+
+/// Runs a blocking manager operation off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ManagerError> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::bad_request(e)),
+        Ok(Err(e)) => Err(e.into()),
         Err(e) => Err(ApiError::internal(format!("plugin operation: {e}"))),
     }
 }
@@ -152,4 +180,52 @@ pub async fn rollback(
     admin_action(&state, &rid, &admin, "plugin_rollback", json!({ "plugin": name })).await?;
     let manifest = blocking(move || m.rollback(&name, Source::Rollback)).await?;
     Ok(Json(json!({ "manifest": manifest })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::reload::Check;
+
+    #[test]
+    fn each_manager_error_has_one_status_code_and_reason_and_only_safe_words_reach_the_client() {
+        let path = "/srv/imgate/store/artifacts/0123.wasm";
+        let cases = [
+            (ManagerError::UnknownPlugin("p".into()), 404, "not_found", "unknown_plugin"),
+            (
+                ManagerError::UnknownVersion { name: "p".into(), hash: "ab".repeat(32) },
+                404,
+                "not_found",
+                "unknown_version",
+            ),
+            (
+                ManagerError::Refused {
+                    check: Check::DoesNotCompile,
+                    message: "does not compile within the runtime's limits".into(),
+                    detail: format!("does not compile: {path}"),
+                },
+                400,
+                "bad_request",
+                "does_not_compile",
+            ),
+            (ManagerError::Quarantined { hash: "ab".repeat(32), until_ms: 1 }, 409, "conflict", "quarantined"),
+            (ManagerError::NothingToRollBack("p".into()), 409, "conflict", "nothing_to_roll_back"),
+            (ManagerError::AlreadyRefused, 409, "conflict", "already_refused"),
+            (
+                ManagerError::Store(format!("writing the artifact {path}: Not a directory (os error 20)")),
+                500,
+                "internal",
+                "store_failed",
+            ),
+            (ManagerError::Internal(format!("spawning the compile thread: {path}")), 500, "internal", "internal"),
+        ];
+        for (e, status, code, reason) in cases {
+            let detail = e.to_string();
+            let api = ApiError::from(e);
+            assert_eq!((api.status().as_u16(), api.code.as_str()), (status, code), "{detail}");
+            assert_eq!(api.reason.as_deref(), Some(reason), "{detail}");
+            assert!(!api.message.contains("/srv") && !api.message.contains("os error"), "{}", api.message);
+            assert_eq!(api.detail.as_deref(), Some(detail.as_str()), "the detail goes to the log");
+        }
+    }
 }

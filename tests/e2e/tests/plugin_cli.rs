@@ -169,7 +169,7 @@ async fn refused_pushes_and_unknown_hashes_change_nothing() {
     let err = run(PluginCmd::Activate { name: "echo".into(), hash: format!("{:0>64}", "1"), gateway: operator(&h) })
         .await
         .expect_err("a full hash the store lacks");
-    assert!(err.contains("/v1/admin/plugins/echo/activate: 400 "), "{err}");
+    assert!(err.contains("/v1/admin/plugins/echo/activate: 404 not_found: no stored version"), "{err}");
     let err = run(PluginCmd::Status { name: "nope".into(), gateway: operator(&h) }).await.expect_err("unknown");
     assert!(err.contains("404 not_found: no such plugin"), "{err}");
     let missing = h.dir.join("missing.wasm");
