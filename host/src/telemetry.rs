@@ -39,6 +39,9 @@ pub struct Trail {
     pub operation_ids: Vec<String>,
     /// A handler refused the request ([`RequestId::note_refusal`]), whatever the HTTP status says.
     pub refused: bool,
+    /// The request failed on imgate's or OpenIM's side ([`RequestId::note_failure`]), whatever
+    /// the HTTP status says.
+    pub failed: bool,
 }
 
 impl RequestId {
@@ -68,6 +71,14 @@ impl RequestId {
         let mut trail = self.trail();
         trail.reason = Some(reason.to_owned());
         trail.refused = true;
+    }
+
+    /// The request failed (OpenIM unreachable, a policy failure) for `reason`: its audit record
+    /// says `error` even when the answer is HTTP 200 (OpenIM's envelope on the compat surface).
+    pub fn note_failure(&self, reason: &str) {
+        let mut trail = self.trail();
+        trail.reason = Some(reason.to_owned());
+        trail.failed = true;
     }
 
     /// An OpenIM operationID this request caused.
@@ -123,6 +134,7 @@ pub async fn trace(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let outcome = match status {
         500.. => outcome::ERROR,
+        _ if trail.failed => outcome::ERROR,
         _ if trail.refused => outcome::REFUSED,
         200..=399 => outcome::OK,
         401 | 403 => outcome::REFUSED,

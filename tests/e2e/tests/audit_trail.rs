@@ -91,6 +91,11 @@ async fn a_compat_refusal_answered_200_is_audited_as_refused_with_its_reason() {
     assert_eq!((status, body["errCode"].as_i64()), (200, Some(1002)), "{body}");
     let (status, body) = into_json(openim("/user/get_users_info", "compat-served-1").await.expect("answer")).await;
     assert_eq!((status, body["errCode"].as_i64()), (200, Some(0)), "{body}");
+    // OpenIM unreachable: the SDK gets OpenIM's envelope (HTTP 200), the trail says error.
+    h.emu.set_fault(Fault::CloseConnection);
+    let (status, body) = into_json(openim("/user/get_users_info", "compat-failed-1").await.expect("answer")).await;
+    h.emu.set_fault(Fault::None);
+    assert_eq!((status, body["errCode"].as_i64()), (200, Some(14)), "{body}");
 
     let path = h.audit_file().await;
     host::audit::verify_file(&path).expect("the chain verifies");
@@ -104,6 +109,8 @@ async fn a_compat_refusal_answered_200_is_audited_as_refused_with_its_reason() {
     let served = recs.iter().find(|r| r["request_id"] == "compat-served-1").expect("the served call is audited");
     assert_eq!(served["outcome"], "ok", "{served}");
     assert_eq!(served["reason"], Value::Null);
+    let failed = recs.iter().find(|r| r["request_id"] == "compat-failed-1").expect("the failure is audited");
+    assert_eq!(failed["outcome"], "error", "{failed}");
     let text = std::fs::read_to_string(&path).expect("audit file");
     assert!(!text.contains(&tok), "the bearer token leaked into the audit log");
     h.shutdown().await;

@@ -241,6 +241,7 @@ fn as_envelope(rid: &RequestId, res: Response) -> Response {
         return out;
     }
     if status.is_server_error() {
+        rid.note_failure(&format!("compat: {}", err.code.as_str()));
         return envelope(500, "ServerInternalError", err.code.as_str());
     }
     let why = match &err.reason {
@@ -325,7 +326,7 @@ async fn forward(
     let answer = match state.openim.call_raw(ctx, path, forwarded, who).await {
         Ok(answer) => answer,
         Err(e) => {
-            rid.note_reason(&format!("compat: {}", e.outcome()));
+            rid.note_failure(&format!("compat: {}", e.outcome()));
             let code = match e {
                 OpenImError::Timeout(_) => 4,
                 OpenImError::Unavailable(_) => 14,
