@@ -154,6 +154,8 @@ struct Status {
     last_error: Option<LastError>,
     #[serde(default)]
     quarantined: Vec<Quarantined>,
+    #[serde(default)]
+    failures: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +190,16 @@ struct Quarantined {
     hash: String,
     until_ms: i64,
     times: u32,
+    #[serde(default)]
+    kinds: std::collections::BTreeMap<String, u32>,
+}
+
+/// `trap 3, exit 5`, or `none`.
+fn counts<N: std::fmt::Display>(m: &std::collections::BTreeMap<String, N>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,8 +469,16 @@ fn render_status(p: &Status) -> String {
     }
     let _ = writeln!(out, "quarantined   {}", p.quarantined.len());
     for q in &p.quarantined {
-        let _ = writeln!(out, "    {}  until {}  ({} times)", short(&q.hash), utc(q.until_ms), q.times);
+        let _ = writeln!(
+            out,
+            "    {}  until {}  ({} times; {})",
+            short(&q.hash),
+            utc(q.until_ms),
+            q.times,
+            counts(&q.kinds)
+        );
     }
+    let _ = writeln!(out, "failures      {}", counts(&p.failures));
     match &p.last_error {
         Some(e) => {
             let _ = writeln!(

@@ -72,7 +72,11 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
 
     let config = crate::Config::load(&config_path).map_err(|e| e.to_string())?;
     crate::telemetry::init_logging(&config.telemetry);
-    let state = crate::build_state(config, &dir)
+    // Like `imgate serve`: the config file is handed to the plugin watcher, so `[[plugin]]` and
+    // `[[route_plugins]]` edits to it apply while dev runs (once it runs with plugins at all:
+    // without any, no plugin engine is started and the first plugin needs a restart).
+    let options = crate::state::BuildOptions { config_file: Some(config_path.clone()), ..Default::default() };
+    let state = crate::state::build_with(config, &dir, options)
         .map_err(|e| e.to_string())?
         .open_audit(&dir)
         .await
@@ -117,6 +121,11 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
     std::fs::rename(&tmp, &env_path).map_err(|e| format!("{}: {e}", env_path.display()))?;
     println!("imgate dev is ready: gateway {gateway_url}, OpenIM emulator {}", emu.api_url());
     println!("env: {}", env_path.display());
+    if plugins.is_empty() {
+        println!("no plugins configured: a [[plugin]] added to {} applies after a restart", config_path.display());
+    } else {
+        println!("plugin and chain edits to {} apply while imgate dev runs", config_path.display());
+    }
 
     shutdown.await;
     let _ = std::fs::remove_file(&env_path);

@@ -5,26 +5,16 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+// The harness's plugin builder (the example and hostile plugins, built for wasm32-wasip2).
+#[allow(dead_code)]
+#[path = "../../tests/e2e/src/plugins.rs"]
+mod plugins;
+
 #[tokio::test]
 async fn dev_writes_env_json_serves_and_stops_cleanly_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("imgate-dev-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_imgate"))
-            .arg("dev")
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("imgate dev starts"),
-    );
-    // `imgate dev` prints its ready line only after env.json is in place.
-    let mut stdout = BufReader::new(child.0.stdout.take().expect("piped"));
-    let mut line = String::new();
-    while !line.contains("is ready") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).expect("read") > 0, "imgate dev exited before it was ready");
-    }
+    let (mut child, _stdout) = start_dev(&dir, &[]);
     let env_path = dir.join(".imgate/dev/env.json");
     let env: Value = serde_json::from_slice(&std::fs::read(&env_path).expect("env.json exists")).expect("json");
     for key in [
@@ -65,6 +55,81 @@ async fn dev_writes_env_json_serves_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "clean exit: {status:?}");
     assert!(!env_path.exists(), "env.json removed on exit");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `imgate dev --example-plugins` applies edits to its own config file while it runs, as `serve`
+/// does: a `[[plugin]]` appended to `.imgate/dev/imgate.toml` is loaded and listed by the admin API.
+#[tokio::test]
+async fn dev_applies_plugin_edits_to_its_own_config_file() {
+    let examples = plugins::examples();
+    let echo = plugins::hostile_plugin("echo");
+    let dir = std::env::temp_dir().join(format!("imgate-dev-config-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (child, mut stdout) = start_dev(&dir, &["--example-plugins".as_ref(), examples.as_os_str()]);
+    let mut said = String::new();
+    stdout.read_line(&mut said).expect("read"); // env: ...
+    said.clear();
+    stdout.read_line(&mut said).expect("read");
+    assert!(said.contains("edits to") && said.contains("apply while imgate dev runs"), "{said}");
+    let env: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".imgate/dev/env.json")).expect("env.json")).expect("json");
+    let config_path = env["config_path"].as_str().expect("config_path");
+    let pem = std::fs::read_to_string(env["admin"]["private_key_pem_path"].as_str().expect("pem")).expect("pem");
+    let token = host::dev::mint_admin_jwt(&pem, "test", "imgate:admin", 60).expect("jwt");
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let list_url = format!("{}/v1/admin/plugins", env["gateway_url"].as_str().expect("url"));
+    let names = || async {
+        let list: Value = http.get(&list_url).bearer_auth(&token).send().await.expect("up").json().await.expect("json");
+        list["plugins"]
+            .as_array()
+            .expect("plugins")
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names().await, ["content-filter"]);
+
+    let mut config = std::fs::read_to_string(config_path).expect("config");
+    config.push_str(&format!("\n[[plugin]]\nname = \"echo\"\npath = \"{}\"\n", echo.display()));
+    let tmp = format!("{config_path}.tmp");
+    std::fs::write(&tmp, config).expect("write");
+    std::fs::rename(&tmp, config_path).expect("rename");
+    // Applied by the watcher after its debounce: poll, within a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = names().await;
+        if now.iter().any(|n| n == "echo") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the edit never applied: {now:?}");
+        // Admin routes are rate-limited (10/s, burst 50): poll below that.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts `imgate dev` in `dir` and waits for its ready line, which it prints only after env.json
+/// is in place; returns the child and the rest of its stdout.
+fn start_dev(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> (KillOnDrop, BufReader<std::process::ChildStdout>) {
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_imgate"))
+            .arg("dev")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("imgate dev starts"),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("piped"));
+    let mut line = String::new();
+    while !line.contains("is ready") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).expect("read") > 0, "imgate dev exited before it was ready");
+    }
+    (child, stdout)
 }
 
 /// A failed assertion must not leave `imgate dev` running: the child is killed when the test unwinds.

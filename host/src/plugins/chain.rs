@@ -60,9 +60,7 @@ const FORBIDDEN_SET: &[&str] = &[
     "x-request-id",
     "token",
 ];
-const MAX_HEADERS: usize = 32;
-const MAX_HEADER_VALUE: usize = 1024;
-const MAX_MESSAGE: usize = 512;
+use super::output::{MAX_HEADERS, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_MESSAGE};
 
 /// The chain middleware: `State` is the gateway and the route's name. The serving snapshot is
 /// taken once, so the whole request runs on one version of every plugin even if a swap happens
@@ -106,7 +104,7 @@ async fn run(state: &AppState, chain: &Chain, req: Request, next: Next) -> Resul
         let shared = Arc::new(preq.clone());
         let outcome = call(state, entry, &rid, Owned::Request(shared)).await;
         let verdict = match outcome {
-            Ok(HookAnswer::Request(v)) => check_request_verdict(v, entry),
+            Ok(HookAnswer::Request(v)) => check_request_verdict(v),
             Ok(_) => Err(Failure::InvalidOutput("wrong answer kind".into())),
             Err(f) => Err(f),
         };
@@ -166,7 +164,7 @@ async fn on_response(
     let fits = response.body().size_hint().upper().is_some_and(|n| n <= limit as u64);
     if !fits {
         for entry in entries.iter().rev() {
-            let f = Failure::InvalidOutput("the response is larger than plugins.max_response_bytes".into());
+            let f = Failure::ResponseTooLarge;
             fail(state, entry, rid, "on_response", f, entry.failure.unwrap_or(FailurePolicy::Open))?;
         }
         return Ok(response);
@@ -181,7 +179,7 @@ async fn on_response(
     for entry in entries.iter().rev() {
         let outcome = call(state, entry, rid, Owned::Response(request.clone(), Arc::new(current.clone()))).await;
         let verdict = match outcome {
-            Ok(HookAnswer::Response(v)) => check_response_verdict(v, entry),
+            Ok(HookAnswer::Response(v)) => check_response_verdict(v),
             Ok(_) => Err(Failure::InvalidOutput("wrong answer kind".into())),
             Err(f) => Err(f),
         };
@@ -324,7 +322,7 @@ fn check_headers(headers: &[Header]) -> Result<(), Failure> {
     }
     for h in headers {
         let name_ok = !h.name.is_empty()
-            && h.name.len() <= 64
+            && h.name.len() <= MAX_HEADER_NAME
             && h.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !name_ok || HeaderName::from_bytes(h.name.as_bytes()).is_err() {
             return Err(invalid("a header name is not a lowercase token"));
@@ -339,20 +337,13 @@ fn check_headers(headers: &[Header]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn check_body(body: &[u8], entry: &Entry) -> Result<(), Failure> {
-    let max = entry.plugin.limits.max_output_bytes;
-    if body.len() > max {
-        return Err(invalid(format!("a body of {} bytes is larger than max_output_bytes ({max})", body.len())));
-    }
-    Ok(())
-}
-
-fn check_request_verdict(v: RequestVerdict, entry: &Entry) -> Result<RequestVerdict, Failure> {
+fn check_request_verdict(v: RequestVerdict) -> Result<RequestVerdict, Failure> {
     match &v {
         RequestVerdict::Proceed => {}
         RequestVerdict::Modify(m) => {
+            // Sizes (bodies, headers, strings) were checked before the answer left the guest
+            // (`output.rs`); what follows is what the answer may say.
             if let Some(b) = &m.body {
-                check_body(b, entry)?;
                 // Every route imgate serves takes JSON: a body that is not JSON is the plugin's fault.
                 if serde_json::from_slice::<serde::de::IgnoredAny>(b).is_err() {
                     return Err(invalid("a modified body that is not JSON"));
@@ -373,22 +364,21 @@ fn check_request_verdict(v: RequestVerdict, entry: &Entry) -> Result<RequestVerd
                 return Err(invalid("a rejection message longer than 512 characters or with control characters"));
             }
         }
-        RequestVerdict::Respond(r) => check_response(r, entry)?,
+        RequestVerdict::Respond(r) => check_response(r)?,
     }
     Ok(v)
 }
 
-fn check_response(r: &PResponse, entry: &Entry) -> Result<(), Failure> {
+fn check_response(r: &PResponse) -> Result<(), Failure> {
     if !(200..=599).contains(&r.status) {
         return Err(invalid(format!("a response with status {}", r.status)));
     }
-    check_headers(&r.headers)?;
-    check_body(&r.body, entry)
+    check_headers(&r.headers)
 }
 
-fn check_response_verdict(v: ResponseVerdict, entry: &Entry) -> Result<ResponseVerdict, Failure> {
+fn check_response_verdict(v: ResponseVerdict) -> Result<ResponseVerdict, Failure> {
     if let ResponseVerdict::Replace(r) = &v {
-        check_response(r, entry)?;
+        check_response(r)?;
     }
     Ok(v)
 }

@@ -17,6 +17,7 @@
 //! - `runtime.rs` — the engine, the linker, loading checks, one hook call in a fresh instance.
 //! - `host.rs`    — the imports plugins may be granted (`log`, `clock`, `config`, `kv`, `openim`).
 //! - `kv.rs`      — the plugins' key-value namespaces with quotas.
+//! - `output.rs`  — a hook's answer read out of the guest under the output limits, before any copy.
 //! - `chain.rs`   — the middleware running a route's chain, checking every verdict.
 //! - `store.rs`   — artifacts by content hash with manifests; the precompiled cache.
 //! - `reload.rs`  — activation, rollback, quarantine, the file watcher, status.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod host;
 pub mod kv;
 pub mod metrics;
+mod output;
 pub mod reload;
 pub mod runtime;
 pub mod store;

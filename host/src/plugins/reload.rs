@@ -244,6 +244,8 @@ pub struct Quarantined {
     pub until_ms: i64,
     /// How many times this version was quarantined (the backoff doubles each time).
     pub times: u32,
+    /// The failures that put it there (the last time), by kind (`trap`, `deadline`, `exit`, ...).
+    pub kinds: BTreeMap<&'static str, u32>,
 }
 
 /// What `/v1/admin/plugins` shows of one plugin.
@@ -259,6 +261,9 @@ pub struct PluginStatus {
     pub versions: Vec<Manifest>,
     pub last_error: Option<LastError>,
     pub quarantined: Vec<Quarantined>,
+    /// The plugin's failures since start, by kind (every version; the same counts as the
+    /// `imgate_plugin_failures_total` metric, summed over hooks and policies).
+    pub failures: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -266,7 +271,10 @@ struct PluginState {
     history: Vec<String>,
     last_error: Option<LastError>,
     quarantine: HashMap<String, Quarantined>,
-    failures: VecDeque<Instant>,
+    /// The serving version's own failures inside the quarantine window.
+    failures: VecDeque<(Instant, &'static str)>,
+    /// Every failure since start, by kind.
+    failure_counts: BTreeMap<&'static str, u64>,
     rollback_pending: bool,
 }
 
@@ -669,11 +677,16 @@ impl Manager {
         self.activate_hash_locked(&one_at_a_time, name, target, source).map(Some)
     }
 
-    /// Counts a trap or timeout of the serving version; past the threshold the version is
-    /// quarantined and the plugin rolled back (on another thread).
+    /// Counts a failure of the plugin's own making ([`super::Failure::is_the_plugins`]: traps,
+    /// deadlines, memory, invalid output, exits, ...) of the serving version; past the threshold
+    /// the version is quarantined and the plugin rolled back (on another thread).
     pub fn report_failure(self: &Arc<Self>, name: &str, hash: &str, failure: &super::Failure) {
-        use super::Failure::*;
-        if !matches!(failure, Deadline | Memory | StackOverflow | Trap(_)) {
+        let kind = failure.kind();
+        {
+            let mut st = lock(&self.state);
+            *st.entry(name.to_owned()).or_default().failure_counts.entry(kind).or_default() += 1;
+        }
+        if !failure.is_the_plugins() {
             return;
         }
         if self.current.load().plugins.get(name).is_none_or(|p| p.hash != hash) {
@@ -684,18 +697,23 @@ impl Manager {
         let quarantine = {
             let mut st = lock(&self.state);
             let ps = st.entry(name.to_owned()).or_default();
-            ps.failures.push_back(now);
-            while ps.failures.front().is_some_and(|t| now.duration_since(*t) > window) {
+            ps.failures.push_back((now, kind));
+            while ps.failures.front().is_some_and(|(t, _)| now.duration_since(*t) > window) {
                 ps.failures.pop_front();
             }
             if ps.failures.len() as u32 > self.runtime_config.quarantine_failures && !ps.rollback_pending {
                 ps.rollback_pending = true;
-                ps.failures.clear();
+                let mut kinds = BTreeMap::new();
+                for (_, k) in ps.failures.drain(..) {
+                    *kinds.entry(k).or_default() += 1;
+                }
                 let q = ps.quarantine.entry(hash.to_owned()).or_insert(Quarantined {
                     hash: hash.to_owned(),
                     until_ms: 0,
                     times: 0,
+                    kinds: BTreeMap::new(),
                 });
+                q.kinds = kinds;
                 q.times += 1;
                 let base = Duration::from_millis(self.runtime_config.quarantine_backoff_ms);
                 let backoff = base.saturating_mul(1 << (q.times - 1).min(16)).min(MAX_BACKOFF);
@@ -715,7 +733,7 @@ impl Manager {
         );
         self.audit(
             "quarantined",
-            serde_json::json!({ "plugin": name, "hash": hash, "until_ms": q.until_ms, "times": q.times }),
+            serde_json::json!({ "plugin": name, "hash": hash, "until_ms": q.until_ms, "times": q.times, "kinds": q.kinds }),
         );
         let (me, name, hash) = (self.clone(), name.to_owned(), hash.to_owned());
         std::thread::spawn(move || {
@@ -756,6 +774,7 @@ impl Manager {
                     versions: self.store.versions(&spec.name),
                     last_error: ps.and_then(|p| p.last_error.clone()),
                     quarantined: ps.map(|p| p.quarantine.values().cloned().collect()).unwrap_or_default(),
+                    failures: ps.map(|p| p.failure_counts.clone()).unwrap_or_default(),
                 }
             })
             .collect()

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    AsContextMut, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::config::{Capability, Limits, RuntimeConfig};
@@ -113,6 +115,13 @@ pub enum Failure {
     HostPanic,
     #[error("no call slot free within plugins.queue_timeout_ms")]
     Overloaded,
+    /// The guest called `exit` (WASI `wasi:cli/exit`): its answer never came.
+    #[error("the plugin exited (code {0})")]
+    Exit(i32),
+    /// The route's response was larger than `plugins.max_response_bytes`, so `on-response`
+    /// could not be given it. Not the plugin's fault: never counted toward quarantine.
+    #[error("the response is larger than plugins.max_response_bytes")]
+    ResponseTooLarge,
 }
 
 impl Failure {
@@ -126,6 +135,25 @@ impl Failure {
             Failure::Instantiate(_) => "instantiate",
             Failure::HostPanic => "host_panic",
             Failure::Overloaded => "overloaded",
+            Failure::Exit(_) => "exit",
+            Failure::ResponseTooLarge => "response_too_large",
+        }
+    }
+
+    /// Whether the plugin itself caused this failure (what quarantine counts): traps, deadlines,
+    /// memory, stack overflows, answers that break the contract or the limits, exits, and
+    /// instantiation failures. Not: a host function's panic (imgate's bug), no free call slot
+    /// (contention), a route response too large to show the plugin.
+    pub fn is_the_plugins(&self) -> bool {
+        match self {
+            Failure::Deadline
+            | Failure::Memory
+            | Failure::StackOverflow
+            | Failure::Trap(_)
+            | Failure::InvalidOutput(_)
+            | Failure::Instantiate(_)
+            | Failure::Exit(_) => true,
+            Failure::HostPanic | Failure::Overloaded | Failure::ResponseTooLarge => false,
         }
     }
 }
@@ -152,6 +180,7 @@ pub struct LoadedPlugin {
     /// when it loads the bytes; see `store::embedded_config_schema`).
     pub config_schema: Option<serde_json::Value>,
     pre: bindings::PluginPre<CallState>,
+    exports: Exports,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -312,7 +341,7 @@ pub(crate) fn engine_config(rt: &RuntimeConfig) -> wasmtime::Config {
         .table_elements(100_000)
         // Resetting a used slot is an madvise, and every madvise costs a TLB shootdown on the
         // other cores: batch them. Small tables are cheaper to memset than to fault back in.
-        .decommit_batch_size(32)
+        .decommit_batch_size(1)
         .table_keep_resident(64 * 1024)
         .linear_memory_keep_resident(256 * 1024)
         // A freed memory slot stays "warm" (its first 256 KiB resident). By default wasmtime
@@ -400,6 +429,7 @@ impl Runtime {
         check_imports(&self.engine, &component, grants)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let exports = Exports::of(&component)?;
         let plugin = LoadedPlugin {
             name: name.to_owned(),
             hash,
@@ -408,12 +438,15 @@ impl Runtime {
             limits,
             config_schema: None,
             pre,
+            exports,
         };
         // An instance must fit its limits before the plugin is accepted (declared memory or
         // tables beyond the caps fail here, not on a request: attacks.md P3).
         let state = CallState::new(&plugin, &HostIo::detached(), Arc::from("{}"), Arc::from("load"), true);
         let mut store = new_store(&self.engine, state, plugin.limits.cpu_ms);
-        plugin.pre.instantiate(&mut store).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let instance =
+            plugin.pre.instance_pre().instantiate(&mut store).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        plugin.exports.typecheck(&instance, &mut store).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         Ok(plugin)
     }
 
@@ -448,14 +481,15 @@ impl Runtime {
         let state = CallState::new(plugin, io, config.clone(), request_id.clone(), matches!(hook, Hook::Init(_)));
         let started = state.started;
         let mut store = new_store(&self.engine, state, plugin.limits.cpu_ms);
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_hook(&mut store, &plugin.pre, hook)));
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run_hook(&mut store, &plugin.pre, &plugin.exports, hook)));
         let data = store.data();
         let stats =
             CallStats { wall: started.elapsed(), cpu: data.wasm_cpu(), memory_high_water: data.limiter.high_water };
         let hit = data.limiter.hit;
         let result = match result {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(classify(&e, hit)),
+            Ok(Err(e)) => Err(classify(e, hit)),
             Err(_) => Err(Failure::HostPanic),
         };
         (result, stats)
@@ -495,43 +529,109 @@ impl Runtime {
 fn run_hook(
     store: &mut Store<CallState>,
     pre: &bindings::PluginPre<CallState>,
+    exports: &Exports,
     hook: Hook<'_>,
 ) -> Result<HookAnswer, HookError> {
+    use super::output::{RawRequestVerdict, RawResponseVerdict, Reader};
+    use wasmtime::component::WasmStr;
     // Instantiation (the guest's start functions included) runs under the CPU budget; the hook
     // then gets the whole budget again, so a slow instantiation on a loaded machine (pool pages
     // faulted in, counted in the thread's CPU time) never eats into the hook's own time.
-    let instance = pre.instantiate(&mut *store).map_err(HookError::Instantiate)?;
+    let instance = pre.instance_pre().instantiate(&mut *store).map_err(HookError::Instantiate)?;
     let budget = Duration::from_millis(store.data().limits.cpu_ms);
     store.data_mut().cpu_start = thread_cpu_time();
     store.set_epoch_deadline(ticks(budget));
+    let max_body = store.data().limits.max_output_bytes;
+    // The answers are lifted lazily (lengths and pointers only) and read under the output limits
+    // (`output.rs`); the instance is dropped afterwards, so no `post_return` is owed.
     let answer = match hook {
-        Hook::Init(config) => HookAnswer::Init(instance.call_init(&mut *store, config).map_err(HookError::Call)?),
-        Hook::Request(req) => HookAnswer::Request(instance.call_on_request(&mut *store, req).map_err(HookError::Call)?),
+        Hook::Init(config) => {
+            let f = instance
+                .get_typed_func::<(&str,), (Result<(), WasmStr>,)>(&mut *store, &exports.init)
+                .map_err(HookError::Call)?;
+            let (raw,) = f.call(&mut *store, (config,)).map_err(HookError::Call)?;
+            HookAnswer::Init(Reader::new(store.as_context_mut(), max_body).init_result(raw).map_err(HookError::Output)?)
+        }
+        Hook::Request(req) => {
+            let f = instance
+                .get_typed_func::<(&Request,), (RawRequestVerdict,)>(&mut *store, &exports.on_request)
+                .map_err(HookError::Call)?;
+            let (raw,) = f.call(&mut *store, (req,)).map_err(HookError::Call)?;
+            HookAnswer::Request(
+                Reader::new(store.as_context_mut(), max_body).request_verdict(raw).map_err(HookError::Output)?,
+            )
+        }
         Hook::Response(req, res) => {
-            HookAnswer::Response(instance.call_on_response(&mut *store, req, res).map_err(HookError::Call)?)
+            let f = instance
+                .get_typed_func::<(&Request, &Response), (RawResponseVerdict,)>(&mut *store, &exports.on_response)
+                .map_err(HookError::Call)?;
+            let (raw,) = f.call(&mut *store, (req, res)).map_err(HookError::Call)?;
+            HookAnswer::Response(
+                Reader::new(store.as_context_mut(), max_body).response_verdict(raw).map_err(HookError::Output)?,
+            )
         }
     };
     Ok(answer)
 }
 
+/// The hooks' export indices, looked up once per loaded version.
+pub(crate) struct Exports {
+    init: wasmtime::component::ComponentExportIndex,
+    on_request: wasmtime::component::ComponentExportIndex,
+    on_response: wasmtime::component::ComponentExportIndex,
+}
+
+impl Exports {
+    fn of(component: &Component) -> Result<Exports, LoadError> {
+        let find = |name: &str| {
+            component
+                .get_export_index(None, name)
+                .ok_or_else(|| LoadError::Link(format!("the component does not export `{name}`")))
+        };
+        Ok(Exports { init: find("init")?, on_request: find("on-request")?, on_response: find("on-response")? })
+    }
+
+    /// The lazily lifted answer types match the component's (checked once, at load).
+    fn typecheck(
+        &self,
+        instance: &wasmtime::component::Instance,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<()> {
+        use super::output::{RawRequestVerdict, RawResponseVerdict};
+        use wasmtime::component::WasmStr;
+        instance.get_typed_func::<(&str,), (Result<(), WasmStr>,)>(&mut *store, &self.init)?;
+        instance.get_typed_func::<(&Request,), (RawRequestVerdict,)>(&mut *store, &self.on_request)?;
+        instance.get_typed_func::<(&Request, &Response), (RawResponseVerdict,)>(&mut *store, &self.on_response)?;
+        Ok(())
+    }
+}
+
 enum HookError {
     Instantiate(wasmtime::Error),
     Call(wasmtime::Error),
+    /// The answer broke an output limit (checked before it was copied).
+    Output(Failure),
 }
 
-fn classify(e: &HookError, memory_hit: bool) -> Failure {
+fn classify(e: HookError, memory_hit: bool) -> Failure {
     match e {
         HookError::Instantiate(e) => Failure::Instantiate(format!("{e:#}")),
-        HookError::Call(e) => match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => Failure::Deadline,
-            Some(Trap::StackOverflow) => Failure::StackOverflow,
-            // Rust aborts (`unreachable`) when an allocation fails: the cap was the cause.
-            Some(_) if memory_hit => Failure::Memory,
-            Some(t) => Failure::Trap(t.to_string()),
-            // Not a trap: the canonical ABI refused what the guest returned (out-of-bounds
-            // pointers, invalid UTF-8, unknown discriminants, ...).
-            None => Failure::InvalidOutput(format!("{e:#}")),
-        },
+        HookError::Output(f) => f,
+        HookError::Call(e) => {
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                return Failure::Exit(exit.0);
+            }
+            match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => Failure::Deadline,
+                Some(Trap::StackOverflow) => Failure::StackOverflow,
+                // Rust aborts (`unreachable`) when an allocation fails: the cap was the cause.
+                Some(_) if memory_hit => Failure::Memory,
+                Some(t) => Failure::Trap(t.to_string()),
+                // Not a trap: the canonical ABI refused what the guest returned (out-of-bounds
+                // pointers, invalid UTF-8, unknown discriminants, ...).
+                None => Failure::InvalidOutput(format!("{e:#}")),
+            }
+        }
     }
 }
 

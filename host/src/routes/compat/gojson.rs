@@ -9,7 +9,7 @@
 //! wrong types, `null` list items), and yields a canonical object: every key spelled exactly as
 //! the field, unknown keys gone, `null`s gone. The rules check that object, and it is what is
 //! forwarded, so OpenIM decodes exactly what imgate checked. The Go differential test
-//! (`tests/e2e/tests/go_json_differential.rs`) holds this against Go's own decoder.
+//! (`tests/e2e/tests/suite/go_json_differential.rs`) holds this against Go's own decoder.
 
 use serde_json::{Map, Value};
 

@@ -161,3 +161,17 @@ async fn admin_gate_restricts_admin_routes_to_named_subjects_and_user_routes_to_
     assert_eq!(denied(status, &body), (403, Some("policy_denied"), Some("not_allowed")), "{body}");
     h.shutdown().await;
 }
+
+/// Every example and (default-built) hostile plugin builds for wasm32-wasip2 and is where the
+/// harness looks for it.
+#[test]
+fn every_plugin_builds() {
+    for name in "group-join-policy content-filter response-reshaper admin-gate".split(' ') {
+        assert!(example(name).is_file(), "{name}");
+    }
+    let hostile = "spin membomb bigmem recurse trap bigout badptr badverdict kvuser fsuser leak yes slowhost echo \
+                   version hugeout exiter";
+    for name in hostile.split(' ') {
+        assert!(e2e::plugins::hostile_plugin(name).is_file(), "{name}");
+    }
+}

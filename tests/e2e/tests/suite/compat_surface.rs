@@ -183,7 +183,7 @@ async fn section_10_holes_are_bound_or_refused_on_the_compat_surface() {
 /// `make sdk-routes`) is on the allow-list, so an unmodified SDK works through imgate.
 #[test]
 fn every_route_of_the_openim_js_sdk_is_served() {
-    let list = include_str!("../fixtures/openim_client_sdk_routes.txt");
+    let list = include_str!("../../fixtures/openim_client_sdk_routes.txt");
     let allowed: Vec<&str> = host::routes::compat::allowed_paths().collect();
     let routes: Vec<&str> = list.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
     assert!(routes.len() >= 50, "the fixture lists the SDK's routes");

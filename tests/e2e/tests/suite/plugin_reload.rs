@@ -94,15 +94,33 @@ async fn a_broken_artifact_never_replaces_a_working_one() {
 
 #[tokio::test]
 async fn a_version_that_keeps_trapping_is_quarantined_and_rolled_back() {
+    quarantined_and_rolled_back("trap", "trap").await;
+}
+
+/// A version whose every call ends in `exit()` never answers: as broken as one that traps.
+#[tokio::test]
+async fn a_version_that_always_exits_is_quarantined_and_rolled_back() {
+    quarantined_and_rolled_back("exiter", "exit").await;
+}
+
+/// A version whose every answer is over `max_output_bytes` never gives a usable answer.
+#[tokio::test]
+async fn a_version_that_always_answers_too_much_is_quarantined_and_rolled_back() {
+    quarantined_and_rolled_back("hugeout", "invalid_output").await;
+}
+
+/// Version 1 serves; the file is replaced by hostile plugin `bad`, whose every call fails with
+/// `kind`; after the threshold the bad version is quarantined and version 1 serves again.
+async fn quarantined_and_rolled_back(bad: &str, kind: &str) {
     let v1 = version_plugin(1);
     let work = workdir();
     let extra = "quarantine_failures = 3\nquarantine_window_ms = 60000\nquarantine_backoff_ms = 60000";
     let (h, alice, path) = gateway(&work, &v1, "{}", extra).await;
-    let trap = std::fs::read(hostile_plugin("trap")).unwrap();
+    let trap = std::fs::read(hostile_plugin(bad)).unwrap();
     write_atomic(&path, &trap);
     let activated =
         within(Duration::from_secs(10), Duration::from_millis(5), async || served(&h, &alice).await.is_err()).await;
-    assert!(activated.is_some(), "the trapping version was activated (its init is fine)");
+    assert!(activated.is_some(), "the {bad} version was activated (its init is fine)");
     // Every failing request follows the failure policy (closed: 503) until the fourth failure
     // quarantines the version; then the last good version serves again.
     let failures = AtomicUsize::new(0);
@@ -124,6 +142,11 @@ async fn a_version_that_keeps_trapping_is_quarantined_and_rolled_back() {
     let s = status(&h).await;
     assert_eq!(s["active"]["hash"], sha256_hex(&std::fs::read(&v1).unwrap()), "{s}");
     assert_eq!(s["quarantined"][0]["hash"], sha256_hex(&trap), "{s}");
+    // What put it there, by kind: the four failures of the window, all of this plugin's kind.
+    assert_eq!(s["quarantined"][0]["kinds"], json!({ kind: 4 }), "{s}");
+    assert!(s["failures"][kind].as_u64().is_some_and(|n| n >= 4), "{s}");
+    let metric = format!("imgate_plugin_failures_total{{plugin=\"p\",kind=\"{kind}\",policy=\"closed\"}}");
+    assert!(h.metric(&metric).await.is_some_and(|n| n >= 4.0), "{metric}");
     assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&v1).unwrap(), "the file holds the active version again");
     // The quarantined version may not come back from the file during its backoff.
     write_atomic(&path, &trap);

@@ -1,0 +1,29 @@
+//! The e2e suites as one test binary: the real gateway against the real emulator over loopback.
+//!
+//! One binary links host, wasmtime and the emulator once instead of once per suite (a clean build
+//! linked 24 such binaries; CI ran out of disk). Suites that measure the process itself
+//! (`plugin_reload_memory`, `plugin_reload_load`) stay test binaries of their own, so nothing else
+//! runs beside them.
+
+mod admin_api;
+mod admin_auth;
+mod admin_pipeline;
+mod audit_trail;
+mod client_api;
+mod compat_plugins;
+mod compat_surface;
+mod connections;
+mod demo_tour;
+mod edge_and_faults;
+mod go_json_differential;
+mod object_authorization;
+mod plugin_admin_errors;
+mod plugin_attacks;
+mod plugin_cli;
+mod plugin_examples;
+mod plugin_reload;
+mod plugin_reload_inflight;
+mod privileged_accounts;
+mod rate_limits;
+mod sign_props;
+mod user_auth;
