@@ -41,6 +41,9 @@ demo: build
 ## surface; the e2e suites build the Wasm plugins of plugins/ and tests/hostile-plugins/ for wasm32-wasip2),
 ## then the example plugins' own unit tests.
 test: deps
+	@# A production imgate links no emulator: the gateway builds without the `emulator` feature
+	@# (debug profile here, sharing the test build's dependencies; `--release` builds the same code).
+	$(CARGO) build --locked -p host --no-default-features
 	$(CARGO) test --locked --workspace
 	$(CARGO) test --locked --manifest-path plugins/Cargo.toml
 

@@ -26,6 +26,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli_plugin;
 pub mod config;
+#[cfg(feature = "emulator")]
 pub mod dev;
 pub mod error;
 mod guard;

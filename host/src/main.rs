@@ -80,17 +80,32 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => runtime().block_on(serve(config)),
-        Command::Dev { port, dir, example_plugins } => runtime().block_on(async move {
-            let opts = host::dev::DevOptions { port, dir, example_plugins };
-            match host::dev::run(opts, host::shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("imgate dev: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }),
+        Command::Dev { port, dir, example_plugins } => dev(port, dir, example_plugins),
     }
+}
+
+#[cfg(feature = "emulator")]
+fn dev(port: Option<u16>, dir: PathBuf, example_plugins: Option<PathBuf>) -> ExitCode {
+    runtime().block_on(async move {
+        let opts = host::dev::DevOptions { port, dir, example_plugins };
+        match host::dev::run(opts, host::shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("imgate dev: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// A production build links no emulator: `imgate dev` says which feature it needs.
+#[cfg(not(feature = "emulator"))]
+fn dev(_port: Option<u16>, _dir: PathBuf, _example_plugins: Option<PathBuf>) -> ExitCode {
+    eprintln!(
+        "imgate dev: this imgate was built without the OpenIM emulator (cargo feature `emulator`, on by \
+         default): cargo build -p host --features emulator"
+    );
+    ExitCode::FAILURE
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -46,22 +46,6 @@ pub use runtime::{Failure, LoadError, LoadedPlugin, Runtime};
 use crate::config::{resolve, Config};
 use crate::telemetry::Metrics;
 
-/// Routes outside the `[[route]]` table that `[[route_plugins]]` may name (it may also name
-/// table routes, e.g. the shipped `/v1` routes, without restating them).
-pub const BUILTIN_ROUTES: &[&str] = &[
-    "me",
-    "auth.token",
-    "auth.logout",
-    "admin.health",
-    "admin.users.register",
-    "admin.devices.enroll",
-    "admin.devices.list",
-    "admin.devices.delete",
-    "admin.users.revoke",
-    "admin.sessions.revoke",
-    "admin.openim",
-];
-
 /// One entry of a loaded chain.
 pub struct Entry {
     pub plugin: Arc<LoadedPlugin>,
@@ -121,11 +105,12 @@ impl PluginConfig {
             for route in c.route_names() {
                 let table = config.route.iter().find(|r| r.name == route);
                 let compat = crate::routes::compat::is_route_name(route);
-                if table.is_none() && !compat && !BUILTIN_ROUTES.contains(&route) {
+                let builtin = crate::routes::builtin_chain_routes().any(|b| b == route);
+                if table.is_none() && !compat && !builtin {
                     errors.push(format!(
                         "route_plugins: `{route}` is neither a [[route]], a built-in route ({}) nor a compat \
                          route (`openim.<group>.<operation>`, docs/plugins.md)",
-                        BUILTIN_ROUTES.join(", ")
+                        crate::routes::builtin_chain_routes().collect::<Vec<_>>().join(", ")
                     ));
                     continue;
                 }

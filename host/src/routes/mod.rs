@@ -13,12 +13,10 @@ mod public;
 pub mod table;
 mod user;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawPathParams, RawQuery, State};
-use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Extension;
@@ -29,7 +27,7 @@ use crate::telemetry::RequestId;
 use table::RouteSpec;
 
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -38,210 +36,371 @@ use crate::plugins::chain as plugin_chain;
 use crate::ratelimit;
 use crate::state::AppState;
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    let on = |name: &str, filter: MethodFilter| Op { state, name: name.to_owned(), filter, auth: OpAuth::Outer };
-    // Admin routes: the admin JWT and the route's scope are checked first (`auth::admin`), then
-    // the `admin` rate-limit class, then the plugin chain, then the handler.
-    let admin = |name: &str, filter: MethodFilter, scope: &'static str| Op {
-        state,
-        name: name.to_owned(),
-        filter,
-        auth: OpAuth::Admin(scope),
-    };
-    // User routes: every request must be a valid signed request (client-auth §4).
-    let user = Router::new()
-        .route("/v1/me", on("me", MethodFilter::GET).to(user::me))
-        .route("/v1/auth/token", on("auth.token", MethodFilter::POST).to(user::token))
-        .route("/v1/auth/logout", on("auth.logout", MethodFilter::POST).to(user::logout))
-        // Route layers run bottom-up: authenticate, then rate-limit by the caller's user id.
-        .route_layer(from_fn_with_state((state.clone(), Arc::from("default")), ratelimit::limit_user))
-        .route_layer(from_fn_with_state(state.clone(), signed::require));
-    Router::new()
-        .route("/healthz", get(public::liveness))
-        .route("/v1/auth/gateway-key", get(public::gateway_key))
-        // The handshake body is capped at 4 KiB before it is read (client-auth §3), tighter than the global cap.
-        .route(
-            "/v1/auth/handshake",
-            post(handshake::handle).layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)),
-        )
-        .route("/v1/admin/health", admin("admin.health", MethodFilter::GET, scopes::ADMIN).to(admin::health))
-        // Not a plugin-chain route (not in `plugins::BUILTIN_ROUTES`): nothing may rewrite the
-        // anchor the audit trail is checked against.
-        .route(
-            "/v1/admin/audit/head",
-            admin("admin.audit.head", MethodFilter::GET, scopes::ADMIN).to(admin::audit_head),
-        )
-        .route(
-            "/v1/admin/users",
-            admin("admin.users.register", MethodFilter::POST, scopes::USERS_WRITE).to(admin::register_users),
-        )
-        .route(
-            "/v1/admin/users/{user_id}/devices",
-            admin("admin.devices.enroll", MethodFilter::POST, scopes::DEVICES_WRITE)
-                .to(devices::enroll)
-                .merge(admin("admin.devices.list", MethodFilter::GET, scopes::DEVICES_WRITE).to(devices::list)),
-        )
-        .route(
-            "/v1/admin/users/{user_id}/devices/{device_id}",
-            admin("admin.devices.delete", MethodFilter::DELETE, scopes::DEVICES_WRITE).to(devices::delete),
-        )
-        .route(
-            "/v1/admin/users/{user_id}/revoke",
-            admin("admin.users.revoke", MethodFilter::POST, scopes::SESSIONS_REVOKE).to(devices::revoke_user),
-        )
-        .route(
-            "/v1/admin/sessions/{session_id}",
-            admin("admin.sessions.revoke", MethodFilter::DELETE, scopes::SESSIONS_REVOKE).to(devices::revoke_session),
-        )
-        .route(
-            "/v1/admin/openim/{*path}",
-            admin("admin.openim", MethodFilter::POST, scopes::OPENIM_CALL).to(admin::openim_passthrough),
-        )
-        .merge(compat_router(state))
-        .route(
-            "/v1/admin/plugins",
-            admin("admin.plugins.list", MethodFilter::GET, scopes::ADMIN).to(plugin_admin::list),
-        )
-        .route(
-            "/v1/admin/plugins/{name}",
-            admin("admin.plugins.status", MethodFilter::GET, scopes::ADMIN).to(plugin_admin::status),
-        )
-        .route(
-            "/v1/admin/plugins/{name}/activate",
-            admin("admin.plugins.activate", MethodFilter::POST, scopes::PLUGINS_WRITE).to(plugin_admin::activate),
-        )
-        .route(
-            "/v1/admin/plugins/{name}/rollback",
-            admin("admin.plugins.rollback", MethodFilter::POST, scopes::PLUGINS_WRITE).to(plugin_admin::rollback),
-        )
-        .merge(user)
-        .merge(table_router(state))
-        .layer(RequestBodyLimitLayer::new(state.config.server.max_body_bytes))
-        // Components are larger than API bodies: the upload route has the component cap instead.
-        .merge(
-            Router::new()
-                .route(
-                    "/v1/admin/plugins/{name}/versions",
-                    admin("admin.plugins.upload", MethodFilter::POST, scopes::PLUGINS_WRITE).to(plugin_admin::upload),
-                )
-                .layer(RequestBodyLimitLayer::new(
-                    state.config.server.max_body_bytes.max(state.config.plugins.max_component_bytes),
-                )),
-        )
-}
-
-/// The `[[route]]` table as axum routes: signed requests only; each route rate-limited by its class.
-fn table_router(state: &AppState) -> Router<AppState> {
-    let mut by_path: BTreeMap<String, Vec<Arc<RouteSpec>>> = BTreeMap::new();
-    for r in &state.config.route {
-        by_path.entry(r.path.clone()).or_default().push(Arc::new(r.clone()));
-    }
-    let mut router = Router::new();
-    for (path, specs) in by_path {
-        let mut methods = MethodRouter::new();
-        for spec in specs {
-            // Validated at start-up: the method is one of GET/POST/PUT/PATCH/DELETE.
-            let Some(filter) =
-                Method::from_bytes(spec.method.as_bytes()).ok().and_then(|m| MethodFilter::try_from(m).ok())
-            else {
-                continue;
-            };
-            let class: Arc<str> = Arc::from(spec.class.as_str());
-            let name = spec.name.clone();
-            let handler = move |State(st): State<AppState>,
-                                Extension(rid): Extension<RequestId>,
-                                Extension(caller): Extension<Caller>,
-                                params: RawPathParams,
-                                RawQuery(query): RawQuery,
-                                body: Bytes| {
-                let spec = spec.clone();
-                async move {
-                    let params = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-                    engine::run(&st, &spec, CallCtx::for_request(&rid), &caller, params, query, body).await
-                }
-            };
-            // Layers run outside in: rate limit, then the plugin chain, then the route.
-            let limit = from_fn_with_state((state.clone(), class), ratelimit::limit_user);
-            methods = if state.plugins.runtime.is_some() {
-                let route: Arc<str> = Arc::from(name.as_str());
-                let chain = from_fn_with_state((state.clone(), route), plugin_chain::layer);
-                methods.on(filter, handler.layer(chain).layer(limit))
-            } else {
-                methods.on(filter, handler.layer(limit))
-            };
-        }
-        router = router.route(&path, methods);
-    }
-    router.route_layer(from_fn_with_state(state.clone(), signed::require))
-}
-
-/// The OpenIM-compatible surface: one route per allow-listed operation (named
-/// `openim.<group>.<operation>` for `[[route_plugins]]`), and every other `/openim/` path
-/// refused after the same authentication.
-fn compat_router(state: &AppState) -> Router<AppState> {
-    let mut router = Router::new();
-    for path in compat::allowed_paths() {
-        let op = Op { state, name: compat::route_name(path), filter: MethodFilter::POST, auth: OpAuth::Bearer };
-        router = router.route(&format!("/openim{path}"), op.to(compat::handle));
-    }
-    let unlisted = post(compat::unlisted).layer(from_fn_with_state(state.clone(), compat::authenticate));
-    router.route("/openim/{*path}", unlisted)
-}
-
-/// How a built-in route authenticates (a stage outside the rest of the route).
-enum OpAuth {
-    /// By a layer of the router it is merged into (the user router's signed requests).
-    Outer,
-    /// Admin JWT with this scope (`auth::admin`), then the `admin` rate-limit class.
+/// How a route authenticates: the outermost stage of every route that is not public. Nothing of
+/// the route (rate limit, plugins, handler) runs for a request this stage refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials: liveness, the gateway key, the handshake.
+    Public,
+    /// A signed request (client-auth §4); the caller is the session's user.
+    Signed,
+    /// An admin JWT carrying this scope (client-auth §7, `auth::admin`).
     Admin(&'static str),
-    /// A bearer token on the compat surface (`compat::authenticate`), then the `default` class,
-    /// then the body decoded canonically (`compat::canonicalize`) for the plugins.
+    /// An OpenIM-style bearer token minted by imgate (client-auth §5, `compat::authenticate`);
+    /// refusals in OpenIM's envelope.
     Bearer,
 }
 
-/// One method of a built-in route, named so that `[[route_plugins]]` can give it a chain (the
-/// names in `plugins::BUILTIN_ROUTES`), and, on admin routes, the scope its admin JWT needs.
-struct Op<'a> {
-    state: &'a AppState,
-    name: String,
-    filter: MethodFilter,
-    auth: OpAuth,
-}
-
-impl Op<'_> {
-    /// The handler behind the route's stages, outermost first: admin authentication (admin
-    /// routes), the `admin` rate-limit class (admin routes), the plugin chain (looked up per
-    /// request in the serving snapshot), the handler. User routes get authentication and their
-    /// rate limit as route layers of the user router.
-    fn to<H, T>(self, handler: H) -> MethodRouter<AppState>
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        // With plugins configured every named route may get a chain by a reload; without, none can.
-        // Stages are route layers: a wrong method is 405 before any of them runs.
-        let named = crate::plugins::BUILTIN_ROUTES.contains(&self.name.as_str()) || compat::is_route_name(&self.name);
-        let chained = self.state.plugins.runtime.is_some() && named;
-        let method = if chained {
-            let route: Arc<str> = Arc::from(self.name.as_str());
-            let chain = from_fn_with_state((self.state.clone(), route), plugin_chain::layer);
-            MethodRouter::new().on(self.filter, handler.layer(chain))
-        } else {
-            MethodRouter::new().on(self.filter, handler)
-        };
-        let limit = |class: &str| {
-            let class: Arc<str> = Arc::from(class);
-            from_fn_with_state((self.state.clone(), class), ratelimit::limit_user)
-        };
-        match self.auth {
-            OpAuth::Outer => method,
-            OpAuth::Admin(scope) => method
-                .route_layer(limit("admin"))
-                .route_layer(from_fn_with_state((self.state.clone(), scope), crate::auth::admin)),
-            OpAuth::Bearer => method
-                .route_layer(axum::middleware::from_fn(compat::canonicalize))
-                .route_layer(limit("default"))
-                .route_layer(from_fn_with_state(self.state.clone(), compat::authenticate)),
+impl std::fmt::Display for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Public => f.write_str("public"),
+            Auth::Signed => f.write_str("signed"),
+            Auth::Admin(scope) => write!(f, "admin({scope})"),
+            Auth::Bearer => f.write_str("bearer"),
         }
     }
+}
+
+/// The body cap a route has (the global `server.max_body_bytes` unless said otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCap {
+    /// `server.max_body_bytes`.
+    Default,
+    /// 4 KiB, checked before the body is read (client-auth §3), inside the default cap.
+    Handshake,
+    /// The larger of `server.max_body_bytes` and `plugins.max_component_bytes` (plugin uploads).
+    Component,
+}
+
+/// What serves a route.
+#[derive(Debug, Clone)]
+enum Serve {
+    Builtin(H),
+    /// A `[[route]]` of the table, run by `engine.rs`.
+    Table(Arc<RouteSpec>),
+    /// An allow-listed OpenIM operation (`compat::handle`), its body decoded canonically first.
+    Compat,
+    /// Every other `/openim/` path: refused (after authentication) by `compat::unlisted`.
+    CompatUnlisted,
+}
+
+/// The handlers of the built-in routes (a closed set: the router's `match` is exhaustive).
+#[derive(Debug, Clone, Copy)]
+enum H {
+    Liveness,
+    GatewayKey,
+    Handshake,
+    Me,
+    Token,
+    Logout,
+    AdminHealth,
+    AuditHead,
+    RegisterUsers,
+    EnrollDevice,
+    ListDevices,
+    DeleteDevice,
+    RevokeUser,
+    RevokeSession,
+    OpenimPassthrough,
+    PluginsList,
+    PluginStatus,
+    PluginActivate,
+    PluginRollback,
+    PluginUpload,
+}
+
+/// One route as data. The router is assembled from these and nothing else, so what
+/// [`describe_routes`] prints (and the snapshot test holds) is what serves.
+#[derive(Debug, Clone)]
+pub struct RouteDescriptor {
+    pub method: Method,
+    /// The axum path, `{param}` segments included.
+    pub path: String,
+    /// The route's name: what `[[route_plugins]]`, the logs and the audit trail call it.
+    pub name: String,
+    pub auth: Auth,
+    /// The rate-limit class, applied after authentication (none on public routes).
+    pub class: Option<String>,
+    /// Whether a plugin chain may run on it (once plugins are configured).
+    pub chain: bool,
+    pub body: BodyCap,
+    serve: Serve,
+}
+
+/// The built-in routes: (method, path, name, auth, plugin chain allowed, handler). Admin routes
+/// are in the `admin` rate-limit class, signed routes in `default`. Plugin management and the
+/// audit head take no chain: nothing may rewrite the anchor the audit trail is checked against,
+/// nor stand between an operator and a broken plugin.
+const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
+    ("GET", "/healthz", "public.liveness", Auth::Public, false, H::Liveness),
+    ("GET", "/v1/auth/gateway-key", "public.gateway_key", Auth::Public, false, H::GatewayKey),
+    ("POST", "/v1/auth/handshake", "auth.handshake", Auth::Public, false, H::Handshake),
+    ("GET", "/v1/me", "me", Auth::Signed, true, H::Me),
+    ("POST", "/v1/auth/token", "auth.token", Auth::Signed, true, H::Token),
+    ("POST", "/v1/auth/logout", "auth.logout", Auth::Signed, true, H::Logout),
+    ("GET", "/v1/admin/health", "admin.health", Auth::Admin(scopes::ADMIN), true, H::AdminHealth),
+    ("GET", "/v1/admin/audit/head", "admin.audit.head", Auth::Admin(scopes::ADMIN), false, H::AuditHead),
+    ("POST", "/v1/admin/users", "admin.users.register", Auth::Admin(scopes::USERS_WRITE), true, H::RegisterUsers),
+    (
+        "POST",
+        "/v1/admin/users/{user_id}/devices",
+        "admin.devices.enroll",
+        Auth::Admin(scopes::DEVICES_WRITE),
+        true,
+        H::EnrollDevice,
+    ),
+    (
+        "GET",
+        "/v1/admin/users/{user_id}/devices",
+        "admin.devices.list",
+        Auth::Admin(scopes::DEVICES_WRITE),
+        true,
+        H::ListDevices,
+    ),
+    (
+        "DELETE",
+        "/v1/admin/users/{user_id}/devices/{device_id}",
+        "admin.devices.delete",
+        Auth::Admin(scopes::DEVICES_WRITE),
+        true,
+        H::DeleteDevice,
+    ),
+    (
+        "POST",
+        "/v1/admin/users/{user_id}/revoke",
+        "admin.users.revoke",
+        Auth::Admin(scopes::SESSIONS_REVOKE),
+        true,
+        H::RevokeUser,
+    ),
+    (
+        "DELETE",
+        "/v1/admin/sessions/{session_id}",
+        "admin.sessions.revoke",
+        Auth::Admin(scopes::SESSIONS_REVOKE),
+        true,
+        H::RevokeSession,
+    ),
+    ("POST", "/v1/admin/openim/{*path}", "admin.openim", Auth::Admin(scopes::OPENIM_CALL), true, H::OpenimPassthrough),
+    ("GET", "/v1/admin/plugins", "admin.plugins.list", Auth::Admin(scopes::ADMIN), false, H::PluginsList),
+    ("GET", "/v1/admin/plugins/{name}", "admin.plugins.status", Auth::Admin(scopes::ADMIN), false, H::PluginStatus),
+    (
+        "POST",
+        "/v1/admin/plugins/{name}/activate",
+        "admin.plugins.activate",
+        Auth::Admin(scopes::PLUGINS_WRITE),
+        false,
+        H::PluginActivate,
+    ),
+    (
+        "POST",
+        "/v1/admin/plugins/{name}/rollback",
+        "admin.plugins.rollback",
+        Auth::Admin(scopes::PLUGINS_WRITE),
+        false,
+        H::PluginRollback,
+    ),
+    (
+        "POST",
+        "/v1/admin/plugins/{name}/versions",
+        "admin.plugins.upload",
+        Auth::Admin(scopes::PLUGINS_WRITE),
+        false,
+        H::PluginUpload,
+    ),
+];
+
+/// The names of the built-in routes a `[[route_plugins]]` chain may name.
+pub fn builtin_chain_routes() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().filter(|b| b.4).map(|b| b.2)
+}
+
+/// Whether `name` is a built-in route's name (a `[[route]]` may not take one).
+pub fn is_builtin_route(name: &str) -> bool {
+    BUILTIN.iter().any(|b| b.2 == name)
+}
+
+/// Every route imgate serves with this `[[route]]` table: the built-in ones, the table's, the
+/// OpenIM-compatible operations and the `/openim/` catch-all.
+pub fn descriptors(table: &[RouteSpec]) -> Vec<RouteDescriptor> {
+    let mut out = Vec::new();
+    for &(method, path, name, auth, chain, h) in BUILTIN {
+        let class = match auth {
+            Auth::Public => None,
+            Auth::Admin(_) => Some("admin".to_owned()),
+            Auth::Signed | Auth::Bearer => Some("default".to_owned()),
+        };
+        let body = match h {
+            H::Handshake => BodyCap::Handshake,
+            H::PluginUpload => BodyCap::Component,
+            _ => BodyCap::Default,
+        };
+        out.push(RouteDescriptor {
+            method: Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
+            path: path.to_owned(),
+            name: name.to_owned(),
+            auth,
+            class,
+            chain,
+            body,
+            serve: Serve::Builtin(h),
+        });
+    }
+    for spec in table {
+        // Validated at start-up: the method is one of GET/POST/PUT/PATCH/DELETE.
+        let Ok(method) = Method::from_bytes(spec.method.as_bytes()) else { continue };
+        out.push(RouteDescriptor {
+            method,
+            path: spec.path.clone(),
+            name: spec.name.clone(),
+            auth: Auth::Signed,
+            class: Some(spec.class.clone()),
+            chain: true,
+            body: BodyCap::Default,
+            serve: Serve::Table(Arc::new(spec.clone())),
+        });
+    }
+    for path in compat::allowed_paths() {
+        out.push(RouteDescriptor {
+            method: Method::POST,
+            path: format!("/openim{path}"),
+            name: compat::route_name(path),
+            auth: Auth::Bearer,
+            class: Some("default".to_owned()),
+            chain: true,
+            body: BodyCap::Default,
+            serve: Serve::Compat,
+        });
+    }
+    out.push(RouteDescriptor {
+        method: Method::POST,
+        path: "/openim/{*path}".to_owned(),
+        name: "openim.unlisted".to_owned(),
+        auth: Auth::Bearer,
+        class: None,
+        chain: false,
+        body: BodyCap::Default,
+        serve: Serve::CompatUnlisted,
+    });
+    out
+}
+
+/// The routes, one line each: method, path, name, auth, class, chain, body cap.
+pub fn describe_routes(routes: &[RouteDescriptor]) -> String {
+    let mut out = String::new();
+    for r in routes {
+        out.push_str(&format!(
+            "{:<6} {:<58} {:<48} auth={:<24} class={:<8} chain={:<3} body={:?}\n",
+            r.method.as_str(),
+            r.path,
+            r.name,
+            r.auth.to_string(),
+            r.class.as_deref().unwrap_or("-"),
+            if r.chain { "yes" } else { "no" },
+            r.body
+        ));
+    }
+    out
+}
+
+/// Assembles the router from [`descriptors`]. Every route's stages, outermost first:
+/// authentication (by [`Auth`]), its rate-limit class, the canonical body (compat operations),
+/// the plugin chain (looked up per request in the serving snapshot), the handler. Stages are
+/// route layers, so a wrong method is 405 before any of them runs.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let mut default = Router::new();
+    let mut component = Router::new();
+    for d in descriptors(&state.config.route) {
+        let Ok(filter) = MethodFilter::try_from(d.method.clone()) else { continue };
+        let method = match &d.serve {
+            Serve::Builtin(h) => builtin(*h, filter),
+            Serve::Table(spec) => table_handler(spec.clone(), filter),
+            Serve::Compat => MethodRouter::new().on(filter, compat::handle),
+            // The catch-all authenticates before anything, a wrong method included.
+            Serve::CompatUnlisted => {
+                let unlisted = post(compat::unlisted).layer(from_fn_with_state(state.clone(), compat::authenticate));
+                default = default.route(&d.path, unlisted);
+                continue;
+            }
+        };
+        let method = stages(state, &d, method);
+        match d.body {
+            BodyCap::Component => component = component.route(&d.path, method),
+            BodyCap::Default => default = default.route(&d.path, method),
+            BodyCap::Handshake => {
+                default =
+                    default.route(&d.path, method.layer(axum::extract::DefaultBodyLimit::max(handshake::MAX_BODY)))
+            }
+        }
+    }
+    default.layer(RequestBodyLimitLayer::new(state.config.server.max_body_bytes)).merge(component.layer(
+        RequestBodyLimitLayer::new(state.config.server.max_body_bytes.max(state.config.plugins.max_component_bytes)),
+    ))
+}
+
+/// The stages of one route around its handler (route layers: the last added runs first).
+fn stages(state: &AppState, d: &RouteDescriptor, method: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    let mut m = method;
+    // With plugins configured every chain route may get a chain by a reload; without, none can.
+    if d.chain && state.plugins.runtime.is_some() {
+        let route: Arc<str> = Arc::from(d.name.as_str());
+        m = m.route_layer(from_fn_with_state((state.clone(), route), plugin_chain::layer));
+    }
+    if matches!(d.serve, Serve::Compat) {
+        m = m.route_layer(axum::middleware::from_fn(compat::canonicalize));
+    }
+    if let Some(class) = &d.class {
+        let class: Arc<str> = Arc::from(class.as_str());
+        m = m.route_layer(from_fn_with_state((state.clone(), class), ratelimit::limit_user));
+    }
+    match d.auth {
+        Auth::Public => m,
+        Auth::Signed => m.route_layer(from_fn_with_state(state.clone(), signed::require)),
+        Auth::Admin(scope) => m.route_layer(from_fn_with_state((state.clone(), scope), crate::auth::admin)),
+        Auth::Bearer => m.route_layer(from_fn_with_state(state.clone(), compat::authenticate)),
+    }
+}
+
+fn builtin(h: H, filter: MethodFilter) -> MethodRouter<AppState> {
+    let m = MethodRouter::new();
+    match h {
+        H::Liveness => m.on(filter, public::liveness),
+        H::GatewayKey => m.on(filter, public::gateway_key),
+        H::Handshake => m.on(filter, handshake::handle),
+        H::Me => m.on(filter, user::me),
+        H::Token => m.on(filter, user::token),
+        H::Logout => m.on(filter, user::logout),
+        H::AdminHealth => m.on(filter, admin::health),
+        H::AuditHead => m.on(filter, admin::audit_head),
+        H::RegisterUsers => m.on(filter, admin::register_users),
+        H::EnrollDevice => m.on(filter, devices::enroll),
+        H::ListDevices => m.on(filter, devices::list),
+        H::DeleteDevice => m.on(filter, devices::delete),
+        H::RevokeUser => m.on(filter, devices::revoke_user),
+        H::RevokeSession => m.on(filter, devices::revoke_session),
+        H::OpenimPassthrough => m.on(filter, admin::openim_passthrough),
+        H::PluginsList => m.on(filter, plugin_admin::list),
+        H::PluginStatus => m.on(filter, plugin_admin::status),
+        H::PluginActivate => m.on(filter, plugin_admin::activate),
+        H::PluginRollback => m.on(filter, plugin_admin::rollback),
+        H::PluginUpload => m.on(filter, plugin_admin::upload),
+    }
+}
+
+/// A `[[route]]` of the table, run by the route engine.
+fn table_handler(spec: Arc<RouteSpec>, filter: MethodFilter) -> MethodRouter<AppState> {
+    let handler = move |State(st): State<AppState>,
+                        Extension(rid): Extension<RequestId>,
+                        Extension(caller): Extension<Caller>,
+                        params: RawPathParams,
+                        RawQuery(query): RawQuery,
+                        body: Bytes| {
+        let spec = spec.clone();
+        async move {
+            let params = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            engine::run(&st, &spec, CallCtx::for_request(&rid), &caller, params, query, body).await
+        }
+    };
+    MethodRouter::new().on(filter, handler)
 }

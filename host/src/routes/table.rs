@@ -240,7 +240,7 @@ fn validate_one(r: &RouteSpec, classes: &BTreeSet<String>) -> Vec<String> {
     if !classes.contains(&r.class) {
         errors.push(format!("class: no [rate_limits.{}]", r.class));
     }
-    if crate::plugins::BUILTIN_ROUTES.contains(&r.name.as_str()) {
+    if super::is_builtin_route(&r.name) {
         errors.push(format!("name: `{}` is the name of a built-in route", r.name));
     }
     if !r.request.is_object() {

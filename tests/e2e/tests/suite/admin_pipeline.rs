@@ -77,3 +77,65 @@ async fn admin_routes_have_a_rate_limit_class_of_their_own() {
     assert_eq!(health(&h, None, None).await, 401);
     h.shutdown().await;
 }
+
+/// Every route but the three public ones authenticates before anything else of it runs: with a
+/// plugin on every route that may have a chain, a request without credentials to each route the
+/// gateway serves (its descriptors, the router's own source) is refused by authentication, the
+/// plugin is never called, and nothing reaches OpenIM.
+#[tokio::test]
+async fn no_route_runs_a_plugin_or_its_handler_before_authentication() {
+    let routes = host::routes::descriptors(&host::routes::table::default_routes());
+    let chained: Vec<String> = routes.iter().filter(|r| r.chain).map(|r| format!("\"{}\"", r.name)).collect();
+    let extra_toml = format!(
+        "[[plugin]]\nname = \"echo\"\npath = \"{}\"\ncapabilities = []\n\
+         [[route_plugins]]\nroutes = [{}]\nplugins = [{{ plugin = \"echo\", config = {{}} }}]\n",
+        hostile_plugin("echo").display(),
+        chained.join(", ")
+    );
+    let h = Harness::start_with(Options { extra_toml, ..Options::default() }).await;
+    let seen_before = h.emu.seen().len();
+    let mut checked = 0;
+    for r in routes.iter().filter(|r| r.auth != host::routes::Auth::Public) {
+        let path: String = r
+            .path
+            .split('/')
+            .map(|seg| match seg {
+                "{*path}" => "user/x",
+                s if s.starts_with('{') => "x",
+                s => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let res = h
+            .http
+            .request(r.method.clone(), h.url(&path))
+            .header("content-type", "application/json")
+            .header("operationID", "op-1")
+            .body("{}")
+            .send()
+            .await
+            .expect("answer");
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        match r.auth {
+            // OpenIM's envelope: HTTP 200 with a token error.
+            host::routes::Auth::Bearer => {
+                assert_eq!(status, 200, "{} {path}: {body}", r.method);
+                assert_eq!(body["errCode"], 1001, "{} {path}: {body}", r.method);
+            }
+            _ => {
+                assert_eq!(status, 401, "{} {path}: {body}", r.method);
+                assert_eq!(body["code"], "unauthenticated", "{} {path}: {body}", r.method);
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "every route was tried: {checked}");
+    assert_eq!(echo_calls(&h).await, 0.0, "a plugin ran before authentication");
+    assert_eq!(h.emu.seen().len(), seen_before, "a request reached OpenIM before authentication");
+    // The same plugin does run once a request is authenticated.
+    let good = format!("Bearer {}", h.admin_jwt("imgate:admin"));
+    assert_eq!(health(&h, Some(&good), None).await, 200);
+    assert_eq!(echo_calls(&h).await, 1.0);
+    h.shutdown().await;
+}

@@ -1,9 +1,8 @@
 //! The e2e suites as one test binary: the real gateway against the real emulator over loopback.
 //!
 //! One binary links host, wasmtime and the emulator once instead of once per suite (a clean build
-//! linked 24 such binaries; CI ran out of disk). Suites that measure the process itself
-//! (`plugin_reload_memory`, `plugin_reload_load`) stay test binaries of their own, so nothing else
-//! runs beside them.
+//! linked 24 such binaries; CI ran out of disk). The suite that measures the process itself
+//! (`plugin_reload_memory`, its RSS) stays a test binary of its own, so nothing else runs beside it.
 
 mod admin_api;
 mod admin_auth;
@@ -23,6 +22,7 @@ mod plugin_cli;
 mod plugin_examples;
 mod plugin_reload;
 mod plugin_reload_inflight;
+mod plugin_reload_load;
 mod privileged_accounts;
 mod rate_limits;
 mod sign_props;
