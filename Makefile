@@ -48,9 +48,9 @@ test: deps
 	$(CARGO) test --locked --manifest-path plugins/Cargo.toml
 
 ## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification, plugin call fresh vs reused
-## instance), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached).
+## instance, the route engine per request without the OpenIM call), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached).
 bench: deps
-	$(CARGO) bench --locked -p host --bench auth --bench plugins
+	$(CARGO) bench --locked -p host --bench auth --bench plugins --bench engine
 	$(CARGO) bench --locked -p e2e --bench reload
 
 lint:

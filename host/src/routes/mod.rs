@@ -6,7 +6,7 @@
 mod admin;
 pub mod compat;
 mod devices;
-mod engine;
+pub mod engine;
 pub mod objects;
 mod plugin_admin;
 mod public;
@@ -77,8 +77,8 @@ pub enum BodyCap {
 #[derive(Debug, Clone)]
 enum Serve {
     Builtin(H),
-    /// A `[[route]]` of the table, run by `engine.rs`.
-    Table(Arc<RouteSpec>),
+    /// A `[[route]]` of the table, compiled once, run by `engine.rs`.
+    Table(Arc<engine::CompiledRoute>),
     /// An allow-listed OpenIM operation (`compat::handle`), its body decoded canonically first.
     Compat,
     /// Every other `/openim/` path: refused (after authentication) by `compat::unlisted`.
@@ -250,6 +250,14 @@ pub fn descriptors(table: &[RouteSpec]) -> Vec<RouteDescriptor> {
     for spec in table {
         // Validated at start-up: the method is one of GET/POST/PUT/PATCH/DELETE.
         let Ok(method) = Method::from_bytes(spec.method.as_bytes()) else { continue };
+        // `table::validate` refused, at start-up, every route whose strings do not parse.
+        let compiled = match engine::CompiledRoute::compile(spec) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(route = %spec.name, error = %e, "route not served");
+                continue;
+            }
+        };
         out.push(RouteDescriptor {
             method,
             path: spec.path.clone(),
@@ -258,7 +266,7 @@ pub fn descriptors(table: &[RouteSpec]) -> Vec<RouteDescriptor> {
             class: Some(spec.class.clone()),
             chain: true,
             body: BodyCap::Default,
-            serve: Serve::Table(Arc::new(spec.clone())),
+            serve: Serve::Table(compiled),
         });
     }
     for path in compat::allowed_paths() {
@@ -389,7 +397,7 @@ fn builtin(h: H, filter: MethodFilter) -> MethodRouter<AppState> {
 }
 
 /// A `[[route]]` of the table, run by the route engine.
-fn table_handler(spec: Arc<RouteSpec>, filter: MethodFilter) -> MethodRouter<AppState> {
+fn table_handler(spec: Arc<engine::CompiledRoute>, filter: MethodFilter) -> MethodRouter<AppState> {
     let handler = move |State(st): State<AppState>,
                         Extension(rid): Extension<RequestId>,
                         Extension(caller): Extension<Caller>,
