@@ -3,6 +3,8 @@
 //! history route, OpenIM's answer filtered and shaped (`engine::finish`) — everything a table
 //! route does on the gateway's side of the call. Run with `make bench`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use host::auth::Caller;
 use host::routes::engine::{finish, prepare, CompiledRoute};

@@ -5,6 +5,8 @@
 //! Goal (issue 5): ≤ 10 µs per (request, plugin) at p50 with a fresh instance. Run with
 //! `make bench` (it builds the plugin for wasm32-wasip2 first).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;

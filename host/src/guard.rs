@@ -13,7 +13,7 @@ use crate::state::AppState;
 
 /// Too many headers or too many header bytes → 431; header names with `_` → 400 (they are
 /// ambiguous with `-` behind some proxies, attacks.md E8).
-pub async fn headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let cfg = &state.config.server;
     let h = req.headers();
     let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
@@ -30,14 +30,14 @@ pub async fn headers(State(state): State<AppState>, req: Request, next: Next) ->
 
 /// Paths with `..` or `.` segments (also percent-encoded), `//`, encoded `/` or `\\`, or a NUL are
 /// refused before routing (client-auth §4): the signed path is the routed path, byte for byte.
-pub async fn path(req: Request, next: Next) -> Response {
+pub(crate) async fn path(req: Request, next: Next) -> Response {
     if !is_clean_path(req.uri().path()) {
         return ApiError::bad_request("path has empty, dot or encoded-slash segments").into_response();
     }
     next.run(req).await
 }
 
-pub fn is_clean_path(path: &str) -> bool {
+pub(crate) fn is_clean_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     if lower.contains("//")
         || lower.contains("%2f")
@@ -54,7 +54,7 @@ pub fn is_clean_path(path: &str) -> bool {
 }
 
 /// The whole request must be answered within `server.request_timeout_ms` → else 504 `timeout`.
-pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = Duration::from_millis(state.config.server.request_timeout_ms);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
@@ -65,7 +65,7 @@ pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -
 }
 
 /// At most `server.max_concurrent_requests` at once; beyond that 503 at once instead of queueing.
-pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         return ApiError::new(ErrorCode::Overloaded).into_response();
     };

@@ -1,6 +1,8 @@
 //! `imgate audit verify FILE` as operators run it: a clean chain passes with its record count; an
 //! edited or removed record makes it exit 1 and name the line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,5 +1,7 @@
 //! `imgate check-config` as operators run it: every problem of a bad file named at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use std::process::Command;
 
 fn check(path: &str) -> (bool, String, String) {

@@ -1,5 +1,7 @@
 //! `imgate dev` as tools use it: start it, wait for env.json, drive it, stop it with SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

@@ -9,6 +9,8 @@
 //! pages of every slot: 40 slots × 320 KiB = 12.5 MiB), plus 3.5 MiB of slack for the allocator's
 //! and tokio's own bookkeeping on a loaded machine.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 // The harness's plugin builder (only `hostile_plugin` is used here).
 #[allow(dead_code)]
 #[path = "../../tests/e2e/src/plugins.rs"]

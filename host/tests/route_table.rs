@@ -1,5 +1,7 @@
 //! The route table as operators see it: the shipped default (snapshot) and config fixtures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use std::process::Command;
 
 use host::routes::table::{default_routes, describe};

@@ -2,6 +2,8 @@
 //! the code enforces (issue 10: "a test checks that every allowed compat route and every `/v1`
 //! route appears in it").
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use host::routes::compat::ALLOWED;
 
 const DOC: &str = include_str!("../../docs/security.md");

@@ -1,5 +1,7 @@
 //! Repository tidiness: every Rust file says why it exists on its first line, a `//!` opener.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)] // test code: a panic is a failure
+
 use std::path::{Path, PathBuf};
 
 /// Every `.rs` file under `root`, skipping `target/` and hidden directories (`.git`, `.imgate`, …).

@@ -18,6 +18,7 @@ fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
 ///
 /// Panics (a trap: imgate treats the call as failed) when `T`'s `Serialize` fails, which
 /// `serde_json::Value` and plain derived structs never do.
+#[allow(clippy::expect_used)] // a trap is the documented outcome, inside the plugin's own sandbox
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("plugin value serialises to JSON")
 }

@@ -160,17 +160,17 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    pub fn genesis() -> Chain {
+    pub(crate) fn genesis() -> Chain {
         Chain { seq: 0, hash: GENESIS.to_owned() }
     }
 
     /// Seals `event` as the next record; the head moves only when [`Chain::advance`] is called
     /// (after the line was written), so a failed write does not leave a gap in `seq`.
-    pub fn next(&self, event: &AuditEvent, ts: u64) -> Result<Sealed, serde_json::Error> {
+    pub(crate) fn next(&self, event: &AuditEvent, ts: u64) -> Result<Sealed, serde_json::Error> {
         seal(self.seq + 1, ts, &self.hash, event)
     }
 
-    pub fn advance(&mut self, sealed: &Sealed) {
+    pub(crate) fn advance(&mut self, sealed: &Sealed) {
         self.seq = sealed.seq;
         self.hash.clone_from(&sealed.hash);
     }

@@ -56,7 +56,7 @@ struct Head {
 }
 
 impl Shared {
-    pub fn new(chain: &Chain) -> Shared {
+    pub(super) fn new(chain: &Chain) -> Shared {
         Shared {
             dropped: AtomicU64::new(0),
             unwritten: AtomicU64::new(0),
@@ -69,11 +69,11 @@ impl Shared {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn head(&self) -> AuditHead {
+    pub(super) fn head(&self) -> AuditHead {
         AuditHead::from(&self.lock_head().chain)
     }
 
-    pub fn export_head_seq(&self, gauge: Gauge) {
+    pub(super) fn export_head_seq(&self, gauge: Gauge) {
         let mut head = self.lock_head();
         gauge.set(gauge_value(head.chain.seq));
         head.gauge = Some(gauge);
@@ -117,7 +117,7 @@ pub(crate) struct FileSink {
 }
 
 impl FileSink {
-    pub fn new(file: File, len: u64) -> FileSink {
+    pub(super) fn new(file: File, len: u64) -> FileSink {
         FileSink { file, len, poisoned: None }
     }
 
@@ -176,7 +176,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new(sink: Box<dyn Sink>, chain: Chain, shared: Arc<Shared>, rx: mpsc::Receiver<Msg>) -> Writer {
+    pub(super) fn new(sink: Box<dyn Sink>, chain: Chain, shared: Arc<Shared>, rx: mpsc::Receiver<Msg>) -> Writer {
         Writer {
             sink,
             chain,
@@ -189,7 +189,7 @@ impl Writer {
         }
     }
 
-    pub fn spawn(self) -> io::Result<()> {
+    pub(super) fn spawn(self) -> io::Result<()> {
         std::thread::Builder::new().name("imgate-audit".into()).spawn(move || self.run()).map(|_| ())
     }
 

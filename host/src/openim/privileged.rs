@@ -69,7 +69,7 @@ pub(crate) struct Privileged {
 }
 
 impl Privileged {
-    pub fn new(settings: &PrivilegedSettings) -> Privileged {
+    pub(super) fn new(settings: &PrivilegedSettings) -> Privileged {
         Privileged {
             admins: settings.admin_user_ids.iter().cloned().collect(),
             allowed: settings.allow_user_ids.iter().cloned().collect(),
@@ -82,21 +82,21 @@ impl Privileged {
         self.levels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn is_admin_id(&self, user_id: &str) -> bool {
+    pub(super) fn is_admin_id(&self, user_id: &str) -> bool {
         self.admins.contains(user_id)
     }
 
-    pub fn is_allowed(&self, user_id: &str) -> bool {
+    pub(super) fn is_allowed(&self, user_id: &str) -> bool {
         self.allowed.contains(user_id)
     }
 
     /// What the config alone says: `Admin` for an admin id the operator did not allow.
-    pub fn configured(&self, user_id: &str) -> Option<Privilege> {
+    pub(super) fn configured(&self, user_id: &str) -> Option<Privilege> {
         (self.is_admin_id(user_id) && !self.is_allowed(user_id)).then_some(Privilege::Admin)
     }
 
     /// The verdict for a user whose level is known (`None` = unknown to OpenIM: not privileged there).
-    pub fn judge(&self, user_id: &str, level: Option<i32>) -> Option<Privilege> {
+    pub(super) fn judge(&self, user_id: &str, level: Option<i32>) -> Option<Privilege> {
         if self.is_allowed(user_id) {
             return None;
         }
@@ -107,7 +107,7 @@ impl Privileged {
     }
 
     /// A cached level still young enough: `Some(level read)`, or `None` to ask OpenIM.
-    pub fn cached_level(&self, user_id: &str) -> Option<Option<i32>> {
+    pub(super) fn cached_level(&self, user_id: &str) -> Option<Option<i32>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -116,7 +116,7 @@ impl Privileged {
         (at.elapsed() < self.ttl).then_some(*level)
     }
 
-    pub fn remember_level(&self, user_id: &str, level: Option<i32>) {
+    pub(super) fn remember_level(&self, user_id: &str, level: Option<i32>) {
         if self.ttl.is_zero() {
             return;
         }

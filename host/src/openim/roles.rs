@@ -23,7 +23,7 @@ pub(crate) struct RoleCache {
 const MAX_ENTRIES: usize = 100_000;
 
 impl RoleCache {
-    pub fn new(ttl: Duration) -> RoleCache {
+    pub(super) fn new(ttl: Duration) -> RoleCache {
         RoleCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
@@ -31,7 +31,7 @@ impl RoleCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, group_id: &str, user_id: &str) -> Option<Option<i64>> {
+    pub(super) fn get(&self, group_id: &str, user_id: &str) -> Option<Option<i64>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -40,7 +40,7 @@ impl RoleCache {
         (at.elapsed() < self.ttl).then_some(*role)
     }
 
-    pub fn put(&self, group_id: &str, user_id: &str, role: Option<i64>) {
+    pub(super) fn put(&self, group_id: &str, user_id: &str, role: Option<i64>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -51,7 +51,7 @@ impl RoleCache {
         map.insert((group_id.to_owned(), user_id.to_owned()), (role, Instant::now()));
     }
 
-    pub fn forget_group(&self, group_id: &str) {
+    pub(super) fn forget_group(&self, group_id: &str) {
         self.lock().retain(|(g, _), _| g != group_id);
     }
 }

@@ -18,12 +18,12 @@ pub(crate) struct Token {
 }
 
 impl Token {
-    pub fn new(value: String, expire_time_seconds: i64) -> Token {
+    pub(super) fn new(value: String, expire_time_seconds: i64) -> Token {
         let lifetime = Duration::from_secs(u64::try_from(expire_time_seconds).unwrap_or(0));
         Token { value: Arc::from(value), lifetime, expires_at: Instant::now() + lifetime }
     }
 
-    pub fn is_fresh(&self, refresh_before: Duration) -> bool {
+    pub(super) fn is_fresh(&self, refresh_before: Duration) -> bool {
         let margin = refresh_before.min(self.lifetime / 2);
         Instant::now() + margin < self.expires_at
     }
@@ -38,7 +38,7 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn user_slot(&self, user_id: &str, platform_id: i32) -> Slot {
+    pub(super) fn user_slot(&self, user_id: &str, platform_id: i32) -> Slot {
         // A poisoned map only means another thread panicked mid-insert; the map itself is intact.
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users.entry((user_id.to_owned(), platform_id)).or_default().clone()
@@ -46,14 +46,14 @@ impl TokenCache {
 
     /// Drops the admin token if it is still the one that was rejected (another caller may
     /// already have replaced it).
-    pub async fn drop_admin(&self, rejected: &Token) {
+    pub(super) async fn drop_admin(&self, rejected: &Token) {
         let mut slot = self.admin.lock().await;
         if slot.as_ref().is_some_and(|t| t.value == rejected.value) {
             *slot = None;
         }
     }
 
-    pub async fn drop_user(&self, user_id: &str, platform_id: i32, rejected: &Token) {
+    pub(super) async fn drop_user(&self, user_id: &str, platform_id: i32, rejected: &Token) {
         let slot = self.user_slot(user_id, platform_id);
         let mut slot = slot.lock().await;
         if slot.as_ref().is_some_and(|t| t.value == rejected.value) {
@@ -61,7 +61,7 @@ impl TokenCache {
         }
     }
 
-    pub async fn forget_user(&self, user_id: &str, platform_id: i32) {
+    pub(super) async fn forget_user(&self, user_id: &str, platform_id: i32) {
         let slot = self.user_slot(user_id, platform_id);
         *slot.lock().await = None;
     }

@@ -297,19 +297,16 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 struct Ticker;
 
 impl Ticker {
-    fn start(engine: &Engine) -> Ticker {
+    fn start(engine: &Engine) -> std::io::Result<Ticker> {
         let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("imgate-plugin-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(TICK);
-                match weak.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => return,
-                }
-            })
-            .expect("spawning the epoch thread");
-        Ticker
+        std::thread::Builder::new().name("imgate-plugin-epoch".into()).spawn(move || loop {
+            std::thread::sleep(TICK);
+            match weak.upgrade() {
+                Some(e) => e.increment_epoch(),
+                None => return,
+            }
+        })?;
+        Ok(Ticker)
     }
 }
 
@@ -364,7 +361,7 @@ impl Runtime {
     /// Builds the engine and linker and runs the self-check.
     pub fn new(config: &RuntimeConfig, io: Arc<HostIo>) -> Result<Runtime, String> {
         let engine = Engine::new(&engine_config(config)).map_err(|e| format!("plugins: engine: {e:#}"))?;
-        let ticker = Ticker::start(&engine);
+        let ticker = Ticker::start(&engine).map_err(|e| format!("plugins: the epoch thread: {e}"))?;
         let linker = build_linker(&engine).map_err(|e| format!("plugins: linker: {e:#}"))?;
         let rt = Runtime {
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls)),
@@ -824,7 +821,7 @@ mod tests {
         let mut c = engine_config(&RuntimeConfig::default());
         c.epoch_interruption(false);
         let engine = Engine::new(&c).unwrap();
-        let _t = Ticker::start(&engine);
+        let _t = Ticker::start(&engine).unwrap();
         let err = self_check(&engine, HostIo::detached()).unwrap_err();
         assert!(err.contains("not interrupted"), "{err}");
     }
@@ -832,7 +829,7 @@ mod tests {
     #[test]
     fn self_check_passes_with_the_real_configuration() {
         let engine = Engine::new(&engine_config(&RuntimeConfig::default())).unwrap();
-        let _t = Ticker::start(&engine);
+        let _t = Ticker::start(&engine).unwrap();
         self_check(&engine, HostIo::detached()).unwrap();
     }
 }

@@ -20,7 +20,7 @@ use crate::telemetry::RequestId;
 const PASSTHROUGH_DENIED: &[&str] = &["auth/get_admin_token", "auth/get_user_token"];
 
 /// `GET /v1/admin/health` (scope `imgate:admin`): the gateway runs and OpenIM answers it.
-pub async fn health(
+pub(super) async fn health(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Extension(_): Extension<AdminPrincipal>,
@@ -38,7 +38,7 @@ pub async fn health(
 /// chain's last record, after writing everything recorded before this request (so the answer is
 /// not behind the requests that led to it). Kept elsewhere, it is the anchor
 /// `imgate audit verify FILE --head SEQ:HASH` checks, which detects records cut off the file's end.
-pub async fn audit_head(
+pub(super) async fn audit_head(
     State(state): State<AppState>,
     Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<crate::audit::AuditHead>, ApiError> {
@@ -48,7 +48,7 @@ pub async fn audit_head(
 
 /// `POST /v1/admin/openim/{*path}` (scope `openim:call`): forwards a JSON body to OpenIM with the
 /// admin token and answers with OpenIM's own envelope, for back-office tools.
-pub async fn openim_passthrough(
+pub(super) async fn openim_passthrough(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(path): Path<String>,
@@ -79,13 +79,13 @@ fn is_openim_path(path: &str) -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegisterUsers {
+pub(super) struct RegisterUsers {
     users: Vec<NewUser>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewUser {
+pub(super) struct NewUser {
     user_id: String,
     nickname: String,
     #[serde(default)]
@@ -95,7 +95,7 @@ pub struct NewUser {
 const MAX_USERS_PER_CALL: usize = 100;
 
 /// `POST /v1/admin/users` (scope `users:write`): registers users in OpenIM, all or none.
-pub async fn register_users(
+pub(super) async fn register_users(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Extension(admin): Extension<AdminPrincipal>,
@@ -167,7 +167,7 @@ pub(super) async fn admin_action(
 
 /// imgate's user id rule: 1–64 ASCII letters, digits or `_`. Stricter than OpenIM (which allows
 /// any Unicode letter), so homoglyphs, spaces and control characters never become identities.
-pub fn is_valid_user_id(id: &str) -> bool {
+pub(super) fn is_valid_user_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 

@@ -28,7 +28,7 @@ use crate::telemetry::RequestId;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Enroll {
+pub(super) struct Enroll {
     device_id: String,
     platform_id: i32,
     public_key: String,
@@ -61,7 +61,7 @@ fn user_path(user_id: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/admin/users/{user_id}/devices` (scope `devices:write`).
-pub async fn enroll(
+pub(super) async fn enroll(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(user_id): Path<String>,
@@ -138,7 +138,7 @@ fn privileged(rid: &RequestId, user_id: &str, p: Privilege) -> ApiError {
 }
 
 /// `GET /v1/admin/users/{user_id}/devices` (scope `devices:write`).
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     Extension(_): Extension<AdminPrincipal>,
@@ -149,7 +149,7 @@ pub async fn list(
 }
 
 /// `DELETE /v1/admin/users/{user_id}/devices/{device_id}` (scope `devices:write`): also ends its sessions.
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path((user_id, device_id)): Path<(String, String)>,
@@ -166,7 +166,7 @@ pub async fn delete(
 }
 
 /// `DELETE /v1/admin/sessions/{session_id}` (scope `sessions:revoke`).
-pub async fn revoke_session(
+pub(super) async fn revoke_session(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(session_id): Path<String>,
@@ -183,7 +183,7 @@ pub async fn revoke_session(
 
 /// `POST /v1/admin/users/{user_id}/revoke` (scope `sessions:revoke`): every session of the user,
 /// and an OpenIM `force_logout` for each platform the user has sessions or devices on.
-pub async fn revoke_user(
+pub(super) async fn revoke_user(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(user_id): Path<String>,

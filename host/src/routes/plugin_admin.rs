@@ -77,7 +77,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `GET /v1/admin/plugins`
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -86,7 +86,7 @@ pub async fn list(
 }
 
 /// `GET /v1/admin/plugins/{name}`
-pub async fn status(
+pub(super) async fn status(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Extension(_): Extension<AdminPrincipal>,
@@ -102,7 +102,7 @@ pub async fn status(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UploadQuery {
+pub(super) struct UploadQuery {
     /// A version label for the manifest (default: the hash's first 12 hex digits).
     version: Option<String>,
     /// Activate at once (default false: only stored after the checks).
@@ -111,7 +111,7 @@ pub struct UploadQuery {
 }
 
 /// `POST /v1/admin/plugins/{name}/versions?version=V&activate=true`, body: the component.
-pub async fn upload(
+pub(super) async fn upload(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
@@ -144,12 +144,12 @@ pub async fn upload(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ActivateBody {
+pub(super) struct ActivateBody {
     hash: String,
 }
 
 /// `POST /v1/admin/plugins/{name}/activate` `{"hash": "<sha256>"}`: a stored version.
-pub async fn activate(
+pub(super) async fn activate(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
@@ -169,7 +169,7 @@ pub async fn activate(
 }
 
 /// `POST /v1/admin/plugins/{name}/rollback`: the most recent earlier version not quarantined.
-pub async fn rollback(
+pub(super) async fn rollback(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,

@@ -8,12 +8,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Liveness for load balancers: the process answers. Says nothing about OpenIM.
-pub async fn liveness() -> &'static str {
+pub(super) async fn liveness() -> &'static str {
     "ok"
 }
 
 /// `GET /v1/auth/gateway-key`: the current Noise static key, for discovery and rotation.
-pub async fn gateway_key(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn gateway_key(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let key = state
         .gateway_keys
         .first()

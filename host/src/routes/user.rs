@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::telemetry::RequestId;
 
 /// `GET /v1/me`: the caller as the session knows it.
-pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
+pub(super) async fn me(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
     let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
     Json(json!({
         "user_id": caller.user_id,
@@ -28,7 +28,7 @@ pub async fn me(State(state): State<AppState>, Extension(caller): Extension<Call
 /// A session of an OpenIM admin id that the config does not allow should not exist (handshakes
 /// refuse it; it can only predate the config): it gets no token and is ended, with the generic
 /// 401 of every authentication failure and the reason in the audit record.
-pub async fn token(
+pub(super) async fn token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(rid): Extension<RequestId>,
@@ -44,7 +44,7 @@ pub async fn token(
 }
 
 /// `POST /v1/auth/logout`: ends the session, its tokens and tickets (§9).
-pub async fn logout(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> StatusCode {
+pub(super) async fn logout(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> StatusCode {
     state.store.revoke_session(&caller.session_id).await;
     StatusCode::NO_CONTENT
 }
