@@ -114,19 +114,24 @@ async fn gateway_key_is_served_for_discovery() {
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     let mut h = Harness::start().await;
-    h.emu.set_fault(Fault::Delay(Duration::from_millis(400)));
+    // OpenIM holds every request until released: the request is in flight for as long as the
+    // test says, not for as long as a delay happens to last.
+    h.emu.set_fault(Fault::Hold);
     let token = h.admin_jwt("imgate:admin");
     let http = h.http.clone();
     let url = h.url("/v1/admin/health");
     let in_flight =
         tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) });
-    // Wait (with a deadline) until the gateway itself counts the request as in flight.
+    // Wait (with a deadline) until the request is inside OpenIM.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while h.metric("imgate_http_requests_in_flight").await != Some(1.0) {
-        assert!(tokio::time::Instant::now() < deadline, "request never became in flight");
+    while h.emu.held() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "request never reached OpenIM");
         tokio::task::yield_now().await;
     }
+    assert_eq!(h.metric("imgate_http_requests_in_flight").await, Some(1.0));
     let server = h.begin_shutdown().expect("running");
+    assert!(!in_flight.is_finished(), "the in-flight request waits for OpenIM, shutdown or not");
+    h.emu.release();
     let status = in_flight.await.expect("task").expect("the in-flight request was answered, not cut");
     assert_eq!(status, 200);
     server.await.expect("server stopped cleanly");
