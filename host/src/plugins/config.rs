@@ -32,8 +32,9 @@ pub struct RuntimeConfig {
     pub watch: bool,
     /// Quiet time after the last file event before a change is loaded (writers often write twice).
     pub watch_debounce_ms: u64,
-    /// A version that traps or runs out of time more than this many times within
-    /// `quarantine_window_ms` is pulled back to the last good version.
+    /// A version that fails by its own doing (`Failure::is_the_plugins`: traps, deadlines, memory,
+    /// invalid output, exits, ...) more than this many times within `quarantine_window_ms` is
+    /// pulled back to the last good version.
     pub quarantine_failures: u32,
     pub quarantine_window_ms: u64,
     /// How long a quarantined version may not come back from the watched file; doubles each
