@@ -20,6 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::config::FailurePolicy;
+use super::output::{MAX_HEADERS, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_MESSAGE};
 use super::runtime::{
     AdminPrincipal, Failure, Header, Hook, HookAnswer, Principal, Request as PRequest, RequestVerdict,
     Response as PResponse, ResponseVerdict, UserPrincipal,
@@ -60,7 +61,6 @@ const FORBIDDEN_SET: &[&str] = &[
     "x-request-id",
     "token",
 ];
-use super::output::{MAX_HEADERS, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_MESSAGE};
 
 /// The chain middleware: `State` is the gateway and the route's name. The serving snapshot is
 /// taken once, so the whole request runs on one version of every plugin even if a swap happens

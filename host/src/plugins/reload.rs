@@ -682,21 +682,18 @@ impl Manager {
     /// the version is quarantined and the plugin rolled back (on another thread).
     pub fn report_failure(self: &Arc<Self>, name: &str, hash: &str, failure: &super::Failure) {
         let kind = failure.kind();
-        {
-            let mut st = lock(&self.state);
-            *st.entry(name.to_owned()).or_default().failure_counts.entry(kind).or_default() += 1;
-        }
-        if !failure.is_the_plugins() {
-            return;
-        }
-        if self.current.load().plugins.get(name).is_none_or(|p| p.hash != hash) {
-            return; // an old version finishing its last requests
-        }
+        // Not counted toward quarantine: failures that are not the plugin's doing, and those of
+        // an old version finishing its last requests.
+        let counts = failure.is_the_plugins() && self.current.load().plugins.get(name).is_some_and(|p| p.hash == hash);
         let window = Duration::from_millis(self.runtime_config.quarantine_window_ms);
         let now = Instant::now();
         let quarantine = {
             let mut st = lock(&self.state);
             let ps = st.entry(name.to_owned()).or_default();
+            *ps.failure_counts.entry(kind).or_default() += 1;
+            if !counts {
+                return;
+            }
             ps.failures.push_back((now, kind));
             while ps.failures.front().is_some_and(|(t, _)| now.duration_since(*t) > window) {
                 ps.failures.pop_front();

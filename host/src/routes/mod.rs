@@ -132,18 +132,18 @@ pub struct RouteDescriptor {
 /// are in the `admin` rate-limit class, signed routes in `default`. Plugin management and the
 /// audit head take no chain: nothing may rewrite the anchor the audit trail is checked against,
 /// nor stand between an operator and a broken plugin.
-const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
-    ("GET", "/healthz", "public.liveness", Auth::Public, false, H::Liveness),
-    ("GET", "/v1/auth/gateway-key", "public.gateway_key", Auth::Public, false, H::GatewayKey),
-    ("POST", "/v1/auth/handshake", "auth.handshake", Auth::Public, false, H::Handshake),
-    ("GET", "/v1/me", "me", Auth::Signed, true, H::Me),
-    ("POST", "/v1/auth/token", "auth.token", Auth::Signed, true, H::Token),
-    ("POST", "/v1/auth/logout", "auth.logout", Auth::Signed, true, H::Logout),
-    ("GET", "/v1/admin/health", "admin.health", Auth::Admin(scopes::ADMIN), true, H::AdminHealth),
-    ("GET", "/v1/admin/audit/head", "admin.audit.head", Auth::Admin(scopes::ADMIN), false, H::AuditHead),
-    ("POST", "/v1/admin/users", "admin.users.register", Auth::Admin(scopes::USERS_WRITE), true, H::RegisterUsers),
+const BUILTIN: &[(Method, &str, &str, Auth, bool, H)] = &[
+    (Method::GET, "/healthz", "public.liveness", Auth::Public, false, H::Liveness),
+    (Method::GET, "/v1/auth/gateway-key", "public.gateway_key", Auth::Public, false, H::GatewayKey),
+    (Method::POST, "/v1/auth/handshake", "auth.handshake", Auth::Public, false, H::Handshake),
+    (Method::GET, "/v1/me", "me", Auth::Signed, true, H::Me),
+    (Method::POST, "/v1/auth/token", "auth.token", Auth::Signed, true, H::Token),
+    (Method::POST, "/v1/auth/logout", "auth.logout", Auth::Signed, true, H::Logout),
+    (Method::GET, "/v1/admin/health", "admin.health", Auth::Admin(scopes::ADMIN), true, H::AdminHealth),
+    (Method::GET, "/v1/admin/audit/head", "admin.audit.head", Auth::Admin(scopes::ADMIN), false, H::AuditHead),
+    (Method::POST, "/v1/admin/users", "admin.users.register", Auth::Admin(scopes::USERS_WRITE), true, H::RegisterUsers),
     (
-        "POST",
+        Method::POST,
         "/v1/admin/users/{user_id}/devices",
         "admin.devices.enroll",
         Auth::Admin(scopes::DEVICES_WRITE),
@@ -151,7 +151,7 @@ const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
         H::EnrollDevice,
     ),
     (
-        "GET",
+        Method::GET,
         "/v1/admin/users/{user_id}/devices",
         "admin.devices.list",
         Auth::Admin(scopes::DEVICES_WRITE),
@@ -159,7 +159,7 @@ const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
         H::ListDevices,
     ),
     (
-        "DELETE",
+        Method::DELETE,
         "/v1/admin/users/{user_id}/devices/{device_id}",
         "admin.devices.delete",
         Auth::Admin(scopes::DEVICES_WRITE),
@@ -167,7 +167,7 @@ const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
         H::DeleteDevice,
     ),
     (
-        "POST",
+        Method::POST,
         "/v1/admin/users/{user_id}/revoke",
         "admin.users.revoke",
         Auth::Admin(scopes::SESSIONS_REVOKE),
@@ -175,18 +175,32 @@ const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
         H::RevokeUser,
     ),
     (
-        "DELETE",
+        Method::DELETE,
         "/v1/admin/sessions/{session_id}",
         "admin.sessions.revoke",
         Auth::Admin(scopes::SESSIONS_REVOKE),
         true,
         H::RevokeSession,
     ),
-    ("POST", "/v1/admin/openim/{*path}", "admin.openim", Auth::Admin(scopes::OPENIM_CALL), true, H::OpenimPassthrough),
-    ("GET", "/v1/admin/plugins", "admin.plugins.list", Auth::Admin(scopes::ADMIN), false, H::PluginsList),
-    ("GET", "/v1/admin/plugins/{name}", "admin.plugins.status", Auth::Admin(scopes::ADMIN), false, H::PluginStatus),
     (
-        "POST",
+        Method::POST,
+        "/v1/admin/openim/{*path}",
+        "admin.openim",
+        Auth::Admin(scopes::OPENIM_CALL),
+        true,
+        H::OpenimPassthrough,
+    ),
+    (Method::GET, "/v1/admin/plugins", "admin.plugins.list", Auth::Admin(scopes::ADMIN), false, H::PluginsList),
+    (
+        Method::GET,
+        "/v1/admin/plugins/{name}",
+        "admin.plugins.status",
+        Auth::Admin(scopes::ADMIN),
+        false,
+        H::PluginStatus,
+    ),
+    (
+        Method::POST,
         "/v1/admin/plugins/{name}/activate",
         "admin.plugins.activate",
         Auth::Admin(scopes::PLUGINS_WRITE),
@@ -194,7 +208,7 @@ const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
         H::PluginActivate,
     ),
     (
-        "POST",
+        Method::POST,
         "/v1/admin/plugins/{name}/rollback",
         "admin.plugins.rollback",
         Auth::Admin(scopes::PLUGINS_WRITE),
@@ -202,7 +216,7 @@ const BUILTIN: &[(&str, &str, &str, Auth, bool, H)] = &[
         H::PluginRollback,
     ),
     (
-        "POST",
+        Method::POST,
         "/v1/admin/plugins/{name}/versions",
         "admin.plugins.upload",
         Auth::Admin(scopes::PLUGINS_WRITE),
@@ -225,7 +239,8 @@ pub fn is_builtin_route(name: &str) -> bool {
 /// OpenIM-compatible operations and the `/openim/` catch-all.
 pub fn descriptors(table: &[RouteSpec]) -> Vec<RouteDescriptor> {
     let mut out = Vec::new();
-    for &(method, path, name, auth, chain, h) in BUILTIN {
+    for (method, path, name, auth, chain, h) in BUILTIN {
+        let (path, name, auth, chain, h) = (*path, *name, *auth, *chain, *h);
         let class = match auth {
             Auth::Public => None,
             Auth::Admin(_) => Some("admin".to_owned()),
@@ -237,7 +252,7 @@ pub fn descriptors(table: &[RouteSpec]) -> Vec<RouteDescriptor> {
             _ => BodyCap::Default,
         };
         out.push(RouteDescriptor {
-            method: Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
+            method: method.clone(),
             path: path.to_owned(),
             name: name.to_owned(),
             auth,
