@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
+
+use crate::error::ErrorBody as ApiError;
+use crate::plugins::api::{ActivateRequest, Changed, Manifest, PluginList as List, PluginStatus as Status, Uploaded};
 
 /// Where the gateway is and who is asking; every `imgate plugin` command takes these.
 #[derive(Debug, Clone, clap::Args)]
@@ -118,7 +120,7 @@ pub async fn run(cmd: PluginCmd) -> Result<String, String> {
         }
         PluginCmd::Activate { name, hash, .. } => {
             let hash = api.resolve(&name, &hash).await?;
-            let body = Body::Json(serde_json::json!({ "hash": hash }));
+            let body = Body::Json(serde_json::to_value(ActivateRequest { hash }).map_err(|e| e.to_string())?);
             let done: Changed = api.call(Method::POST, &[&name, "activate"], Some(body), &[]).await?;
             let m = &done.manifest;
             Ok(format!("activated {} version {} ({})\n", m.name, m.version, m.hash))
@@ -131,68 +133,8 @@ pub async fn run(cmd: PluginCmd) -> Result<String, String> {
     }
 }
 
-// ---- The API's answers, as this client reads them (unknown fields ignored, so a newer gateway
-// ---- still answers an older CLI).
-
-#[derive(Debug, Deserialize)]
-struct List {
-    plugins: Vec<Status>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Status {
-    name: String,
-    #[serde(default)]
-    path: String,
-    #[serde(default)]
-    capabilities: Vec<String>,
-    active: Option<Manifest>,
-    #[serde(default)]
-    history: Vec<String>,
-    #[serde(default)]
-    versions: Vec<Manifest>,
-    last_error: Option<LastError>,
-    #[serde(default)]
-    quarantined: Vec<Quarantined>,
-    #[serde(default)]
-    failures: std::collections::BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Manifest {
-    name: String,
-    hash: String,
-    version: String,
-    #[serde(default)]
-    world: String,
-    #[serde(default)]
-    size: u64,
-    #[serde(default)]
-    source: String,
-    #[serde(default)]
-    stored_at_ms: i64,
-    #[serde(default)]
-    config_schema: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LastError {
-    hash: String,
-    #[serde(default)]
-    source: String,
-    error: String,
-    #[serde(default)]
-    at_ms: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Quarantined {
-    hash: String,
-    until_ms: i64,
-    times: u32,
-    #[serde(default)]
-    kinds: std::collections::BTreeMap<String, u32>,
-}
+// ---- The API's answers are `plugins::api`'s types (read leniently: a newer gateway still answers an
+// ---- older CLI).
 
 /// `trap 3, exit 5`, or `none`.
 fn counts<N: std::fmt::Display>(m: &std::collections::BTreeMap<String, N>) -> String {
@@ -200,27 +142,6 @@ fn counts<N: std::fmt::Display>(m: &std::collections::BTreeMap<String, N>) -> St
         return "none".into();
     }
     m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
-}
-
-#[derive(Debug, Deserialize)]
-struct Uploaded {
-    manifest: Manifest,
-    active: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct Changed {
-    manifest: Manifest,
-}
-
-/// The gateway's error body.
-#[derive(Debug, Deserialize)]
-struct ApiError {
-    code: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    request_id: String,
 }
 
 // ---- HTTP

@@ -251,16 +251,29 @@ pub async fn rescue(req: Request, next: Next) -> Response {
     render(&err, rid)
 }
 
+/// The body of every refusal, as the gateway writes it and as clients (the CLI among them) read it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// The stable code ([`ErrorCode::as_str`]).
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub request_id: String,
+    /// A finer stable reason, where the code has several (e.g. `does_not_compile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 fn render(err: &ApiError, request_id: &str) -> Response {
-    let mut body = serde_json::json!({
-        "code": err.code.as_str(),
-        "message": err.message,
-        "request_id": request_id,
-    });
-    if let Some(reason) = &err.reason {
-        body["reason"] = serde_json::Value::from(reason.as_str());
-    }
-    let mut res = Response::new(Body::from(body.to_string()));
+    let body = ErrorBody {
+        code: err.code.as_str().to_owned(),
+        message: err.message.to_string(),
+        request_id: request_id.to_owned(),
+        reason: err.reason.clone(),
+    };
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    let mut res = Response::new(Body::from(body));
     *res.status_mut() = err.status();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(secs) = err.retry_after_secs {

@@ -1,6 +1,6 @@
-//! The host side of the plugin imports (`log`, `clock`, `config`, `kv`, `openim`): each checks
-//! its capability, counts against the call's host-call budget, and — when it waits on something —
-//! runs under its own timeout, because epoch deadlines do not interrupt host code (attacks.md P10).
+//! The host side of the plugin imports (`log`, `clock`, `config`, `kv`, `openim`): each requires
+//! its capability (`capabilities::require`: a trap when not granted), counts against the call's
+//! host-call budget, and — when it waits on something — runs under its own timeout, because epoch deadlines do not interrupt host code (attacks.md P10).
 //!
 //! Nothing here hands a token to a plugin: OpenIM reads are made with imgate's admin token and
 //! only the documented fields come back.
@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::bindings::imgate::plugin::{clock, config, kv, log, openim, types};
+use super::capabilities;
 use super::config::Capability;
 use super::kv::{KvError, MemoryKv, PluginKv, Quota};
-use super::runtime::bindings::imgate::plugin::{clock, config, kv, log, openim, types};
 use super::runtime::CallState;
 use crate::openim::{ops, As, CallCtx, OpenIm, OpenImError};
 
@@ -44,11 +45,8 @@ impl HostIo {
 }
 
 impl CallState {
-    /// Counts one host call of capability `cap`.
-    fn enter(&mut self, cap: Capability) -> Result<(), HostError> {
-        if !self.grants.contains(&cap) {
-            return Err(HostError::Denied);
-        }
+    /// Counts one host call against the call's budget (the capability was checked by `require`).
+    fn enter(&mut self) -> Result<(), HostError> {
         self.host_calls += 1;
         if self.host_calls > self.limits.max_host_calls {
             return Err(HostError::TooManyCalls);
@@ -75,12 +73,9 @@ impl CallState {
         Quota { max_keys: self.limits.kv_max_keys, max_bytes: self.limits.kv_max_bytes }
     }
 
-    fn trap_unless(&self, cap: Capability) -> wasmtime::Result<()> {
-        if self.grants.contains(&cap) {
-            Ok(())
-        } else {
-            Err(wasmtime::Error::msg(format!("capability `{}` is not granted", cap.as_str())))
-        }
+    /// [`capabilities::require`] for this call's plugin: traps unless `cap` is granted.
+    fn require(&self, cap: Capability) -> wasmtime::Result<()> {
+        capabilities::require(&self.grants, cap)
     }
 }
 
@@ -107,8 +102,8 @@ impl types::Host for CallState {}
 
 impl log::Host for CallState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.trap_unless(Capability::Log)?;
-        if self.enter(Capability::Log).is_err() {
+        self.require(Capability::Log)?;
+        if self.enter().is_err() {
             return Ok(()); // over the budget: dropped, the plugin goes on
         }
         let mut end = message.len().min(MAX_LOG);
@@ -128,22 +123,23 @@ impl log::Host for CallState {
 
 impl clock::Host for CallState {
     fn now(&mut self) -> wasmtime::Result<u64> {
-        self.trap_unless(Capability::Clock)?;
+        self.require(Capability::Clock)?;
         Ok(crate::auth::now_ms().max(0) as u64)
     }
 }
 
 impl config::Host for CallState {
     fn get(&mut self) -> wasmtime::Result<String> {
-        self.trap_unless(Capability::Config)?;
+        self.require(Capability::Config)?;
         Ok(self.config.to_string())
     }
 }
 
 impl kv::Host for CallState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, HostError>> {
+        self.require(Capability::Kv)?;
         Ok((|| {
-            self.enter(Capability::Kv)?;
+            self.enter()?;
             key_ok(&key)?;
             let (kv, ns) = (self.io.kv.clone(), self.plugin.clone());
             self.wait(async move { kv.get(&ns, &key).await })?.map_err(kv_err)
@@ -151,8 +147,9 @@ impl kv::Host for CallState {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<Result<(), HostError>> {
+        self.require(Capability::Kv)?;
         Ok((|| {
-            self.enter(Capability::Kv)?;
+            self.enter()?;
             key_ok(&key)?;
             if value.len() > MAX_VALUE {
                 return Err(HostError::Invalid(format!("values are at most {MAX_VALUE} bytes")));
@@ -163,8 +160,9 @@ impl kv::Host for CallState {
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), HostError>> {
+        self.require(Capability::Kv)?;
         Ok((|| {
-            self.enter(Capability::Kv)?;
+            self.enter()?;
             key_ok(&key)?;
             let (kv, ns) = (self.io.kv.clone(), self.plugin.clone());
             self.wait(async move { kv.delete(&ns, &key).await })?.map_err(kv_err)
@@ -172,8 +170,9 @@ impl kv::Host for CallState {
     }
 
     fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> wasmtime::Result<Result<i64, HostError>> {
+        self.require(Capability::Kv)?;
         Ok((|| {
-            self.enter(Capability::Kv)?;
+            self.enter()?;
             key_ok(&key)?;
             let (kv, ns, quota) = (self.io.kv.clone(), self.plugin.clone(), self.quota());
             self.wait(async move { kv.increment(&ns, &key, delta, ttl(ttl_ms), quota).await })?.map_err(kv_err)
@@ -201,7 +200,7 @@ fn openim_err(e: OpenImError) -> HostError {
 impl CallState {
     /// One OpenIM read with the admin token; `data` of the answer.
     fn openim_read(&mut self, path: &'static str, body: Value) -> Result<Value, HostError> {
-        self.enter(Capability::Openim)?;
+        self.enter()?;
         let openim = self.io.openim.clone().ok_or(HostError::Unavailable)?;
         let ctx = CallCtx::new(&format!("{}-plugin", self.request_id));
         self.wait(async move { openim.call_path(&ctx, path, true, &body, As::Admin).await })?.map_err(openim_err)
@@ -214,6 +213,7 @@ fn text(v: &Value, key: &str) -> String {
 
 impl openim::Host for CallState {
     fn get_user(&mut self, user_id: String) -> wasmtime::Result<Result<Option<openim::User>, HostError>> {
+        self.require(Capability::Openim)?;
         Ok((|| {
             id_ok(&user_id)?;
             let data = self.openim_read(ops::GET_USERS_INFO.path, json!({ "userIDs": [user_id] }))?;
@@ -227,6 +227,7 @@ impl openim::Host for CallState {
     }
 
     fn get_group(&mut self, group_id: String) -> wasmtime::Result<Result<Option<openim::Group>, HostError>> {
+        self.require(Capability::Openim)?;
         Ok((|| {
             id_ok(&group_id)?;
             let data = self.openim_read("/group/get_groups_info", json!({ "groupIDs": [group_id] }))?;
@@ -245,6 +246,7 @@ impl openim::Host for CallState {
         group_id: String,
         user_id: String,
     ) -> wasmtime::Result<Result<Option<openim::Role>, HostError>> {
+        self.require(Capability::Openim)?;
         Ok((|| {
             id_ok(&group_id)?;
             id_ok(&user_id)?;

@@ -14,15 +14,21 @@
 //! compiled, linked, instantiated and its `init` accepted every route config that uses it.
 //!
 //! - `config.rs`  — `[plugins]`, `[[plugin]]`, chain entries: grants and limits, denied by default.
-//! - `runtime.rs` — the engine, the linker, loading checks, one hook call in a fresh instance.
+//! - `bindings.rs` — the WIT contract's generated Rust side.
+//! - `capabilities.rs` — grants checked at load (imports) and on every host call, one behaviour.
+//! - `runtime.rs` — the sandbox: the engine, the linker, loading, one hook call in a fresh store.
 //! - `host.rs`    — the imports plugins may be granted (`log`, `clock`, `config`, `kv`, `openim`).
 //! - `kv.rs`      — the plugins' key-value namespaces with quotas.
 //! - `output.rs`  — a hook's answer read out of the guest under the output limits, before any copy.
 //! - `chain.rs`   — the middleware running a route's chain, checking every verdict.
 //! - `store.rs`   — artifacts by content hash with manifests; the precompiled cache.
-//! - `reload.rs`  — activation, rollback, quarantine, the file watcher, status.
+//! - `reload/`    — activation and rollback, quarantine, the file watcher, status.
+//! - `api.rs`     — the plugin admin API's wire types, shared with the CLI.
 //! - `metrics.rs` — per-plugin counters and histograms.
 
+pub mod api;
+mod bindings;
+mod capabilities;
 pub mod chain;
 pub mod config;
 pub mod host;
@@ -37,10 +43,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use api::PluginStatus;
 use arc_swap::ArcSwap;
 use config::{ChainEntrySpec, FailurePolicy, PluginSpec, RuntimeConfig};
 pub use host::HostIo;
-pub use reload::{PluginStatus, Source};
+pub use reload::Source;
 pub use runtime::{Failure, LoadError, LoadedPlugin, Runtime};
 
 use crate::config::{resolve, Config};

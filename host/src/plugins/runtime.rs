@@ -30,44 +30,17 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::config::{Capability, Limits, RuntimeConfig};
 use super::host::HostIo;
 
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugin",
-        imports: { default: trappable },
-    });
-}
-
-pub use bindings::imgate::plugin::types::{
+use super::bindings;
+pub use super::bindings::{
     AdminPrincipal, Header, Modification, Principal, Rejection, Request, RequestVerdict, Response, ResponseVerdict,
-    UserPrincipal,
+    UserPrincipal, WORLD_PACKAGE,
 };
+use super::capabilities::check_imports;
 
-/// The WIT package every plugin is built against.
-pub const WORLD_PACKAGE: &str = "imgate:plugin";
 /// The epoch ticker's period: the resolution of CPU deadlines.
 const TICK: Duration = Duration::from_millis(1);
 /// Wasm stack per call (wasmtime's default, stated so it cannot drift).
 const MAX_WASM_STACK: usize = 512 * 1024;
-
-/// WASI interfaces linked with an empty context: what `wasm32-wasip2` std imports even when
-/// nothing uses it. Anything else from `wasi:` is refused at load.
-const INERT_WASI: &[&str] = &[
-    "wasi:cli/environment",
-    "wasi:cli/exit",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/terminal-input",
-    "wasi:cli/terminal-output",
-    "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout",
-    "wasi:cli/terminal-stderr",
-    "wasi:io/error",
-    "wasi:io/poll",
-    "wasi:io/streams",
-];
-const RANDOM_WASI: &[&str] = &["wasi:random/random", "wasi:random/insecure", "wasi:random/insecure-seed"];
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -699,54 +672,6 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     random::insecure::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
     Ok(l)
-}
-
-/// Checks every import of the component against the allow-list and the plugin's grants; names
-/// every import refused, not just the first.
-fn check_imports(engine: &Engine, component: &Component, grants: &BTreeSet<Capability>) -> Result<(), LoadError> {
-    let mut refused = Vec::new();
-    for (name, _) in component.component_type().imports(engine) {
-        if let Err(why) = import_allowed(name, grants) {
-            refused.push((name.to_owned(), why));
-        }
-    }
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(LoadError::Imports(refused))
-    }
-}
-
-fn import_allowed(name: &str, grants: &BTreeSet<Capability>) -> Result<(), String> {
-    let unversioned = name.split('@').next().unwrap_or(name);
-    if INERT_WASI.contains(&unversioned) {
-        return Ok(());
-    }
-    if RANDOM_WASI.contains(&unversioned) {
-        return if grants.contains(&Capability::Random) {
-            Ok(())
-        } else {
-            Err("capability `random` is not granted".into())
-        };
-    }
-    if let Some(iface) = unversioned.strip_prefix("imgate:plugin/") {
-        if !name.ends_with("@0.1.0") {
-            return Err("this imgate serves imgate:plugin@0.1.0".into());
-        }
-        if iface == "types" {
-            return Ok(());
-        }
-        return match Capability::ALL.iter().find(|c| c.as_str() == iface) {
-            Some(c) if grants.contains(c) => Ok(()),
-            Some(c) => Err(format!("capability `{}` is not granted", c.as_str())),
-            None => Err("no such interface".into()),
-        };
-    }
-    if unversioned.starts_with("wasi:") {
-        Err("plugins get no WASI capability (files, sockets, clocks, HTTP); use imgate's imports".into())
-    } else {
-        Err("not an interface imgate provides".into())
-    }
 }
 
 /// Proves, with the very store settings real calls use, that a spinning guest is interrupted and

@@ -25,13 +25,18 @@ pub struct Manifest {
     /// The uploader's version label, or the first 12 hex digits of the hash.
     pub version: String,
     /// The WIT world it links against.
+    #[serde(default)]
     pub world: String,
     /// Capabilities granted when it was activated.
+    #[serde(default)]
     pub capabilities: Vec<String>,
+    #[serde(default)]
     pub size: u64,
     /// `file` (the watched path), `upload` (admin API), `rollback`, `quarantine`.
+    #[serde(default)]
     pub source: String,
     /// Unix ms of the first activation.
+    #[serde(default)]
     pub stored_at_ms: i64,
     /// The JSON Schema of the plugin's route config, when the component embeds one (the SDK's
     /// `config_schema!`): documentation for operators; the plugin's `init` is what checks configs.

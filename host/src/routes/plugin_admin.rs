@@ -18,6 +18,7 @@ use serde_json::json;
 use super::admin::admin_action;
 use crate::auth::AdminPrincipal;
 use crate::error::{ApiError, ErrorCode};
+use crate::plugins::api::{ActivateRequest, Changed, PluginList, PluginStatus, Uploaded};
 use crate::plugins::reload::{Manager, ManagerError};
 use crate::plugins::Source;
 use crate::state::AppState;
@@ -80,9 +81,9 @@ async fn blocking<T: Send + 'static>(
 pub(super) async fn list(
     State(state): State<AppState>,
     Extension(_): Extension<AdminPrincipal>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PluginList>, ApiError> {
     let plugins = state.plugins.manager.as_ref().map(|m| m.status()).unwrap_or_default();
-    Ok(Json(json!({ "generation": state.plugins.snapshot().generation, "plugins": plugins })))
+    Ok(Json(PluginList { generation: state.plugins.snapshot().generation, plugins }))
 }
 
 /// `GET /v1/admin/plugins/{name}`
@@ -90,14 +91,14 @@ pub(super) async fn status(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Extension(_): Extension<AdminPrincipal>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PluginStatus>, ApiError> {
     let m = manager(&state)?;
     let s = m
         .status()
         .into_iter()
         .find(|p| p.name == name)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such plugin"))?;
-    Ok(Json(json!(s)))
+    Ok(Json(s))
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,13 +140,7 @@ pub(super) async fn upload(
         }
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "manifest": manifest, "active": q.activate }))).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ActivateBody {
-    hash: String,
+    Ok((StatusCode::CREATED, Json(Uploaded { manifest, active: q.activate })).into_response())
 }
 
 /// `POST /v1/admin/plugins/{name}/activate` `{"hash": "<sha256>"}`: a stored version.
@@ -155,17 +150,17 @@ pub(super) async fn activate(
     Path(name): Path<String>,
     Extension(admin): Extension<AdminPrincipal>,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let m = manager(&state)?;
     known(&m, &name)?;
-    let req: ActivateBody = serde_json::from_slice(&body)
+    let req: ActivateRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"hash\": \"...\"}}: {e}")))?;
     if !crate::plugins::store::is_hash(&req.hash) {
         return Err(ApiError::bad_request("hash: 64 lowercase hex digits"));
     }
     admin_action(&state, &rid, &admin, "plugin_activate", json!({ "plugin": name, "hash": req.hash })).await?;
     let manifest = blocking(move || m.activate_hash(&name, &req.hash, Source::Upload)).await?;
-    Ok(Json(json!({ "manifest": manifest })))
+    Ok(Json(Changed { manifest }))
 }
 
 /// `POST /v1/admin/plugins/{name}/rollback`: the most recent earlier version not quarantined.
@@ -174,12 +169,12 @@ pub(super) async fn rollback(
     Extension(rid): Extension<RequestId>,
     Path(name): Path<String>,
     Extension(admin): Extension<AdminPrincipal>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let m = manager(&state)?;
     known(&m, &name)?;
     admin_action(&state, &rid, &admin, "plugin_rollback", json!({ "plugin": name })).await?;
     let manifest = blocking(move || m.rollback(&name, Source::Rollback)).await?;
-    Ok(Json(json!({ "manifest": manifest })))
+    Ok(Json(Changed { manifest }))
 }
 
 #[cfg(test)]
