@@ -39,19 +39,41 @@ demo: build
 
 ## test: every test of the workspace (unit, emulator, integration, CLI, the Go differential test of the compat
 ## surface; the e2e suites build the Wasm plugins of plugins/ and tests/hostile-plugins/ for wasm32-wasip2),
-## then the example plugins' own unit tests.
+## then the example plugins' own unit tests, then `make bench-smoke`.
 test: deps
-	@# A production imgate links no emulator: the gateway builds without the `emulator` feature
-	@# (debug profile here, sharing the test build's dependencies; `--release` builds the same code).
-	$(CARGO) build --locked -p host --no-default-features
+	@# A production imgate links no emulator: the release gateway builds without the `emulator` feature.
+	$(CARGO) build --release --locked -p host --no-default-features
 	$(CARGO) test --locked --workspace
 	$(CARGO) test --locked --manifest-path plugins/Cargo.toml
+	@# The benchmark harness in its 2-second smoke mode (no timing checked): it cannot rot.
+	$(MAKE) bench-smoke
 
 ## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification, plugin call fresh vs reused
-## instance, the route engine per request without the OpenIM call), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached).
+## instance, the route engine per request without the OpenIM call), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached),
+## then imgate-bench (tests/bench): the OpenIM emulator direct, nginx proxy_pass, imgate /openim, imgate /v1 + plugins,
+## imgate /openim + plugins, interleaved over 3 rounds (about 6 minutes); report in target/bench/report.md (+ .json, latency.svg).
 bench: deps
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
+	$(CARGO) build --release --locked -p host -p openim-emu -p imgate-bench
+	cd plugins && $(CARGO) build --release --locked --target wasm32-wasip2
 	$(CARGO) bench --locked -p host --bench auth --bench plugins --bench engine
-	$(CARGO) bench --locked -p e2e --bench reload
+	@mkdir -p target/bench
+	set -o pipefail; $(CARGO) bench --locked -p e2e --bench reload | tee target/bench/reload.txt
+	./target/release/imgate-bench --imgate target/release/imgate --emu target/release/openim-emu \
+	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench \
+	  --include "Plugin swap times (cargo bench -p e2e --bench reload)=target/bench/reload.txt"
+
+## bench-smoke: the same harness in a few seconds with debug builds (one round, concurrency 16, 0.15 s per case),
+## report in target/bench-smoke/; fails if a case has no successful answer or any wrong answer (no timing check).
+.PHONY: bench-smoke
+bench-smoke: deps
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
+	$(CARGO) build --locked -p host -p openim-emu -p imgate-bench
+	cd plugins && $(CARGO) build --release --locked --target wasm32-wasip2
+	./target/debug/imgate-bench --smoke --imgate target/debug/imgate --emu target/debug/openim-emu \
+	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench-smoke
 
 lint:
 	$(CARGO) fmt --all --check

@@ -222,6 +222,15 @@ impl AuditLog {
         AuditLog { inner: Inner::Memory(Arc::new(Mutex::new(log))) }
     }
 
+    /// Messages waiting for the writer (tests).
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        match &self.inner {
+            Inner::Channel { tx, .. } => tx.max_capacity() - tx.capacity(),
+            Inner::Memory(_) => 0,
+        }
+    }
+
     /// A channel-backed log whose writer has not started yet (tests start it when they want).
     fn channel(sink: Box<dyn Sink>, chain: Chain, capacity: usize) -> (AuditLog, Writer) {
         let (tx, rx) = mpsc::channel(capacity);

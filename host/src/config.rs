@@ -167,11 +167,7 @@ pub struct PrivilegedConfig {
     pub level_cache_ms: u64,
 }
 
-/// imgate's user-id rule (the same as `routes::admin::is_valid_user_id`, which enrollment and
-/// registration apply): 1-64 ASCII letters, digits or `_`.
-fn is_user_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+use crate::ids::is_user_id;
 
 impl Default for PrivilegedConfig {
     fn default() -> Self {
@@ -488,10 +484,7 @@ impl GatewayConfig {
             errors.push(format!("gateway.keys: duplicate id `{}`", self.keys[0].id));
         }
         for k in &self.keys {
-            let ok = !k.id.is_empty()
-                && k.id.len() <= 64
-                && k.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !ok {
+            if !crate::ids::is_key_id(&k.id) {
                 errors.push(format!("gateway.keys.id: `{}` must be 1-64 chars of [A-Za-z0-9._-]", k.id));
             }
         }

@@ -71,7 +71,7 @@ pub async fn run(opts: DevOptions, shutdown: impl Future<Output = ()> + Send) ->
     write_private(&config_path, &config_text)?;
 
     let config = crate::Config::load(&config_path).map_err(|e| e.to_string())?;
-    crate::telemetry::init_logging(&config.telemetry);
+    let _log_writer = crate::telemetry::init_logging(&config.telemetry);
     // Like `imgate serve`: the config file is handed to the plugin watcher, so `[[plugin]]` and
     // `[[route_plugins]]` edits to it apply while dev runs (once it runs with plugins at all:
     // without any, no plugin engine is started and the first plugin needs a restart).
@@ -234,7 +234,7 @@ fn hex_random(bytes: usize) -> String {
     use rand::RngCore;
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(buf)
 }
 
 /// Writes a file readable by its owner only (it may hold a key or a secret).

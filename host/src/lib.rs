@@ -13,7 +13,8 @@
 //! - `ratelimit` — per-user GCRA limits by route class and tier (429 + Retry-After).
 //! - `guard`     — header limits, deadline, load shedding.
 //! - `routes`    — the route table and handlers.
-//! - `auth`      — admin JWTs (and, later, the client handshake and signed requests).
+//! - `auth`      — admin JWTs, the client handshake, signed requests, bearer tokens.
+//! - `ids`       — the identifier rules (users, groups, devices, keys, plugins), written once.
 //! - `openim`    — the only code that knows OpenIM's JSON, tokens and errCodes.
 //! - `plugins`   — Wasm policy plugins: the sandbox, the host imports, per-route chains.
 //! - `store`     — devices, sessions, nonces, tokens behind one trait (memory; Redis later).
@@ -30,6 +31,7 @@ pub mod config;
 pub mod dev;
 pub mod error;
 mod guard;
+pub mod ids;
 pub mod keys;
 pub mod openim;
 pub mod pipeline;

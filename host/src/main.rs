@@ -151,7 +151,7 @@ async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    host::telemetry::init_logging(&state.config.telemetry);
+    let _log_writer = host::telemetry::init_logging(&state.config.telemetry);
     let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let state = match state.open_audit(&base).await {
         Ok(s) => s,

@@ -30,10 +30,7 @@ pub fn app(state: AppState) -> Router {
     let stages = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), telemetry::trace))
         .layer(from_fn(error::rescue))
-        .layer(from_fn_with_state(state.clone(), guard::headers))
-        .layer(from_fn(guard::path))
-        .layer(from_fn_with_state(state.clone(), guard::deadline))
-        .layer(from_fn_with_state(state.clone(), guard::shed));
+        .layer(from_fn_with_state(state.clone(), guard::guard));
     // The body cap (`server.max_body_bytes`, 413) is set on the routes in `routes::router`,
     // because plugin uploads have their own (`plugins.max_component_bytes`).
     routes::router(&state)

@@ -23,8 +23,20 @@ use crate::ratelimit::{DynLimiter, MemoryLimiter};
 use crate::store::{DynStore, MemoryStore};
 use crate::telemetry::Metrics;
 
+/// The state every route layer and handler holds: one `Arc`, so that handing it to each stage of
+/// a request costs one reference count, not one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     pub config: Arc<Config>,
     pub openim: OpenIm,
     pub admin: Arc<AdminVerifier>,
@@ -47,18 +59,21 @@ impl AppState {
     /// Opens `[audit] file` (relative to `base_dir`), continuing its chain; a corrupt file is an
     /// error, and so is a file another imgate holds (locked for the log's lifetime). Either way the
     /// head's seq is exported as the `imgate_audit_head_seq` gauge.
-    pub async fn open_audit(mut self, base_dir: &Path) -> Result<AppState, ConfigErrors> {
-        if let Some(file) = &self.config.audit.file {
+    pub async fn open_audit(self, base_dir: &Path) -> Result<AppState, ConfigErrors> {
+        let mut services = Arc::try_unwrap(self.0)
+            .map_err(|_| ConfigErrors(vec!["audit.file: the audit log is opened once, before serving".into()]))?;
+        if let Some(file) = &services.config.audit.file {
             let path = resolve(base_dir, file);
-            self.audit = AuditLog::open(&path)
+            services.audit = AuditLog::open(&path)
                 .await
                 .map_err(|e| ConfigErrors(vec![format!("audit.file: {}: {e}", path.display())]))?;
         }
-        self.audit.export_head_seq(self.metrics.audit_head_seq.clone());
-        if let Some(m) = &self.plugins.manager {
-            m.set_audit(self.audit.clone());
+        let this = AppState(Arc::new(services));
+        this.audit.export_head_seq(this.metrics.audit_head_seq.clone());
+        if let Some(m) = &this.plugins.manager {
+            m.set_audit(this.audit.clone());
         }
-        Ok(self)
+        Ok(this)
     }
 }
 
@@ -135,23 +150,25 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
         Plugins::load(&config, base_dir, mode, io, metrics.clone()).map_err(|es| errors.extend(es)).ok()
     });
     match (openim, admin, gateway_keys, plugins) {
-        (Some(openim), Some(admin), Some(gateway_keys), Some(plugins)) if errors.is_empty() => Ok(AppState {
-            plugins: Arc::new(plugins),
-            store: Arc::new(MemoryStore::new()),
-            audit: AuditLog::memory(),
-            limiter: Arc::new(MemoryLimiter::new(&config.rate_limits)),
-            handshake_limits: Arc::new(HandshakeLimits::new(
-                config.auth.handshakes_per_address_per_sec,
-                config.auth.handshake_burst_per_address,
-                config.auth.handshakes_per_sec,
-            )),
-            in_flight: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
-            config: Arc::new(config),
-            openim,
-            admin: Arc::new(admin),
-            gateway_keys: Arc::new(gateway_keys),
-            metrics,
-        }),
+        (Some(openim), Some(admin), Some(gateway_keys), Some(plugins)) if errors.is_empty() => {
+            Ok(AppState(Arc::new(Services {
+                plugins: Arc::new(plugins),
+                store: Arc::new(MemoryStore::new()),
+                audit: AuditLog::memory(),
+                limiter: Arc::new(MemoryLimiter::new(&config.rate_limits)),
+                handshake_limits: Arc::new(HandshakeLimits::new(
+                    config.auth.handshakes_per_address_per_sec,
+                    config.auth.handshake_burst_per_address,
+                    config.auth.handshakes_per_sec,
+                )),
+                in_flight: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
+                config: Arc::new(config),
+                openim,
+                admin: Arc::new(admin),
+                gateway_keys: Arc::new(gateway_keys),
+                metrics,
+            })))
+        }
         _ => Err(ConfigErrors(errors)),
     }
 }

@@ -112,7 +112,7 @@ fn serialize(
 
 /// Lowercase hex SHA-256.
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Seals `event` as record `seq` following `prev`: computes its hash and its line.

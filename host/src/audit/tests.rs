@@ -427,3 +427,73 @@ fn heads_parse_from_seq_colon_hash() {
         assert!(bad.parse::<AuditHead>().is_err(), "{bad:?}");
     }
 }
+
+/// A [`ToggleSink`] that also notes how many records each `append` carried (one `append` is
+/// one `write` of the file sink).
+struct CountingSink {
+    inner: ToggleSink,
+    appends: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Sink for CountingSink {
+    fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        self.appends.lock().expect("appends").push(line.iter().filter(|b| **b == b'\n').count());
+        self.inner.append(line)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn waiting_events_are_written_in_one_append_and_a_failed_batch_leaves_the_chain_whole() {
+    let full = Arc::new(AtomicBool::new(true));
+    let data = Arc::new(Mutex::new(Vec::new()));
+    let appends = Arc::new(Mutex::new(Vec::new()));
+    let sink = CountingSink { inner: ToggleSink { full: full.clone(), data: data.clone() }, appends: appends.clone() };
+    // The writer is not started yet: the events wait in the channel and make one batch.
+    let (log, writer) = AuditLog::channel(Box::new(sink), Chain::genesis(), 64);
+    for i in 0..3 {
+        log.record(event("api_call", &format!("lost{i}")));
+    }
+    writer.spawn().expect("spawn");
+    log.flush().await;
+    assert_eq!(log.unwritten(), 3, "a failed batch loses all of its events, and says so");
+    // The three waiting events went in one append (the later ones are the failed loss reports).
+    assert_eq!(appends.lock().expect("appends").first(), Some(&3), "{appends:?}");
+    assert!(data.lock().expect("data").is_empty(), "nothing partial reaches the file");
+
+    full.store(false, Ordering::SeqCst);
+    log.record(event("api_call", "after"));
+    log.flush().await;
+    let path = temp_dir("batch").join("audit.jsonl");
+    fs::write(&path, data.lock().expect("data").as_slice()).expect("write");
+    assert_eq!(verify_file(&path), Ok(2), "the chain continues from before the failed batch");
+    let all = lines(&path);
+    assert_eq!(parse(&all[0])["detail"]["unwritten"], 3);
+    assert_eq!(parse(&all[1])["user"], "after");
+}
+
+#[tokio::test]
+async fn a_durable_record_behind_waiting_events_is_written_after_them() {
+    let path = temp_dir("batchorder").join("audit.jsonl");
+    let (file, chain, len) = writer::open_file(&path).expect("open");
+    let (log, writer) = AuditLog::channel(Box::new(FileSink::new(file, len)), chain, 64);
+    for i in 0..4 {
+        log.record(event("api_call", &format!("u{i}")));
+    }
+    let durable = {
+        let log = log.clone();
+        tokio::spawn(async move { log.record_durable(event("admin_action", "ops")).await })
+    };
+    // The durable record is in the channel behind the four events once the task has sent it.
+    while log.queued() < 5 {
+        tokio::task::yield_now().await;
+    }
+    writer.spawn().expect("spawn");
+    durable.await.expect("join").expect("durable record written");
+    log.flush().await;
+    assert_eq!(verify_file(&path), Ok(5));
+    let kinds: Vec<String> = lines(&path).iter().map(|l| parse(l)["kind"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(kinds, ["api_call", "api_call", "api_call", "api_call", "admin_action"]);
+}

@@ -776,44 +776,12 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-/// Parses a PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (DER)
-/// and returns (n, e) as big-endian magnitudes.
+/// Parses a PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (DER,
+/// with the `pkcs1` crate) and returns (n, e) as big-endian magnitudes.
 fn pkcs1_rsa_public_key(der: &[u8]) -> Result<(&[u8], &[u8]), String> {
-    let bad = || "malformed PKCS#1 RSA public key".to_owned();
-    let (tag, body, rest) = der_element(der).ok_or_else(bad)?;
-    if tag != 0x30 || !rest.is_empty() {
-        return Err(bad());
-    }
-    let (tag_n, n, rest) = der_element(body).ok_or_else(bad)?;
-    let (tag_e, e, rest) = der_element(rest).ok_or_else(bad)?;
-    if tag_n != 0x02 || tag_e != 0x02 || !rest.is_empty() {
-        return Err(bad());
-    }
-    // DER INTEGERs are two's complement: a set top bit would be a negative number.
-    if n.first().is_none_or(|b| b & 0x80 != 0) || e.first().is_none_or(|b| b & 0x80 != 0) {
-        return Err(bad());
-    }
-    Ok((n, e))
-}
-
-/// One DER TLV: (tag, contents, rest). Definite lengths up to 4 length bytes only.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let len = rest[..count].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[count..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
+    use pkcs1::der::Decode;
+    let key = pkcs1::RsaPublicKey::from_der(der).map_err(|_| "malformed PKCS#1 RSA public key".to_owned())?;
+    Ok((key.modulus.as_bytes(), key.public_exponent.as_bytes()))
 }
 
 /// Loads the keys of `family` from a JWKS file: returns the usable keys and one message per

@@ -60,7 +60,7 @@ pub fn body_hash(body: &[u8]) -> String {
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The 8-line canonical string of §4, joined by `\n`, no trailing newline.

@@ -8,6 +8,7 @@
 //! repeat every call may get is after a stale-token errCode (1501/1506/1507): OpenIM rejects those
 //! before acting, so the call had no effect and is sent once more with a freshly fetched token.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,6 +128,10 @@ impl Answer {
     }
 }
 
+/// At most this many distinct OpenIM paths keep a parsed URL (every path imgate calls is a constant
+/// of `ops`, the compat allow-list or the route table: a few hundred at most).
+const MAX_CACHED_URLS: usize = 1024;
+
 /// The OpenIM client. Cheap to clone; clones share the token cache.
 #[derive(Clone)]
 pub struct OpenIm {
@@ -136,6 +141,9 @@ pub struct OpenIm {
 struct Inner {
     http: reqwest::Client,
     base: String,
+    /// `base` + path, parsed once per path: parsing a URL (with IDNA processing of the host) for
+    /// every call was a measurable share of a passthrough request.
+    urls: std::sync::RwLock<HashMap<Box<str>, reqwest::Url>>,
     settings: OpenImSettings,
     tokens: TokenCache,
     seq: AtomicU64,
@@ -159,6 +167,7 @@ impl OpenIm {
             inner: Arc::new(Inner {
                 http,
                 base,
+                urls: Default::default(),
                 settings,
                 tokens: TokenCache::default(),
                 seq: AtomicU64::new(1),
@@ -423,13 +432,34 @@ impl OpenIm {
         m.openim_duration
             .get_or_create(&OperationLabels { operation: label.to_owned() })
             .observe(elapsed.as_secs_f64());
-        // Never the body or the token: only what identifies the call and how it went.
-        tracing::info!(operation_id = %op_id, openim_path = path, outcome = %outcome, latency_ms = elapsed.as_secs_f64() * 1000.0, "openim call");
+        // Never the body or the token: only what identifies the call and how it went. A call that
+        // went well is in the request's own log line and the metrics; the line is for debugging.
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        if matches!(result, Ok(ref a) if a.envelope.err_code == 0) {
+            tracing::debug!(operation_id = %op_id, openim_path = path, outcome = %outcome, latency_ms, "openim call");
+        } else {
+            tracing::info!(operation_id = %op_id, openim_path = path, outcome = %outcome, latency_ms, "openim call");
+        }
         result
     }
 
+    /// The URL of `path` on OpenIM (cached: the paths are a fixed set, at most [`MAX_CACHED_URLS`]).
+    fn url(&self, path: &str) -> Result<reqwest::Url, OpenImError> {
+        let cache = &self.inner.urls;
+        if let Some(url) = cache.read().unwrap_or_else(|p| p.into_inner()).get(path) {
+            return Ok(url.clone());
+        }
+        let url = reqwest::Url::parse(&format!("{}{}", self.inner.base, path))
+            .map_err(|e| OpenImError::InvalidCall(format!("OpenIM URL for {path}: {e}")))?;
+        let mut cache = cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() < MAX_CACHED_URLS {
+            cache.insert(path.into(), url.clone());
+        }
+        Ok(url)
+    }
+
     async fn once(&self, path: &str, op_id: &str, body: &Bytes, token: Option<&str>) -> Result<Answer, OpenImError> {
-        let url = format!("{}{}", self.inner.base, path);
+        let url = self.url(path)?;
         let mut req = self
             .inner
             .http

@@ -181,9 +181,7 @@ impl kv::Host for CallState {
 }
 
 fn id_ok(id: &str) -> Result<(), HostError> {
-    let ok =
-        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if crate::ids::is_group_id(id) {
         Ok(())
     } else {
         Err(HostError::Invalid("ids are 1-64 of A-Z a-z 0-9 _ -".into()))

@@ -217,9 +217,7 @@ impl Plugins {
         let mut sources = HashMap::new();
         for spec in &pcfg.specs {
             let what = format!("plugin `{}`", spec.name);
-            let valid_name = (1..=64).contains(&spec.name.len())
-                && spec.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-            if !valid_name {
+            if !crate::ids::is_plugin_name(&spec.name) {
                 errors.push(format!("{what}: names are 1-64 of a-z 0-9 - _"));
                 continue;
             }

@@ -165,11 +165,8 @@ pub(super) async fn admin_action(
     })
 }
 
-/// imgate's user id rule: 1–64 ASCII letters, digits or `_`. Stricter than OpenIM (which allows
-/// any Unicode letter), so homoglyphs, spaces and control characters never become identities.
-pub(super) fn is_valid_user_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+/// imgate's user id rule ([`crate::ids::is_user_id`]).
+pub(super) use crate::ids::is_user_id as is_valid_user_id;
 
 fn validate_new_users(users: &[NewUser]) -> Result<(), ApiError> {
     if users.is_empty() || users.len() > MAX_USERS_PER_CALL {

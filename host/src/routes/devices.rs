@@ -37,9 +37,7 @@ pub(super) struct Enroll {
     tier: String,
 }
 
-fn is_device_id(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
+use crate::ids::is_device_id;
 
 fn device_json(d: &Device) -> Value {
     json!({

@@ -246,8 +246,7 @@ fn refuse_ambiguous_send(openim: &str, request: &Value) -> Result<(), ApiError> 
 /// Typed check of one input value (A7: ids follow imgate's id rules, lengths are bounded).
 fn check_value(name: &str, v: &Value, ft: FieldType) -> Result<(), ApiError> {
     let bad = |what: &str| ApiError::bad_request(format!("{name}: {what}"));
-    let is_group =
-        |s: &str| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    let is_group = crate::ids::is_group_id;
     let string = |v: &Value| v.as_str().map(str::to_owned);
     match ft {
         FieldType::String => match v.as_str() {

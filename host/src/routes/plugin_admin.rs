@@ -123,7 +123,7 @@ pub(super) async fn upload(
     let m = manager(&state)?;
     known(&m, &name)?;
     if let Some(v) = &q.version {
-        if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)) {
+        if !crate::ids::is_version_label(v) {
             return Err(ApiError::bad_request("version: 1-64 of A-Z a-z 0-9 . _ - +"));
         }
     }

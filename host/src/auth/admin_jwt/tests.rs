@@ -1019,7 +1019,7 @@ fn jwks_file_problems_are_reported() {
     let dir = TempDir::new();
     let ed = ed_pair();
     let (n, e) = rsa_components();
-    let short_n = n[1..129].to_vec(); // n[0] is DER's 0x00 sign byte
+    let short_n = n[..128].to_vec(); // the top 1024 bits of the 2048-bit modulus
     dir.write("ed.pem", &ed.public_pem);
     dir.write(
         "ed.json",

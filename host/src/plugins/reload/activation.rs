@@ -374,6 +374,7 @@ impl Manager {
                 .map_err(|e| e.join("; "))?;
             *lock(&self.config) = next;
             self.current.store(Arc::new(snap));
+            self.refresh_watched_names();
             Ok(())
         })();
         match &result {

@@ -275,6 +275,8 @@ pub struct Manager {
     state: Mutex<BTreeMap<String, PluginState>>,
     audit: Mutex<AuditLog>,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// The file names the watcher passes on (see `watch.rs`).
+    watched_names: Arc<std::sync::RwLock<BTreeSet<std::ffi::OsString>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -298,6 +300,7 @@ impl Manager {
             state: Mutex::new(BTreeMap::new()),
             audit: Mutex::new(AuditLog::memory()),
             watcher: Mutex::new(None),
+            watched_names: Default::default(),
         });
         let snap = manager.current.load_full();
         for (name, p) in &snap.plugins {

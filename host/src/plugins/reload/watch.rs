@@ -15,11 +15,19 @@ impl Manager {
     pub(super) fn watch(self: &Arc<Self>) -> Result<(), String> {
         use notify::Watcher;
         let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+        self.refresh_watched_names();
+        let names = self.watched_names.clone();
+        // Only events of the watched files go on: the folders hold other files too (the audit log
+        // next to the config file is written for every request), and each event would wake the
+        // watch thread for nothing.
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
                 if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                    let names = names.read().unwrap_or_else(|p| p.into_inner());
                     for p in ev.paths {
-                        let _ = tx.send(p);
+                        if p.file_name().is_some_and(|n| names.contains(n)) {
+                            let _ = tx.send(p);
+                        }
                     }
                 }
             }
@@ -59,6 +67,19 @@ impl Manager {
             })
             .map_err(|e| format!("plugins.watch: {e}"))?;
         Ok(())
+    }
+
+    /// The file names whose events matter: every plugin's file and the config file.
+    pub(super) fn refresh_watched_names(&self) {
+        let mut names = BTreeSet::new();
+        {
+            let config = lock(&self.config);
+            for spec in &config.specs {
+                names.extend(config.path_of(spec).file_name().map(ToOwned::to_owned));
+            }
+        }
+        names.extend(self.config_file.as_ref().and_then(|f| f.file_name()).map(ToOwned::to_owned));
+        *self.watched_names.write().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     fn apply_changes(&self, changed: &BTreeSet<PathBuf>) {

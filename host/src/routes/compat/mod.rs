@@ -375,36 +375,70 @@ fn slot<'a>(obj: &'a mut Map<String, Value>, dotted: &str) -> Result<(&'a mut Ma
     Err("empty field path".into())
 }
 
+/// Why the compat surface refuses a request's identity or objects (OpenIM's errCode 1002,
+/// `NoPermissionError`). The words name the request's own fields and ids, never a server detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("`{0}` must be the caller")]
+    NotTheCaller(&'static str),
+    #[error("`{0}` or `{1}` must be the caller")]
+    NeitherIsTheCaller(&'static str, &'static str),
+    #[error("`{0}` must list only the caller")]
+    NotOnlyTheCaller(&'static str),
+    #[error("`{0}` must be empty: users join or are invited by group admins")]
+    MustBeEmpty(&'static str),
+    #[error("`{0}` is required")]
+    Required(&'static str),
+    #[error("{0}")]
+    Shape(String),
+    #[error("notification conversations are not served")]
+    NotificationConversation,
+    #[error("conversation {0} is not the caller's")]
+    ForeignConversation(String),
+    #[error("`{0}` must start with the caller's id and `/`")]
+    NotOwnObject(&'static str),
+    #[error("`{0}.userID` is not the other side of {1}")]
+    NotThePeer(&'static str, String),
+    #[error("`{0}.groupID` is not the group of {1}")]
+    NotTheGroup(&'static str, String),
+    #[error("more than {MAX_GROUPS_CHECKED} groups in one request")]
+    TooManyGroups,
+    #[error("not an owner or admin of group {0}")]
+    NotGroupAdmin(String),
+    #[error("not a member of group {0}")]
+    NotMember(String),
+}
+
 /// The identity rules (`Caller`, `CallerIn`, `CallerList`, `Empty`) on a decoded body: every
 /// identity field names `caller` (filled in when absent), or the body is refused. Pure, so the
 /// Go differential test can hold it against Go's decoder.
-pub fn bind_identity(rules: &[Rule], caller: &str, obj: &mut Map<String, Value>) -> Result<(), String> {
+pub fn bind_identity(rules: &[Rule], caller: &str, obj: &mut Map<String, Value>) -> Result<(), Refusal> {
     for rule in rules {
         match *rule {
             Caller(p) => {
-                let (o, k) = slot(obj, p)?;
+                let (o, k) = slot(obj, p).map_err(Refusal::Shape)?;
                 match o.get(&k) {
                     None => {
                         o.insert(k, Value::from(caller));
                     }
                     Some(v) if v == caller => {}
-                    Some(_) => return Err(format!("`{p}` must be the caller")),
+                    Some(_) => return Err(Refusal::NotTheCaller(p)),
                 }
             }
             CallerIn(a, b) => {
                 let named = |p: &str| gojson::strings_at(obj, p) == [caller];
                 if !(named(a) || named(b)) {
-                    return Err(format!("`{a}` or `{b}` must be the caller"));
+                    return Err(Refusal::NeitherIsTheCaller(a, b));
                 }
             }
             CallerList(p) => {
                 let items = gojson::strings_at(obj, p);
                 if items.is_empty() || items.iter().any(|u| *u != caller) {
-                    return Err(format!("`{p}` must list only the caller"));
+                    return Err(Refusal::NotOnlyTheCaller(p));
                 }
             }
             Empty(p) if !gojson::strings_at(obj, p).is_empty() => {
-                return Err(format!("`{p}` must be empty: users join or are invited by group admins"));
+                return Err(Refusal::MustBeEmpty(p));
             }
             _ => {}
         }
@@ -419,13 +453,13 @@ async fn check_objects(
     me: &str,
     rule: Rule,
     obj: &Map<String, Value>,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     match rule {
         Member(p) | GroupAdmin(p) => {
             let needed = if matches!(rule, GroupAdmin(_)) { 60 } else { 20 };
             let groups = gojson::strings_at(obj, p);
             if groups.is_empty() && !p.contains("[]") {
-                return Err(format!("`{p}` is required"));
+                return Err(Refusal::Required(p));
             }
             check_groups(state, ctx, me, &groups, needed).await?;
         }
@@ -433,12 +467,12 @@ async fn check_objects(
             let mut groups = Vec::new();
             for cid in gojson::strings_at(obj, p) {
                 if matches!(rule, PullConversations(_)) && cid.starts_with("n_") {
-                    return Err("notification conversations are not served".into());
+                    return Err(Refusal::NotificationConversation);
                 }
                 match objects::classify(me, cid) {
                     Conversation::Single => {}
                     Conversation::Group(g) => groups.push(g),
-                    Conversation::Foreign => return Err(format!("conversation {cid} is not the caller's")),
+                    Conversation::Foreign => return Err(Refusal::ForeignConversation(cid.to_owned())),
                 }
             }
             check_groups(state, ctx, me, &groups, 20).await?;
@@ -446,7 +480,7 @@ async fn check_objects(
         OwnObject(p) => {
             let prefix = format!("{me}/");
             if gojson::strings_at(obj, p).iter().any(|name| !name.starts_with(&prefix)) {
-                return Err(format!("`{p}` must start with the caller's id and `/`"));
+                return Err(Refusal::NotOwnObject(p));
             }
         }
         ConversationParties(p) => {
@@ -456,11 +490,11 @@ async fn check_objects(
                 let single = objects::single_conversation_id(me, peer);
                 let notification = single.replacen("si_", "sn_", 1);
                 if cid != single && cid != notification {
-                    return Err(format!("`{p}.userID` is not the other side of {cid}"));
+                    return Err(Refusal::NotThePeer(p, cid.to_owned()));
                 }
             }
             if !group.is_empty() && cid.strip_prefix("sg_") != Some(group) {
-                return Err(format!("`{p}.groupID` is not the group of {cid}"));
+                return Err(Refusal::NotTheGroup(p, cid.to_owned()));
             }
         }
         Caller(_) | CallerIn(..) | CallerList(_) | Empty(_) => {}
@@ -470,21 +504,19 @@ async fn check_objects(
 
 /// The caller's role must be at least `needed` in every distinct group; more than
 /// [`MAX_GROUPS_CHECKED`] distinct groups are refused, never partly checked.
-async fn check_groups(state: &AppState, ctx: &CallCtx, me: &str, groups: &[&str], needed: i64) -> Result<(), String> {
+async fn check_groups(state: &AppState, ctx: &CallCtx, me: &str, groups: &[&str], needed: i64) -> Result<(), Refusal> {
     let mut distinct: Vec<&str> = groups.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() > MAX_GROUPS_CHECKED {
-        return Err(format!("more than {MAX_GROUPS_CHECKED} groups in one request"));
+        return Err(Refusal::TooManyGroups);
     }
     for g in distinct {
         // An OpenIM failure is a refusal: the check fails closed.
         match state.openim.group_role(ctx, g, me).await.ok().flatten() {
             Some(r) if r >= needed => {}
-            _ => {
-                let what = if needed >= 60 { "an owner or admin" } else { "a member" };
-                return Err(format!("not {what} of group {g}"));
-            }
+            _ if needed >= 60 => return Err(Refusal::NotGroupAdmin(g.to_owned())),
+            _ => return Err(Refusal::NotMember(g.to_owned())),
         }
     }
     Ok(())

@@ -6,6 +6,8 @@
 //! so one id finds a request in imgate's log and in OpenIM's. Metrics live in a per-gateway
 //! [`Metrics`] registry (not a global one), so tests can run several gateways in one process.
 
+pub mod log_writer;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -99,8 +101,11 @@ impl RequestId {
         plain.then(|| RequestId(Arc::from(s), Arc::default()))
     }
 
+    /// A fresh random id (a v4 UUID, 32 hex digits). Its randomness comes from the thread's
+    /// CSPRNG (`rand::thread_rng`, seeded from the OS), not a `getrandom` call per request.
     pub fn generate() -> RequestId {
-        RequestId(Arc::from(uuid::Uuid::new_v4().simple().to_string()), Arc::default())
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        RequestId(Arc::from(id.simple().to_string()), Arc::default())
     }
 }
 
@@ -319,15 +324,25 @@ impl Default for Metrics {
 }
 
 /// Installs the global log subscriber (binary start-up only; tests do not call it).
-pub fn init_logging(cfg: &TelemetryConfig) {
+///
+/// Lines are formatted on the thread that logs and reach stderr through a buffer written every
+/// 50 ms ([`log_writer`]). Keep the returned guard until the process ends: dropping it writes
+/// what is buffered.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init_logging(cfg: &TelemetryConfig) -> Option<log_writer::FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = match log_writer::BufferedStderr::start() {
+        Ok((writer, guard)) => (tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer), Some(guard)),
+        // No thread for the buffer: lines go to stderr one by one.
+        Err(_) => (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), None),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let result = if cfg.log_format == "pretty" {
         builder.try_init()
     } else {
         builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init()
     };
-    // A subscriber already installed (e.g. `imgate dev` embedding) is fine.
-    let _ = result;
+    // A subscriber already installed (e.g. `imgate dev` embedding) is fine: it keeps its writer.
+    result.ok().and(guard)
 }

@@ -1,0 +1,400 @@
+//! `imgate-bench`: what imgate costs on top of OpenIM, measured against the floor (the OpenIM
+//! emulator called directly) and a peer (nginx `proxy_pass` with upstream keep-alive), in one
+//! session with the cases interleaved round by round so machine drift hits them alike.
+//!
+//! Cases: 1 direct to the emulator, 2 nginx, 3 imgate's `/openim` surface without plugins, 4 imgate
+//! `/v1` signed with a plugin chain, 5 `/openim` with the same chain; payloads: a one-user lookup
+//! and a 4 KiB text send; concurrency 1, 16, 64 by default. Writes `report.md`, `report.json` and
+//! `latency.svg` (issue 12). `--smoke` is the quick run `make test` uses so the harness cannot rot:
+//! it fails on any wrong answer or any case without a successful answer.
+
+mod load;
+mod procs;
+mod report;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use serde_json::json;
+
+use load::{Auth, Check, Target};
+use report::{CaseResult, Report, RoundResult};
+use setup::{Env, PEER};
+
+#[derive(Parser, Debug)]
+#[command(name = "imgate-bench", about = "imgate vs the OpenIM emulator alone and behind nginx (make bench)")]
+struct Cli {
+    /// The imgate binary.
+    #[arg(long, default_value = "target/release/imgate")]
+    imgate: PathBuf,
+    /// The openim-emu binary.
+    #[arg(long, default_value = "target/release/openim-emu")]
+    emu: PathBuf,
+    /// The folder of the built example plugins (content_filter.wasm, response_reshaper.wasm).
+    #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
+    plugins: PathBuf,
+    /// The nginx binary.
+    #[arg(long, default_value = "nginx")]
+    nginx: String,
+    /// nginx `worker_processes` (auto = one per core).
+    #[arg(long, default_value = "auto")]
+    nginx_workers: String,
+    /// Where report.md, report.json, latency.svg and the run's files (configs, logs, audit) go.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Rounds: each runs every case once.
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Measured time per case, payload and concurrency, per round (ms).
+    #[arg(long)]
+    duration_ms: Option<u64>,
+    /// Unmeasured warm-up before each measured run (ms).
+    #[arg(long)]
+    warmup_ms: Option<u64>,
+    /// Concurrency levels (closed-loop clients), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
+    /// imgate's `telemetry.log_level` (info, as deployed, logs two JSON lines per request).
+    #[arg(long, default_value = "info")]
+    imgate_log_level: String,
+    /// Only these cases (1-5), comma-separated (e.g. to profile one).
+    #[arg(long, value_delimiter = ',')]
+    cases: Option<Vec<usize>>,
+    /// Only this payload: lookup or send.
+    #[arg(long)]
+    payload: Option<String>,
+    /// Users (sessions, tokens) per party; client i uses user i mod this.
+    #[arg(long, default_value_t = 8)]
+    users: usize,
+    /// Criterion's output folder: every `**/new/estimates.json` is listed in the report.
+    #[arg(long, default_value = "target/criterion")]
+    criterion: PathBuf,
+    /// Text files to include verbatim in the report, as `FILE` or `TITLE=FILE` (e.g. the plugin
+    /// swap times of `make bench`); missing files are skipped.
+    #[arg(long)]
+    include: Vec<String>,
+    /// Quick check: one round, concurrency 16, 0.15 s per case, report in target/bench-smoke.
+    /// Fails on any wrong answer or any case without a successful answer.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// The five cases of issue 12.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) enum Case {
+    Floor,
+    Nginx,
+    Passthrough,
+    V1Plugins,
+    CompatPlugins,
+}
+
+impl Case {
+    pub(crate) const ALL: [Case; 5] =
+        [Case::Floor, Case::Nginx, Case::Passthrough, Case::V1Plugins, Case::CompatPlugins];
+
+    pub(crate) fn number(self) -> usize {
+        self as usize + 1
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Case::Floor => "1 emulator direct (floor)",
+            Case::Nginx => "2 nginx proxy_pass (peer)",
+            Case::Passthrough => "3 imgate /openim, no plugin",
+            Case::V1Plugins => "4 imgate /v1 signed + plugins",
+            Case::CompatPlugins => "5 imgate /openim + plugins",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) enum Payload {
+    Lookup,
+    Send4k,
+}
+
+impl Payload {
+    pub(crate) const ALL: [Payload; 2] = [Payload::Lookup, Payload::Send4k];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Payload::Lookup => "lookup (get_users_info of one user)",
+            Payload::Send4k => "4 KiB send (send_msg, text)",
+        }
+    }
+}
+
+/// A ~4 KiB message text (no word the content filter looks for).
+fn text_4k() -> String {
+    let line = "The quick brown fox jumps over the lazy dog while the gateway checks every byte. ";
+    line.repeat(4096 / line.len() + 1)[..4096].to_owned()
+}
+
+fn addr(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+/// The request of `case` × `payload`, or why there is none.
+fn target(env: &Env, case: Case, payload: Payload) -> Result<Target, &'static str> {
+    let lookup = Bytes::from(json!({ "userIDs": [PEER] }).to_string());
+    let text = text_4k();
+    let direct_send = |i: usize| {
+        json!({"sendID": env.direct_users[i % env.direct_users.len()], "recvID": PEER, "senderPlatformID": 5,
+               "content": {"content": text}, "contentType": 101, "sessionType": 1})
+    };
+    let openim = |url: &str, path: &str, body: Bytes, tokens: Vec<String>, check| Target {
+        addr: addr(url),
+        path: path.to_owned(),
+        body,
+        auth: Auth::Token(tokens),
+        check,
+    };
+    match (case, payload) {
+        (Case::Floor | Case::Nginx, Payload::Lookup) => {
+            let url = if case == Case::Floor { &env.emu_url } else { &env.nginx_url };
+            Ok(openim(url, "/user/get_users_info", lookup, env.direct_tokens.clone(), Check::OpenImLookup))
+        }
+        (Case::Floor | Case::Nginx, Payload::Send4k) => {
+            // send_msg takes the admin token (as imgate's /v1 send does); one sender per party user
+            // would need one body per client, so the first direct user sends.
+            let url = if case == Case::Floor { &env.emu_url } else { &env.nginx_url };
+            let body = Bytes::from(direct_send(0).to_string());
+            Ok(openim(url, "/msg/send_msg", body, vec![env.admin_token.clone()], Check::OpenImSend))
+        }
+        (Case::Passthrough, Payload::Lookup) => {
+            Ok(openim(&env.plain.url, "/openim/user/get_users_info", lookup, env.plain.bearers.clone(), Check::OpenImLookup))
+        }
+        (Case::CompatPlugins, Payload::Lookup) => Ok(openim(
+            &env.plugged.url,
+            "/openim/user/get_users_info",
+            lookup,
+            env.plugged.bearers.clone(),
+            Check::OpenImLookup,
+        )),
+        (Case::Passthrough | Case::CompatPlugins, Payload::Send4k) => {
+            Err("n/a: /openim/msg/send_msg is refused by design (an OpenIM admin route, contract §10; SDKs send over the WebSocket)")
+        }
+        (Case::V1Plugins, Payload::Lookup) => Ok(Target {
+            addr: addr(&env.plugged.url),
+            path: "/v1/users/lookup".into(),
+            body: Bytes::from(json!({ "user_ids": [PEER] }).to_string()),
+            auth: Auth::Signed(env.plugged.sessions.clone()),
+            check: Check::V1Lookup,
+        }),
+        (Case::V1Plugins, Payload::Send4k) => Ok(Target {
+            addr: addr(&env.plugged.url),
+            path: format!("/v1/messages/user/{PEER}"),
+            body: Bytes::from(json!({ "text": text }).to_string()),
+            auth: Auth::Signed(env.plugged.sessions.clone()),
+            check: Check::V1Send,
+        }),
+    }
+}
+
+/// The processes whose CPU time is the case's gateway cost.
+fn gateway_pids(env: &Env, case: Case) -> Vec<u32> {
+    match case {
+        Case::Floor => vec![env.emu.pid()],
+        Case::Nginx => env.nginx_pids.clone(),
+        Case::Passthrough => vec![env.plain.proc.pid()],
+        Case::V1Plugins | Case::CompatPlugins => vec![env.plugged.proc.pid()],
+    }
+}
+
+struct Settings {
+    cases: Vec<Case>,
+    payloads: Vec<Payload>,
+    out: PathBuf,
+    rounds: u32,
+    duration: Duration,
+    warmup: Duration,
+    concurrency: Vec<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = Settings {
+        cases: Case::ALL.into_iter().filter(|c| cli.cases.as_ref().is_none_or(|l| l.contains(&c.number()))).collect(),
+        payloads: Payload::ALL
+            .into_iter()
+            .filter(|p| match cli.payload.as_deref() {
+                Some("lookup") => *p == Payload::Lookup,
+                Some("send") => *p == Payload::Send4k,
+                _ => true,
+            })
+            .collect(),
+        out: cli
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(if cli.smoke { "target/bench-smoke" } else { "target/bench" })),
+        rounds: cli.rounds.unwrap_or(if cli.smoke { 1 } else { 3 }).max(1),
+        duration: Duration::from_millis(cli.duration_ms.unwrap_or(if cli.smoke { 150 } else { 3000 })),
+        warmup: Duration::from_millis(cli.warmup_ms.unwrap_or(if cli.smoke { 50 } else { 500 })),
+        concurrency: cli.concurrency.clone().unwrap_or_else(|| if cli.smoke { vec![16] } else { vec![1, 16, 64] }),
+    };
+    // One thread for the harness and the load generator alike: the clients never compete with
+    // each other for more than one core.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imgate-bench: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&cli, &settings)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("imgate-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when a case failed (report written).
+async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
+    for (what, p) in [("imgate", &cli.imgate), ("openim-emu", &cli.emu)] {
+        if !p.is_file() {
+            return Err(format!(
+                "no {what} binary at {} (build it first, or pass --{})",
+                p.display(),
+                what.replace("openim-", "")
+            ));
+        }
+    }
+    let started = Instant::now();
+    let machine = procs::machine();
+    println!(
+        "machine: {} cores (nproc), CPU {}, load average {}, kernel {}",
+        machine.cores, machine.cpu_model, machine.loadavg, machine.kernel
+    );
+    std::fs::create_dir_all(&s.out).map_err(|e| format!("{}: {e}", s.out.display()))?;
+    let abs = |p: &PathBuf| p.canonicalize().map_err(|e| format!("{}: {e}", p.display()));
+    let opts = setup::SetupOptions {
+        imgate: abs(&cli.imgate)?,
+        emu: abs(&cli.emu)?,
+        plugins_dir: abs(&cli.plugins)?,
+        nginx: cli.nginx.clone(),
+        nginx_workers: cli.nginx_workers.clone(),
+        log_level: cli.imgate_log_level.clone(),
+        dir: s.out.join("run"),
+        users: cli.users,
+    };
+    let mut env = setup::start(&opts).await?;
+    let setup_secs = started.elapsed().as_secs_f64();
+    println!(
+        "set up in {setup_secs:.1} s: emulator {}, nginx {} ({} workers), imgate plain {}, imgate plugins {}",
+        env.emu_url,
+        env.nginx_url,
+        env.nginx_pids.len().saturating_sub(1),
+        env.plain.url,
+        env.plugged.url
+    );
+    let result = measure(&mut env, s).await;
+    let emu_rss = procs::rss_mib(env.emu.pid());
+    let imgate_rss = [procs::rss_mib(env.plain.proc.pid()), procs::rss_mib(env.plugged.proc.pid())];
+    env.stop();
+    let cases = result?;
+
+    let report = Report::new(report::Inputs {
+        smoke: cli.smoke,
+        machine,
+        loadavg_end: procs::loadavg(),
+        rounds: s.rounds,
+        duration_ms: s.duration.as_millis() as u64,
+        warmup_ms: s.warmup.as_millis() as u64,
+        concurrency: s.concurrency.clone(),
+        users: cli.users,
+        log_level: cli.imgate_log_level.clone(),
+        nginx_workers: env.nginx_pids.len().saturating_sub(1),
+        nginx_conf: env.nginx_conf.display().to_string(),
+        audit_files: vec![env.plain.audit_file.display().to_string(), env.plugged.audit_file.display().to_string()],
+        configs: vec![env.plain.config_file.display().to_string(), env.plugged.config_file.display().to_string()],
+        emu_rss_mib: emu_rss,
+        imgate_rss_mib: imgate_rss.to_vec(),
+        setup_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+        cases,
+        criterion: report::criterion(&cli.criterion),
+        includes: cli
+            .include
+            .iter()
+            .filter_map(|arg| {
+                let (title, file) = arg.split_once('=').unwrap_or((arg, arg));
+                Some((title.to_owned(), std::fs::read_to_string(file).ok()?))
+            })
+            .collect(),
+    });
+    report.write(&s.out)?;
+    println!();
+    println!("{}", report.summary_markdown());
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("report: {} (also report.json, latency.svg)", s.out.join("report.md").display());
+    let failures = report.failures();
+    for f in &failures {
+        eprintln!("FAILED: {f}");
+    }
+    Ok(failures.is_empty())
+}
+
+/// Every round runs every (payload, concurrency, case) once; the case order rotates per round.
+async fn measure(env: &mut Env, s: &Settings) -> Result<Vec<CaseResult>, String> {
+    let ticks = procs::clock_ticks();
+    let me = std::process::id();
+    let mut results: Vec<CaseResult> = Vec::new();
+    for &payload in &s.payloads {
+        for &conc in &s.concurrency {
+            for &case in &s.cases {
+                let na = target(env, case, payload).err().map(str::to_owned);
+                results.push(CaseResult::new(case, payload, conc, na));
+            }
+        }
+    }
+    for round in 1..=s.rounds {
+        println!("round {round}/{}", s.rounds);
+        for &payload in &s.payloads {
+            for &conc in &s.concurrency {
+                for k in 0..s.cases.len() {
+                    let case = s.cases[(k + round as usize - 1) % s.cases.len()];
+                    let Ok(t) = target(env, case, payload) else { continue };
+                    env.check_alive()?;
+                    let gw = gateway_pids(env, case);
+                    let emu = env.emu.pid();
+                    let mut samples: Vec<[u64; 3]> = Vec::new();
+                    let r = load::run(Arc::new(t), conc, s.warmup, s.duration, || {
+                        samples.push([procs::cpu_ticks_of(&gw), procs::cpu_ticks(emu), procs::cpu_ticks(me)]);
+                    })
+                    .await?;
+                    let delta = |j: usize| match (samples.first(), samples.get(1)) {
+                        (Some(a), Some(b)) => b[j].saturating_sub(a[j]),
+                        _ => 0,
+                    };
+                    let rr = RoundResult::new(round, &r, [delta(0), delta(1), delta(2)], ticks);
+                    println!(
+                        "  {:<36} c={conc:<3} {:<30} {:>9.0} req/s  p50 {:>7} µs  p99 {:>7} µs  errors {}",
+                        payload.label(),
+                        case.label(),
+                        rr.throughput,
+                        rr.p50_us,
+                        rr.p99_us,
+                        rr.errors.total()
+                    );
+                    if let Some(c) =
+                        results.iter_mut().find(|c| c.case == case && c.payload == payload && c.concurrency == conc)
+                    {
+                        c.add_round(rr, &r.hist)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(results)
+}

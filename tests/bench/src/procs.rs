@@ -1,0 +1,161 @@
+//! The processes under test (OpenIM emulator, imgate, nginx) as children of the harness, and what
+//! the harness reads about them and the machine from /proc: CPU time, memory, cores, load.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout and stderr appended to `log`.
+    pub(crate) fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc, String> {
+        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().map_err(|e| format!("starting {name} ({:?}): {e}", cmd.get_program()))?;
+        Ok(Proc { name: name.to_owned(), child, log: log.to_owned() })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An error naming the process if it has exited.
+    pub(crate) fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                Err(format!(
+                    "{} exited: {status}; last lines of {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail.join("\n")
+                ))
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("{}: {e}", self.name)),
+        }
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL.
+    pub(crate) fn stop(&mut self, grace: Duration) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+/// A loopback port nobody listens on right now (bound, then released).
+pub(crate) fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Clock ticks per second of /proc/<pid>/stat times (`getconf CLK_TCK`, 100 on Linux).
+pub(crate) fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// The fields of /proc/<pid>/stat after the command name (field 3 = index 0).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// utime + stime of a process (all its threads), in clock ticks.
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
+    stat_fields(pid)
+        .map(|f| {
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            n(11) + n(12) // utime, stime: fields 14 and 15
+        })
+        .unwrap_or(0)
+}
+
+/// The sum of [`cpu_ticks`] over `pids`.
+pub(crate) fn cpu_ticks_of(pids: &[u32]) -> u64 {
+    pids.iter().map(|&p| cpu_ticks(p)).sum()
+}
+
+/// The processes whose parent is `ppid` (nginx's workers).
+pub(crate) fn children_of(ppid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_fields(pid).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(ppid))
+        .collect()
+}
+
+/// Resident memory of a process in MiB (VmRSS).
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 =
+        text.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The machine the numbers come from.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Machine {
+    pub(crate) cores: u32,
+    pub(crate) cpu_model: String,
+    pub(crate) loadavg: String,
+    pub(crate) kernel: String,
+}
+
+pub(crate) fn machine() -> Machine {
+    let cores = Command::new("nproc")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default();
+    Machine { cores, cpu_model, loadavg: loadavg(), kernel }
+}
+
+/// The first three fields of /proc/loadavg.
+pub(crate) fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}

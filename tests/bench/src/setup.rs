@@ -1,0 +1,476 @@
+//! Brings up what the benchmark measures, on loopback: the OpenIM emulator, two imgate gateways
+//! (one without plugins for the passthrough case, one with the plugin chain) and nginx in front of
+//! the emulator; then seeds users, devices, sessions, bearer tokens and OpenIM tokens.
+//!
+//! The three parties that hold OpenIM tokens use disjoint users, because OpenIM's default
+//! multi-login policy keeps one token per (user, platform) and a new one kicks the old (contract
+//! §4.2); and the harness fetches its admin token as a second admin id (`benchAdmin`), because
+//! every `get_admin_token` demotes the previous tokens of the same admin id (contract §4.1).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use imgate_client::{Client, DeviceKey, Session};
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use crate::procs::{self, Proc};
+
+/// The user every lookup asks for and every message goes to.
+pub(crate) const PEER: &str = "benchpeer";
+const BENCH_ADMIN: &str = "benchAdmin";
+const ISSUER: &str = "imgate-bench";
+const AUDIENCE: &str = "imgate-admin";
+const KID: &str = "bench-1";
+
+pub(crate) struct SetupOptions {
+    pub(crate) imgate: PathBuf,
+    pub(crate) emu: PathBuf,
+    pub(crate) plugins_dir: PathBuf,
+    pub(crate) nginx: String,
+    pub(crate) nginx_workers: String,
+    /// imgate's `telemetry.log_level`.
+    pub(crate) log_level: String,
+    pub(crate) dir: PathBuf,
+    /// Users (and so sessions, tokens) per party; connection i uses user i mod this.
+    pub(crate) users: usize,
+}
+
+/// One imgate process and its seeded clients.
+pub(crate) struct Gateway {
+    pub(crate) proc: Proc,
+    pub(crate) url: String,
+    pub(crate) sessions: Vec<Session>,
+    /// Bearer tokens for `/openim/*` (header `token`), one per session.
+    pub(crate) bearers: Vec<String>,
+    pub(crate) audit_file: PathBuf,
+    pub(crate) config_file: PathBuf,
+}
+
+pub(crate) struct Env {
+    pub(crate) emu: Proc,
+    pub(crate) emu_url: String,
+    pub(crate) nginx: Proc,
+    pub(crate) nginx_url: String,
+    /// nginx's master and workers.
+    pub(crate) nginx_pids: Vec<u32>,
+    pub(crate) nginx_conf: PathBuf,
+    pub(crate) plain: Gateway,
+    pub(crate) plugged: Gateway,
+    /// OpenIM user tokens of the direct users (emulator and nginx cases).
+    pub(crate) direct_tokens: Vec<String>,
+    pub(crate) direct_users: Vec<String>,
+    /// An OpenIM admin token (of `benchAdmin`) for direct sends.
+    pub(crate) admin_token: String,
+}
+
+impl Env {
+    /// An error if any process under test has died.
+    pub(crate) fn check_alive(&mut self) -> Result<(), String> {
+        self.emu.check_alive()?;
+        self.nginx.check_alive()?;
+        self.plain.proc.check_alive()?;
+        self.plugged.proc.check_alive()
+    }
+
+    /// Stops every process: gateways first (they drain), then nginx, then the emulator.
+    pub(crate) fn stop(&mut self) {
+        self.plain.proc.stop(Duration::from_secs(5));
+        self.plugged.proc.stop(Duration::from_secs(5));
+        self.nginx.stop(Duration::from_secs(5));
+        self.emu.stop(Duration::from_secs(5));
+    }
+}
+
+fn http() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())
+}
+
+/// A call to the emulator in OpenIM's envelope; `data` if errCode is 0.
+async fn openim(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Result<Value, String> {
+    let mut req = http.post(format!("{base}{path}")).header("operationID", "bench-setup").json(&body);
+    if let Some(t) = token {
+        req = req.header("token", t);
+    }
+    let res = req.send().await.map_err(|e| format!("{path}: {e}"))?;
+    let v: Value = res.json().await.map_err(|e| format!("{path}: {e}"))?;
+    if v["errCode"] != 0 {
+        return Err(format!("{path}: {v}"));
+    }
+    Ok(v["data"].clone())
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub(crate) async fn start(opts: &SetupOptions) -> Result<Env, String> {
+    let _ = std::fs::remove_dir_all(&opts.dir);
+    std::fs::create_dir_all(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
+    let dir = opts.dir.canonicalize().map_err(|e| e.to_string())?;
+    let http = http()?;
+
+    // The emulator.
+    let secret = random_hex(16);
+    let (api_port, ws_port) = (procs::free_port()?, procs::free_port()?);
+    let mut cmd = Command::new(&opts.emu);
+    cmd.args(["--api-listen", &format!("127.0.0.1:{api_port}"), "--ws-listen", &format!("127.0.0.1:{ws_port}")])
+        .args(["--secret", &secret, "--admin-user-id", "imAdmin", "--admin-user-id", BENCH_ADMIN])
+        .env("RUST_LOG", "warn");
+    let mut emu = Proc::spawn("openim-emu", cmd, &dir.join("openim-emu.log"))?;
+    let emu_url = format!("http://127.0.0.1:{api_port}");
+    let admin_token = wait_for(Duration::from_secs(20), &mut emu, || async {
+        let data =
+            openim(&http, &emu_url, "/auth/get_admin_token", None, json!({"secret": secret, "userID": BENCH_ADMIN}))
+                .await?;
+        data["token"].as_str().map(str::to_owned).ok_or_else(|| format!("no token: {data}"))
+    })
+    .await?;
+
+    // Users: the peer, and one set per party.
+    let n = opts.users.max(1);
+    let names = |prefix: &str| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+    let (direct_users, plain_users, plugged_users) = (names("benchdirect"), names("benchplain"), names("benchplugged"));
+    let mut users = vec![
+        json!({"userID": PEER, "nickname": "Bench Peer", "faceURL": "https://example.invalid/avatar/benchpeer.png"}),
+    ];
+    for u in direct_users.iter().chain(&plain_users).chain(&plugged_users) {
+        users.push(json!({"userID": u, "nickname": u, "faceURL": ""}));
+    }
+    openim(&http, &emu_url, "/user/user_register", Some(&admin_token), json!({ "users": users })).await?;
+    let mut direct_tokens = Vec::new();
+    for u in &direct_users {
+        let data =
+            openim(&http, &emu_url, "/auth/get_user_token", Some(&admin_token), json!({"platformID": 5, "userID": u}))
+                .await?;
+        direct_tokens.push(data["token"].as_str().ok_or("get_user_token: no token")?.to_owned());
+    }
+
+    // The gateways.
+    let emu_ws = format!("ws://127.0.0.1:{ws_port}");
+    let plain =
+        start_gateway(opts, &http, &dir.join("imgate-plain"), &emu_url, &emu_ws, &secret, None, &plain_users).await?;
+    let plugged = start_gateway(
+        opts,
+        &http,
+        &dir.join("imgate-plugins"),
+        &emu_url,
+        &emu_ws,
+        &secret,
+        Some(&opts.plugins_dir),
+        &plugged_users,
+    )
+    .await?;
+
+    // nginx.
+    let (nginx, nginx_url, nginx_pids, nginx_conf) = start_nginx(opts, &http, &dir.join("nginx"), api_port).await?;
+
+    Ok(Env {
+        emu,
+        emu_url,
+        nginx,
+        nginx_url,
+        nginx_pids,
+        nginx_conf,
+        plain,
+        plugged,
+        direct_tokens,
+        direct_users,
+        admin_token,
+    })
+}
+
+/// Retries `f` every 50 ms until it succeeds, `proc` dies or `limit` passes.
+async fn wait_for<T, F, Fut>(limit: Duration, proc: &mut Proc, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                proc.check_alive()?;
+                if Instant::now() > deadline {
+                    return Err(format!("{} not ready after {limit:?}: {e}", proc.name));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn admin_jwt(secret: &[u8], scope: &str) -> Result<String, String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(KID.into());
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "bench", "scope": scope, "iat": now, "exp": now + 600});
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).map_err(|e| e.to_string())
+}
+
+/// Rate limits far above what two cores can push, so no request is refused for quota.
+const NO_LIMITS: &str = r#"
+[rate_limits.default]
+per_second = 1000000
+burst = 1000000
+
+[rate_limits.send]
+per_second = 1000000
+burst = 1000000
+
+[rate_limits.admin]
+per_second = 1000000
+burst = 1000000
+"#;
+
+fn gateway_config(
+    port: u16,
+    emu_url: &str,
+    emu_ws: &str,
+    secret: &str,
+    log_level: &str,
+    plugins: Option<&Path>,
+) -> String {
+    let mut c = format!(
+        r#"# Generated by imgate-bench: a gateway as deployed, with every quota raised out of the way.
+[server]
+listen = "127.0.0.1:{port}"
+max_connections = 4096
+max_concurrent_requests = 4096
+
+[openim]
+api_url = "{emu_url}"
+ws_url = "{emu_ws}"
+admin_user_id = "imAdmin"
+secret = "{secret}"
+
+[openim.privileged]
+other_admin_user_ids = ["{BENCH_ADMIN}"]
+
+[[gateway.keys]]
+id = "bench-gw"
+private_key_file = "gateway_x25519.key"
+
+[[admin.issuer]]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+algorithms = ["HS256"]
+keys = [{{ kid = "{KID}", file = "admin_hs256.secret" }}]
+
+[auth]
+bearer_token_lifetime_secs = 7200
+handshakes_per_address_per_sec = 10000
+handshake_burst_per_address = 10000
+handshakes_per_sec = 100000
+
+[audit]
+file = "audit.jsonl"
+
+[telemetry]
+log_format = "json"
+log_level = "{log_level}"
+{NO_LIMITS}"#
+    );
+    if let Some(dir) = plugins {
+        let cf = dir.join("content_filter.wasm");
+        let rr = dir.join("response_reshaper.wasm");
+        c.push_str(&format!(
+            r#"
+# Plugin calls at once: one per connection of the highest concurrency, and a long queue, so no
+# request is refused for a plugin slot.
+[plugins]
+store_dir = "plugin-store"
+max_concurrent_calls = 64
+queue_timeout_ms = 5000
+
+[[plugin]]
+name = "content-filter"
+path = "{cf}"
+capabilities = ["config"]
+
+[[plugin]]
+name = "response-reshaper"
+path = "{rr}"
+capabilities = ["config"]
+
+# The chain of cases 4 and 5: on-request (content-filter) and on-response (response-reshaper) on
+# the /v1 lookup, its /openim twin and the /v1 send.
+[[route_plugins]]
+routes = ["lookup_users", "openim.user.get_users_info", "send_text_to_user"]
+plugins = [
+  {{ plugin = "content-filter", config = {{ words = ["forbiddenword", "spoiler"], action = "mask" }} }},
+  {{ plugin = "response-reshaper", config = {{ strip_for_others = ["face_url"] }} }},
+]
+"#,
+            cf = cf.display(),
+            rr = rr.display()
+        ));
+    }
+    c
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_gateway(
+    opts: &SetupOptions,
+    http: &reqwest::Client,
+    dir: &Path,
+    emu_url: &str,
+    emu_ws: &str,
+    secret: &str,
+    plugins: Option<&Path>,
+    users: &[String],
+) -> Result<Gateway, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if let Some(p) = plugins {
+        for f in ["content_filter.wasm", "response_reshaper.wasm"] {
+            if !p.join(f).is_file() {
+                return Err(format!(
+                    "no {} (build the example plugins: cd plugins && cargo build --release --locked --target wasm32-wasip2)",
+                    p.join(f).display()
+                ));
+            }
+        }
+    }
+    let mut gw_key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut gw_key);
+    write(&dir.join("gateway_x25519.key"), &base64::engine::general_purpose::STANDARD.encode(gw_key))?;
+    let mut admin_secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut admin_secret);
+    std::fs::write(dir.join("admin_hs256.secret"), admin_secret).map_err(|e| e.to_string())?;
+    let port = procs::free_port()?;
+    let config_file = dir.join("imgate.toml");
+    write(&config_file, &gateway_config(port, emu_url, emu_ws, secret, &opts.log_level, plugins))?;
+    let name = if plugins.is_some() { "imgate (plugins)" } else { "imgate (plain)" };
+    let mut cmd = Command::new(&opts.imgate);
+    cmd.arg("serve").arg("--config").arg(&config_file).current_dir(dir);
+    // The log goes next to the folder, not into it: imgate's plugin watcher watches the config
+    // file's folder, and the harness should not add a write event per log line there.
+    let mut proc = Proc::spawn(name, cmd, &dir.with_extension("log"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for(Duration::from_secs(60), &mut proc, || async {
+        let r = http.get(format!("{url}/healthz")).send().await.map_err(|e| e.to_string())?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("healthz {}", r.status()))
+        }
+    })
+    .await?;
+
+    // Devices, sessions and bearer tokens.
+    let client = Client::new(&url);
+    let admin = admin_jwt(&admin_secret, "devices:write")?;
+    let (_, gw_public) = client.gateway_key().await.map_err(|e| format!("{name}: gateway key: {e}"))?;
+    let (mut sessions, mut bearers) = (Vec::new(), Vec::new());
+    for u in users {
+        let key = DeviceKey::generate();
+        let res = client.enroll(&admin, u, "benchdev", 1, &key.public_b64()).await.map_err(|e| e.to_string())?;
+        if res.status().as_u16() != 201 {
+            let status = res.status();
+            return Err(format!("{name}: enroll {u}: {status} {}", res.text().await.unwrap_or_default()));
+        }
+        let session =
+            client.handshake(&key, &gw_public, "benchdev").await.map_err(|e| format!("{name}: handshake {u}: {e}"))?;
+        let res = client.call(&session, "POST", "/v1/auth/token", None).await.map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        let v: Value = res.json().await.map_err(|e| e.to_string())?;
+        let token = v["token"]
+            .as_str()
+            .filter(|_| status == 200)
+            .ok_or_else(|| format!("{name}: /v1/auth/token: {status} {v}"))?;
+        bearers.push(token.to_owned());
+        sessions.push(session);
+    }
+    Ok(Gateway { proc, url, sessions, bearers, audit_file: dir.join("audit.jsonl"), config_file })
+}
+
+fn nginx_config(dir: &Path, port: u16, upstream_port: u16, workers: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"# Generated by imgate-bench: the peer case, nginx proxy_pass with upstream keep-alive.
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_buffer_size 64k;
+
+    upstream openim {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+        keepalive_requests 10000000;
+        keepalive_timeout 300s;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://openim;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"#
+    )
+}
+
+async fn start_nginx(
+    opts: &SetupOptions,
+    http: &reqwest::Client,
+    dir: &Path,
+    upstream_port: u16,
+) -> Result<(Proc, String, Vec<u32>, PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let port = procs::free_port()?;
+    let conf = dir.join("nginx.conf");
+    write(&conf, &nginx_config(dir, port, upstream_port, &opts.nginx_workers))?;
+    let mut cmd = Command::new(&opts.nginx);
+    cmd.arg("-p").arg(dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("error.log"));
+    let mut proc = Proc::spawn("nginx", cmd, &dir.join("nginx.out"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for(Duration::from_secs(20), &mut proc, || async {
+        // Through to the emulator: an unauthenticated call answers in OpenIM's envelope.
+        let r = http.post(format!("{url}/user/get_users_info")).body("{}").send().await.map_err(|e| e.to_string())?;
+        let v: Value = r.json().await.map_err(|e| e.to_string())?;
+        if v.get("errCode").is_some() {
+            Ok(())
+        } else {
+            Err(format!("not OpenIM's envelope: {v}"))
+        }
+    })
+    .await?;
+    let master = proc.pid();
+    let mut pids = vec![master];
+    pids.extend(procs::children_of(master));
+    Ok((proc, url, pids, conf))
+}
