@@ -51,18 +51,24 @@ test: deps
 ## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification, plugin call fresh vs reused
 ## instance, the route engine per request without the OpenIM call), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached),
 ## then imgate-bench (tests/bench): the OpenIM emulator direct, nginx proxy_pass, imgate /openim, imgate /v1 + plugins,
-## imgate /openim + plugins, interleaved over 3 rounds (about 6 minutes); report in target/bench/report.md (+ .json, latency.svg).
+## imgate /openim + plugins, interleaved over 3 rounds (about 6 minutes), and the instructions per request of the
+## gateway's core paths under valgrind; report in target/bench/report.md (+ .json, latency.svg).
 bench: deps
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
+	@command -v valgrind >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	$(CARGO) build --release --locked -p host -p openim-emu -p imgate-bench
 	cd plugins && $(CARGO) build --release --locked --target wasm32-wasip2
 	$(CARGO) bench --locked -p host --bench auth --bench plugins --bench engine
 	@mkdir -p target/bench
 	set -o pipefail; $(CARGO) bench --locked -p e2e --bench reload | tee target/bench/reload.txt
+	./target/release/imgate-bench --instructions --imgate target/release/imgate --emu target/release/openim-emu \
+	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench/instructions
 	./target/release/imgate-bench --imgate target/release/imgate --emu target/release/openim-emu \
 	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench \
-	  --include "Plugin swap times (cargo bench -p e2e --bench reload)=target/bench/reload.txt"
+	  --include "Plugin swap times (cargo bench -p e2e --bench reload)=target/bench/reload.txt" \
+	  --include "Instructions per request (valgrind callgrind; imgate-bench --instructions)=target/bench/instructions/instructions.md"
 
 ## bench-smoke: the same harness in a few seconds with debug builds (one round, concurrency 16, 0.15 s per case),
 ## report in target/bench-smoke/; fails if a case has no successful answer or any wrong answer (no timing check).

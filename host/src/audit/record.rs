@@ -117,9 +117,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Seals `event` as record `seq` following `prev`: computes its hash and its line.
 pub(crate) fn seal(seq: u64, ts: u64, prev: &str, event: &AuditEvent) -> Result<Sealed, serde_json::Error> {
-    let body = serialize(seq, ts, prev, event, None)?;
-    let hash = sha256_hex(body.as_bytes());
-    let line = serialize(seq, ts, prev, event, Some(&hash))?;
+    let mut line = serialize(seq, ts, prev, event, None)?;
+    let hash = sha256_hex(line.as_bytes());
+    // The line is the hashed body with `hash` as its last key: what `serialize(.., Some(hash))`
+    // writes, without serializing the record a second time (checked by the tests).
+    line.pop(); // the closing `}`
+    line.push_str(",\"hash\":\"");
+    line.push_str(&hash);
+    line.push_str("\"}");
     Ok(Sealed { seq, hash, line })
 }
 
@@ -179,4 +184,32 @@ impl Chain {
 /// Unix time in milliseconds (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_line_is_the_canonical_serialization_with_its_hash() {
+        let mut event = AuditEvent {
+            kind: "api_call".into(),
+            request_id: Some("r-1".into()),
+            user: Some("ünïcode \"quoted\" \\ user".into()),
+            route: None,
+            operation_ids: vec!["r-1-1".into(), "r-1-2".into()],
+            outcome: "ok".into(),
+            status: Some(200),
+            latency_ms: Some(f64::NAN),
+            reason: Some("line\nbreak".into()),
+            ..AuditEvent::default()
+        };
+        event.detail.insert("z".into(), serde_json::json!({"b": 1, "a": [2, {"d": 3, "c": 4}]}));
+        event.detail.insert("a".into(), serde_json::json!(null));
+        let sealed = seal(7, 1_700_000_000_000, GENESIS, &event).expect("seal");
+        let body = serialize(7, 1_700_000_000_000, GENESIS, &event, None).expect("body");
+        assert_eq!(sealed.hash, sha256_hex(body.as_bytes()));
+        let twice = serialize(7, 1_700_000_000_000, GENESIS, &event, Some(&sealed.hash)).expect("line");
+        assert_eq!(sealed.line, twice);
+    }
 }

@@ -156,6 +156,9 @@ impl OpenIm {
     pub fn new(settings: OpenImSettings, metrics: Arc<Metrics>) -> Result<OpenIm, OpenImError> {
         let http = reqwest::Client::builder()
             .no_proxy()
+            // OpenIM never redirects; a gateway must not follow one elsewhere with its tokens (and
+            // the redirect layer parsed every request's URL again).
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()

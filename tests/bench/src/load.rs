@@ -37,6 +37,8 @@ pub(crate) enum Check {
     OpenImSend,
     /// `POST /v1/users/lookup`: 200 and the peer's record, without `face_url` (stripped by the chain).
     V1Lookup,
+    /// `POST /v1/users/lookup` on a gateway without plugins: 200 and the peer's record.
+    V1LookupPlain,
     /// `POST /v1/messages/user/{peer}`: 200 and a server_msg_id.
     V1Send,
 }
@@ -187,6 +189,7 @@ fn verify(check: Check, status: u16, body: &[u8]) -> Result<(), (bool, String)> 
         // The plugin chain's response-reshaper strips `face_url` of other users: its absence shows
         // the on-response hook ran on this very answer.
         Check::V1Lookup => v["users"][0]["user_id"] == PEER && v["users"][0].get("face_url").is_none(),
+        Check::V1LookupPlain => v["users"][0]["user_id"] == PEER,
         Check::V1Send => v["server_msg_id"].as_str().is_some_and(|s| !s.is_empty()),
     };
     if good {

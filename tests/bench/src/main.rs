@@ -8,6 +8,7 @@
 //! `latency.svg` (issue 12). `--smoke` is the quick run `make test` uses so the harness cannot rot:
 //! it fails on any wrong answer or any case without a successful answer.
 
+mod instructions;
 mod load;
 mod procs;
 mod report;
@@ -78,6 +79,11 @@ struct Cli {
     /// swap times of `make bench`); missing files are skipped.
     #[arg(long)]
     include: Vec<String>,
+    /// Instead of the timed run: instructions per request (valgrind's callgrind, all of the
+    /// gateway's threads) of cases 3 and 4 on the lookup at concurrency 1, written to
+    /// `instructions.md` and `instructions.json` in the output folder. Stable where timings are not.
+    #[arg(long)]
+    instructions: bool,
     /// Quick check: one round, concurrency 16, 0.15 s per case, report in target/bench-smoke.
     /// Fails on any wrong answer or any case without a successful answer.
     #[arg(long)]
@@ -285,7 +291,18 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
         log_level: cli.imgate_log_level.clone(),
         dir: s.out.join("run"),
         users: cli.users,
+        wrap: cli.instructions.then(|| {
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=callgrind.out.%p"]
+                .map(str::to_owned)
+                .to_vec()
+        }),
     };
+    if cli.instructions {
+        let mut env = setup::start(&opts).await?;
+        let result = instructions::measure(&mut env, s).await;
+        env.stop();
+        return result.map(|()| true);
+    }
     let mut env = setup::start(&opts).await?;
     let setup_secs = started.elapsed().as_secs_f64();
     println!(

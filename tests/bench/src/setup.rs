@@ -36,6 +36,9 @@ pub(crate) struct SetupOptions {
     pub(crate) dir: PathBuf,
     /// Users (and so sessions, tokens) per party; connection i uses user i mod this.
     pub(crate) users: usize,
+    /// A command the plugin-less gateway runs under (valgrind's callgrind: the plugin engine's
+    /// pooling allocator reserves more address space than valgrind can give), with its arguments.
+    pub(crate) wrap: Option<Vec<String>>,
 }
 
 /// One imgate process and its seeded clients.
@@ -356,13 +359,22 @@ async fn start_gateway(
     let config_file = dir.join("imgate.toml");
     write(&config_file, &gateway_config(port, emu_url, emu_ws, secret, &opts.log_level, plugins))?;
     let name = if plugins.is_some() { "imgate (plugins)" } else { "imgate (plain)" };
-    let mut cmd = Command::new(&opts.imgate);
+    let mut cmd = match opts.wrap.as_ref().filter(|_| plugins.is_none()) {
+        Some(wrap) => {
+            let mut cmd = Command::new(&wrap[0]);
+            cmd.args(&wrap[1..]).arg(&opts.imgate);
+            cmd
+        }
+        None => Command::new(&opts.imgate),
+    };
     cmd.arg("serve").arg("--config").arg(&config_file).current_dir(dir);
     // The log goes next to the folder, not into it: imgate's plugin watcher watches the config
     // file's folder, and the harness should not add a write event per log line there.
     let mut proc = Proc::spawn(name, cmd, &dir.with_extension("log"))?;
     let url = format!("http://127.0.0.1:{port}");
-    wait_for(Duration::from_secs(60), &mut proc, || async {
+    // Under valgrind, start-up (and the plugins' compilation) is tens of times slower.
+    let limit = Duration::from_secs(if opts.wrap.is_some() && plugins.is_none() { 900 } else { 60 });
+    wait_for(limit, &mut proc, || async {
         let r = http.get(format!("{url}/healthz")).send().await.map_err(|e| e.to_string())?;
         if r.status().is_success() {
             Ok(())
