@@ -134,6 +134,48 @@ macro_rules! config_schema {
     };
 }
 
+/// Declares which hooks the plugin implements: imgate then calls only those, and answers the
+/// others with `proceed` itself, without an instance or a copy of the request or response (a
+/// plugin that only checks requests costs half as much). Without `hooks!` every hook is called.
+/// `init` is always called. At most once per plugin, at the top level:
+///
+/// ```text
+/// imgate_plugin_sdk::hooks!(on_request);
+/// imgate_plugin_sdk::hooks!(on_request, on_response);
+/// ```
+///
+/// Declare every hook the plugin overrides: one left out is never called.
+#[macro_export]
+macro_rules! hooks {
+    ($($hook:ident),+ $(,)?) => {
+        const _: () = {
+            const HOOKS: &str = concat!($($crate::__hook_name!($hook), " "),+);
+            #[used]
+            #[link_section = "imgate:hooks"]
+            static IMGATE_HOOKS: [u8; HOOKS.len()] = {
+                let (bytes, mut out, mut i) = (HOOKS.as_bytes(), [0u8; HOOKS.len()], 0);
+                while i < bytes.len() {
+                    out[i] = bytes[i];
+                    i += 1;
+                }
+                out
+            };
+        };
+    };
+}
+
+/// The names [`hooks!`] accepts (anything else does not compile); not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hook_name {
+    (on_request) => {
+        "on_request"
+    };
+    (on_response) => {
+        "on_response"
+    };
+}
+
 /// What [`export!`] expands to; not part of the API.
 #[doc(hidden)]
 pub mod __private {

@@ -101,6 +101,9 @@ async fn run(state: &AppState, chain: &Chain, req: Request, next: Next) -> Resul
     let mut early: Option<Response> = None;
     for entry in &chain.entries {
         ran += 1;
+        if !entry.plugin.hooks.on_request {
+            continue; // declared without `on-request`: it would proceed
+        }
         let shared = Arc::new(preq.clone());
         let outcome = call(state, entry, &rid, Owned::Request(shared)).await;
         let verdict = match outcome {
@@ -157,13 +160,16 @@ async fn on_response(
     response: Response,
 ) -> Result<Response, ApiError> {
     // Refusals of the route are rendered by the rescue stage; plugins do not reshape them.
-    if entries.is_empty() || response.extensions().get::<ApiError>().is_some() {
+    // Only the plugins that implement `on-response` see it; without any, the answer goes on as
+    // it is, unbuffered.
+    let wants_response = entries.iter().any(|e| e.plugin.hooks.on_response);
+    if !wants_response || response.extensions().get::<ApiError>().is_some() {
         return Ok(response);
     }
     let limit = state.plugins.runtime.as_ref().map(|r| r.config.max_response_bytes).unwrap_or(0);
     let fits = response.body().size_hint().upper().is_some_and(|n| n <= limit as u64);
     if !fits {
-        for entry in entries.iter().rev() {
+        for entry in entries.iter().rev().filter(|e| e.plugin.hooks.on_response) {
             let f = Failure::ResponseTooLarge;
             fail(state, entry, rid, "on_response", f, entry.failure.unwrap_or(FailurePolicy::Open))?;
         }
@@ -176,7 +182,7 @@ async fn on_response(
         PResponse { status: parts.status.as_u16(), headers: visible_headers(&parts.headers), body: bytes.to_vec() };
     let request = Arc::new(preq);
     let mut replaced = false;
-    for entry in entries.iter().rev() {
+    for entry in entries.iter().rev().filter(|e| e.plugin.hooks.on_response) {
         let outcome = call(state, entry, rid, Owned::Response(request.clone(), Arc::new(current.clone()))).await;
         let verdict = match outcome {
             Ok(HookAnswer::Response(v)) => check_response_verdict(v),

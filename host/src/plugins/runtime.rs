@@ -42,6 +42,17 @@ const TICK: Duration = Duration::from_millis(1);
 /// Wasm stack per call (wasmtime's default, stated so it cannot drift).
 const MAX_WASM_STACK: usize = 512 * 1024;
 
+/// Which of `on-request` and `on-response` a plugin implements (`init` is always called).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hooks {
+    pub on_request: bool,
+    pub on_response: bool,
+}
+
+impl Hooks {
+    pub const ALL: Hooks = Hooks { on_request: true, on_response: true };
+}
+
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -152,6 +163,9 @@ pub struct LoadedPlugin {
     /// The config schema the component embeds (set by the plugin manager, which reads it once
     /// when it loads the bytes; see `store::embedded_config_schema`).
     pub config_schema: Option<serde_json::Value>,
+    /// The hooks the component declares it implements (`store::embedded_hooks`); the chain does
+    /// not call the others (they would answer `proceed`). All of them when it declares nothing.
+    pub hooks: Hooks,
     pre: bindings::PluginPre<CallState>,
     exports: Exports,
 }
@@ -409,6 +423,7 @@ impl Runtime {
             grants: grants.clone(),
             limits,
             config_schema: None,
+            hooks: Hooks::ALL,
             pre,
             exports,
         };

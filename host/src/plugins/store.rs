@@ -77,6 +77,38 @@ pub fn embedded_config_schema(bytes: &[u8]) -> Result<Option<serde_json::Value>,
     }
 }
 
+/// The custom section in which a component declares the hooks it implements (the SDK's `hooks!`):
+/// space-separated `on_request` / `on_response`.
+pub const HOOKS_SECTION: &str = "imgate:hooks";
+
+/// The hooks a component declares (`None` when it declares nothing: every hook is called). An
+/// unknown name or a second declaration refuses the version, like a broken config schema.
+pub fn embedded_hooks(bytes: &[u8]) -> Result<Option<crate::plugins::runtime::Hooks>, String> {
+    let mut found: Option<&[u8]> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| format!("reading the component: {e}"))?;
+        if let wasmparser::Payload::CustomSection(c) = payload {
+            if c.name() == HOOKS_SECTION {
+                if found.is_some() {
+                    return Err(format!("the component declares `{HOOKS_SECTION}` more than once"));
+                }
+                found = Some(c.data());
+            }
+        }
+    }
+    let Some(data) = found else { return Ok(None) };
+    let text = std::str::from_utf8(data).map_err(|_| format!("`{HOOKS_SECTION}` is not UTF-8"))?;
+    let mut hooks = crate::plugins::runtime::Hooks { on_request: false, on_response: false };
+    for name in text.split_whitespace() {
+        match name {
+            "on_request" => hooks.on_request = true,
+            "on_response" => hooks.on_response = true,
+            _ => return Err(format!("`{HOOKS_SECTION}` names an unknown hook (on_request and on_response exist)")),
+        }
+    }
+    Ok(Some(hooks))
+}
+
 /// A read or write of the store that failed: the server's fault. Its text names the file, so it
 /// belongs in the log and the audit record, never in an answer to a client.
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +260,18 @@ mod tests {
 
     fn empty() -> Vec<u8> {
         wat::parse_str("(component)").unwrap()
+    }
+
+    #[test]
+    fn declared_hooks_are_read_and_a_bad_declaration_refuses_the_version() {
+        use crate::plugins::runtime::Hooks;
+        assert_eq!(embedded_hooks(&empty()), Ok(None), "nothing declared: every hook is called");
+        let one = with_section(empty(), HOOKS_SECTION, b"on_request ");
+        assert_eq!(embedded_hooks(&one), Ok(Some(Hooks { on_request: true, on_response: false })));
+        let both = with_section(empty(), HOOKS_SECTION, b"on_response on_request");
+        assert_eq!(embedded_hooks(&both), Ok(Some(Hooks::ALL)));
+        assert!(embedded_hooks(&with_section(empty(), HOOKS_SECTION, b"on_request on_init")).is_err());
+        assert!(embedded_hooks(&with_section(one.clone(), HOOKS_SECTION, b"on_response")).is_err(), "twice");
     }
 
     #[test]

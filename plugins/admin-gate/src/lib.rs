@@ -57,6 +57,7 @@ impl Plugin for AdminGate {
 }
 
 imgate_plugin_sdk::export!(AdminGate);
+imgate_plugin_sdk::hooks!(on_request);
 
 #[cfg(test)]
 mod tests {

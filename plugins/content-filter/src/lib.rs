@@ -143,6 +143,7 @@ impl Plugin for ContentFilter {
 }
 
 imgate_plugin_sdk::export!(ContentFilter);
+imgate_plugin_sdk::hooks!(on_request);
 
 #[cfg(test)]
 mod tests {

@@ -75,6 +75,7 @@ impl Plugin for GroupJoinPolicy {
 }
 
 imgate_plugin_sdk::export!(GroupJoinPolicy);
+imgate_plugin_sdk::hooks!(on_request);
 
 #[cfg(test)]
 mod tests {

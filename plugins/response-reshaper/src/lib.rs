@@ -97,6 +97,7 @@ impl Plugin for ResponseReshaper {
 }
 
 imgate_plugin_sdk::export!(ResponseReshaper);
+imgate_plugin_sdk::hooks!(on_response);
 
 #[cfg(test)]
 mod tests {

@@ -46,6 +46,9 @@ fn load_bytes(
     // (the schema checks' words name the section and the bytes, never a file).
     plugin.config_schema = crate::plugins::store::embedded_config_schema(bytes)
         .map_err(|e| ManagerError::refused(Check::ConfigSchema, e.clone(), e))?;
+    plugin.hooks = crate::plugins::store::embedded_hooks(bytes)
+        .map_err(|e| ManagerError::refused(Check::HookList, e.clone(), e))?
+        .unwrap_or(crate::plugins::runtime::Hooks::ALL);
     Ok(plugin)
 }
 

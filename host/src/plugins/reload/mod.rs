@@ -70,6 +70,7 @@ pub enum Check {
     DoesNotLink,
     InstantiationFailed,
     ConfigSchema,
+    HookList,
     InitRefused,
     InitFailed,
 }
@@ -86,6 +87,7 @@ impl Check {
             Check::DoesNotLink => "does_not_link",
             Check::InstantiationFailed => "instantiation_failed",
             Check::ConfigSchema => "config_schema",
+            Check::HookList => "hook_list",
             Check::InitRefused => "init_refused",
             Check::InitFailed => "init_failed",
         }

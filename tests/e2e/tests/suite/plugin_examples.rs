@@ -175,3 +175,34 @@ fn every_plugin_builds() {
         assert!(e2e::plugins::hostile_plugin(name).is_file(), "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_plugin_is_called_only_for_the_hooks_it_declares() {
+    // content-filter declares `hooks!(on_request)`, response-reshaper `hooks!(on_response)`: in one
+    // chain each does its work, and neither is called for the hook it does not implement.
+    let extra = plugin("content-filter", &["config"])
+        + &plugin("response-reshaper", &["config"])
+        + "[[route_plugins]]\nroute = \"lookup_users\"\nplugins = [\n"
+        + "  { plugin = \"content-filter\", config = { words = [\"spam\"], action = \"block\", fields = [\"/user_ids/0\"] } },\n"
+        + "  { plugin = \"response-reshaper\", config = { strip_for_others = [\"face_url\"] } },\n]\n";
+    let h = gateway(extra).await;
+    let (_, alice) = h.session("alice").await;
+    h.session("bob").await;
+    for _ in 0..3 {
+        let (status, body) = call(&h, &alice, "POST", "/v1/users/lookup", Some(json!({"user_ids": ["bob"]}))).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["users"][0].get("face_url").is_none(), "the response hook ran: {body}");
+    }
+    let (status, body) = call(&h, &alice, "POST", "/v1/users/lookup", Some(json!({"user_ids": ["spam"]}))).await;
+    assert_eq!(denied(status, &body), (422, Some("policy_denied"), Some("content_blocked")), "the request hook ran");
+    let calls = |plugin: &str, hook: &str| {
+        let name = format!("imgate_plugin_calls_total{{plugin=\"{plugin}\",hook=\"{hook}\"}}");
+        let h = &h;
+        async move { h.metric(&name).await.unwrap_or(0.0) }
+    };
+    assert_eq!(calls("content-filter", "on_request").await, 4.0);
+    assert_eq!(calls("content-filter", "on_response").await, 0.0, "not declared: never called");
+    assert_eq!(calls("response-reshaper", "on_request").await, 0.0, "not declared: never called");
+    assert_eq!(calls("response-reshaper", "on_response").await, 3.0);
+    h.shutdown().await;
+}
