@@ -60,7 +60,7 @@ struct Cli {
     /// Concurrency levels (closed-loop clients), comma-separated.
     #[arg(long, value_delimiter = ',')]
     concurrency: Option<Vec<usize>>,
-    /// imgate's `telemetry.log_level` (info, as deployed, logs two JSON lines per request).
+    /// imgate's `telemetry.log_level` (info, as deployed: one JSON line per request).
     #[arg(long, default_value = "info")]
     imgate_log_level: String,
     /// Only these cases (1-5), comma-separated (e.g. to profile one).
