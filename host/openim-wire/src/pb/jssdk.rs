@@ -1,0 +1,1 @@
+//! OpenIM protobuf package `jssdk` (the messages imgate and the emulator read).

@@ -1,0 +1,1 @@
+//! OpenIM protobuf package `msg` (the messages imgate and the emulator read).

@@ -1,0 +1,1 @@
+//! OpenIM protobuf package `push` (the messages imgate and the emulator read).

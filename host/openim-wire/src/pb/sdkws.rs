@@ -1,0 +1,1 @@
+//! OpenIM protobuf package `sdkws` (the messages imgate and the emulator read).
