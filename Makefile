@@ -19,6 +19,12 @@ deps:
 	@python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --user --quiet cryptography 2>/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-cryptography >/dev/null; }
+	@# The unmodified OpenIM JavaScript SDK runs through imgate (tests/e2e/tests/suite/openim_sdk.rs): Node, npm,
+	@# and the packages pinned in tests/sdk-node/package-lock.json (reinstalled when the lock file is newer).
+	@command -v node >/dev/null && command -v npm >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	@[ tests/sdk-node/node_modules/.package-lock.json -nt tests/sdk-node/package-lock.json ] || \
+	  npm ci --prefix tests/sdk-node --no-audit --no-fund --loglevel=error >/dev/null
 
 build: deps
 	$(CARGO) build --locked -p host -p e2e --bins

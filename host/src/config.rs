@@ -46,6 +46,108 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[ws]`: the WebSocket relay to OpenIM's msg gateway (client-auth §8).
+    #[serde(default)]
+    pub ws: WsConfig,
+    /// `[browser]`: which web origins may use the OpenIM-compatible surface and the WebSocket.
+    #[serde(default)]
+    pub browser: BrowserConfig,
+}
+
+/// `[browser]`: browser builds of OpenIM SDKs run on some origin; only listed ones get CORS
+/// answers on `/openim/*` and may open a relayed WebSocket.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserConfig {
+    /// Exact origins (`https://app.example`), or `*` for any. An upgrade carrying an `Origin`
+    /// header not listed is refused (403): a page on another site must not ride a user's
+    /// credentials (CSWSH). Clients that send no `Origin` are not affected. Default: none.
+    pub allowed_origins: Vec<String>,
+}
+
+impl BrowserConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for o in &self.allowed_origins {
+            let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            let ok = o == "*" || host.is_some_and(|h| !h.is_empty() && !h.contains('/') && h.is_ascii());
+            if !ok {
+                errors.push(format!("browser.allowed_origins: `{o}` is not `*` or an origin like https://app.example"));
+            }
+        }
+        errors
+    }
+}
+
+/// `[ws]`: the WebSocket relay (`GET /v1/ws?ticket=…`, `GET /openim/ws`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Relayed connections this instance holds at most; upgrades beyond are refused (503).
+    pub max_connections: usize,
+    /// Lifetime of a `POST /v1/ws/ticket` ticket (1-30 s).
+    pub ticket_lifetime_secs: u64,
+    /// Unredeemed tickets one session may hold; minting more is refused (429).
+    pub max_tickets_per_session: usize,
+    /// A client that sends nothing (no frame, ping or heartbeat) for this long is disconnected;
+    /// OpenIM itself allows 30 s.
+    pub client_idle_timeout_secs: u64,
+    /// The relay pings OpenIM this often, so OpenIM's 30 s read deadline never ends an idle
+    /// relayed connection (must be under 30).
+    pub upstream_ping_secs: u64,
+    /// Direct mode (`POST /v1/ws/credentials`): hands clients an OpenIM token. Off by default;
+    /// see docs/config.md for why the relay is the default.
+    pub direct_mode: bool,
+    /// The msg-gateway address direct-mode clients dial (required with `direct_mode`).
+    pub direct_ws_url: Option<String>,
+    /// How long a direct-mode grant lives at most (then OpenIM `force_logout`).
+    pub direct_grant_secs: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_connections: 20_000,
+            ticket_lifetime_secs: 30,
+            max_tickets_per_session: 8,
+            client_idle_timeout_secs: 60,
+            upstream_ping_secs: 20,
+            direct_mode: false,
+            direct_ws_url: None,
+            direct_grant_secs: 600,
+        }
+    }
+}
+
+impl WsConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !(1..=30).contains(&self.ticket_lifetime_secs) {
+            errors.push("ws.ticket_lifetime_secs: must be 1-30".into());
+        }
+        if !(1..30).contains(&self.upstream_ping_secs) {
+            errors.push("ws.upstream_ping_secs: must be 1-29 (OpenIM's read deadline is 30 s)".into());
+        }
+        if self.direct_mode && self.direct_ws_url.is_none() {
+            errors.push("ws.direct_ws_url: required when ws.direct_mode is on".into());
+        }
+        if let Some(u) = &self.direct_ws_url {
+            if !matches!(reqwest::Url::parse(u), Ok(p) if matches!(p.scheme(), "ws" | "wss")) {
+                errors.push(format!("ws.direct_ws_url: `{u}` is not a ws(s) URL"));
+            }
+        }
+        for (key, v) in [
+            ("ws.direct_grant_secs", self.direct_grant_secs),
+            ("ws.max_connections", self.max_connections as u64),
+            ("ws.max_tickets_per_session", self.max_tickets_per_session as u64),
+            ("ws.client_idle_timeout_secs", self.client_idle_timeout_secs),
+        ] {
+            if v == 0 {
+                errors.push(format!("{key}: must be greater than 0"));
+            }
+        }
+        errors
+    }
 }
 
 /// `[audit]`: where the hash-chained audit log goes.
@@ -423,6 +525,8 @@ impl Config {
         errors.extend(self.openim.validate());
         errors.extend(self.gateway.validate());
         errors.extend(self.auth.validate());
+        errors.extend(self.ws.validate());
+        errors.extend(self.browser.validate());
         errors.extend(crate::ratelimit::validate(&self.rate_limits));
         errors.extend(crate::routes::table::validate(&self.route, &self.rate_limits.keys().cloned().collect()));
         errors.extend(admin_jwt::validate_config(&self.admin.issuer));

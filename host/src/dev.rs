@@ -162,6 +162,10 @@ keys = [{{ kid = "{DEV_KID}", file = "admin_ed25519.pub.pem" }}]
 [audit]
 file = "audit.jsonl"
 
+# Browser builds of OpenIM SDKs may call /openim/* and open the relayed WebSocket from any page.
+[browser]
+allowed_origins = ["*"]
+
 [telemetry]
 log_format = "json"
 log_level = "info"
@@ -197,7 +201,7 @@ path = "plugins/{DEV_PLUGIN}.wasm"
 capabilities = ["config"]
 
 [[route_plugins]]
-route = "send_text_to_user"
+routes = ["send_text_to_user", "send_text_to_group"]
 plugins = [{{ plugin = "{DEV_PLUGIN}", config = {{ words = [{words}], action = "mask" }} }}]
 "#
     ))

@@ -294,7 +294,7 @@ impl From<crate::openim::OpenImError> for ApiError {
         let code = match &e {
             OpenImError::Unavailable(_) => ErrorCode::UpstreamUnavailable,
             OpenImError::Timeout(_) => ErrorCode::UpstreamTimeout,
-            OpenImError::BadResponse(_) => ErrorCode::UpstreamBadResponse,
+            OpenImError::BadResponse(_) | OpenImError::NoRoute(_) => ErrorCode::UpstreamBadResponse,
             OpenImError::InvalidCall(_) => ErrorCode::BadRequest,
             OpenImError::Api { code, .. } => match code {
                 ErrCode::Args => ErrorCode::BadRequest,

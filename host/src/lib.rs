@@ -43,6 +43,7 @@ pub mod state;
 pub mod store;
 pub mod strict_json;
 pub mod telemetry;
+pub mod ws;
 
 use std::future::Future;
 use std::time::Duration;

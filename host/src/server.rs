@@ -176,7 +176,9 @@ fn spawn_connection(
         // keep-alive connections at the head deadline; the watch keeps both deadlines instead.
         builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
         builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100);
-        let conn = builder.serve_connection(io, svc);
+        // Upgrades (the WebSocket relay) hand the connection to the relay, which keeps its own
+        // deadlines and cap (`[ws]`); this loop and the connection's slot end there.
+        let conn = builder.serve_connection_with_upgrades(io, svc);
         let mut conn = std::pin::pin!(conn);
         // A graceful close was asked for (shutdown, or the idle deadline): the next deadline cuts.
         let mut closing = false;

@@ -53,6 +53,10 @@ pub struct Services {
     pub audit: AuditLog,
     /// Policy plugins and the chains of the routes that use them.
     pub plugins: Arc<Plugins>,
+    /// Live relayed WebSockets (so revocation can end them).
+    pub ws: Arc<crate::ws::Registry>,
+    /// Live direct-mode grants (`[ws] direct_mode`).
+    pub direct: Arc<crate::ws::direct::Grants>,
 }
 
 impl AppState {
@@ -153,6 +157,8 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
         (Some(openim), Some(admin), Some(gateway_keys), Some(plugins)) if errors.is_empty() => {
             Ok(AppState(Arc::new(Services {
                 plugins: Arc::new(plugins),
+                ws: Arc::default(),
+                direct: Arc::default(),
                 store: Arc::new(MemoryStore::new()),
                 audit: AuditLog::memory(),
                 limiter: Arc::new(MemoryLimiter::new(&config.rate_limits)),

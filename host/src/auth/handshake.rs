@@ -192,7 +192,7 @@ pub async fn handle(
             let code = match &e {
                 OpenImError::Timeout(_) => ErrorCode::UpstreamTimeout,
                 OpenImError::Unavailable(_) => ErrorCode::UpstreamUnavailable,
-                OpenImError::BadResponse(_) => ErrorCode::UpstreamBadResponse,
+                OpenImError::BadResponse(_) | OpenImError::NoRoute(_) => ErrorCode::UpstreamBadResponse,
                 OpenImError::Api { .. } | OpenImError::InvalidCall(_) => ErrorCode::UpstreamRejected,
             };
             Err(ApiError::new(code).with_detail(e.to_string()))

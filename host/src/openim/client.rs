@@ -132,6 +132,10 @@ impl Answer {
 /// of `ops`, the compat allow-list or the route table: a few hundred at most).
 const MAX_CACHED_URLS: usize = 1024;
 
+/// The body format of every OpenIM call but the `/jssdk` protobuf ones.
+const JSON: &str = "application/json";
+/// The protobuf body format `/jssdk/*` negotiate (contract §1.3).
+pub const PROTOBUF: &str = "application/x-protobuf";
 /// The OpenIM client. Cheap to clone; clones share the token cache.
 #[derive(Clone)]
 pub struct OpenIm {
@@ -190,7 +194,7 @@ impl OpenIm {
         who: As<'_>,
     ) -> Result<T, OpenImError> {
         let body = serde_json::to_vec(body).map_err(|e| OpenImError::InvalidCall(e.to_string()))?;
-        self.answer(ctx, op.path, op.path, op.idempotent, &Bytes::from(body), who).await?.into_data()
+        self.answer(ctx, op.path, op.path, op.idempotent, &Bytes::from(body), JSON, who).await?.into_data()
     }
 
     /// Calls an OpenIM route named at run time (the route table) with a JSON body; returns `data`.
@@ -203,7 +207,7 @@ impl OpenIm {
         who: As<'_>,
     ) -> Result<serde_json::Value, OpenImError> {
         let body = serde_json::to_vec(body).map_err(|e| OpenImError::InvalidCall(e.to_string()))?;
-        self.answer(ctx, path, path, idempotent, &Bytes::from(body), who).await?.into_data()
+        self.answer(ctx, path, path, idempotent, &Bytes::from(body), JSON, who).await?.into_data()
     }
 
     /// A user's role level in a group (100 owner, 60 admin, 20 member), or `None` if not a member.
@@ -271,7 +275,19 @@ impl OpenIm {
         body: Bytes,
         who: As<'_>,
     ) -> Result<RawAnswer, OpenImError> {
-        let a = self.answer(ctx, "passthrough", path, false, &body, who).await?;
+        self.call_raw_as(ctx, path, body, JSON, who).await
+    }
+
+    /// [`OpenIm::call_raw`] with another body format (`/jssdk/*` take protobuf, contract §1.3).
+    pub async fn call_raw_as(
+        &self,
+        ctx: &CallCtx,
+        path: &str,
+        body: Bytes,
+        content_type: &'static str,
+        who: As<'_>,
+    ) -> Result<RawAnswer, OpenImError> {
+        let a = self.answer(ctx, "passthrough", path, false, &body, content_type, who).await?;
         Ok(RawAnswer { status: a.status, err_code: a.envelope.err_code, body: a.body })
     }
 
@@ -282,12 +298,13 @@ impl OpenIm {
         path: &str,
         idempotent: bool,
         body: &Bytes,
+        ct: &'static str,
         who: As<'_>,
     ) -> Result<Answer, OpenImError> {
         let answer = match who {
-            As::Admin => self.as_admin(ctx, label, path, idempotent, body).await,
+            As::Admin => self.as_admin(ctx, label, path, idempotent, body, ct).await,
             As::User { user_id, platform_id } => {
-                self.as_user(ctx, label, path, idempotent, body, user_id, platform_id).await
+                self.as_user(ctx, label, path, idempotent, body, ct, user_id, platform_id).await
             }
         };
         // A successful group write may change roles: forget that group's cached roles.
@@ -309,11 +326,12 @@ impl OpenIm {
         path: &str,
         idempotent: bool,
         body: &Bytes,
+        ct: &'static str,
     ) -> Result<Answer, OpenImError> {
         let mut attempt = 0;
         loop {
             let token = self.admin_token(ctx).await?;
-            let a = self.exchange(ctx, label, path, idempotent, body, Some(&token.value)).await?;
+            let a = self.exchange(ctx, label, path, idempotent, body, ct, Some(&token.value)).await?;
             if attempt == 0 && a.err_code().is_stale_token() {
                 tracing::info!(err_code = a.envelope.err_code, "admin token rejected by OpenIM; fetching a new one");
                 self.inner.tokens.drop_admin(&token).await;
@@ -332,6 +350,7 @@ impl OpenIm {
         path: &str,
         idempotent: bool,
         body: &Bytes,
+        ct: &'static str,
         user_id: &str,
         platform_id: i32,
     ) -> Result<Answer, OpenImError> {
@@ -342,7 +361,7 @@ impl OpenIm {
         let mut attempt = 0;
         loop {
             let token = self.user_token(ctx, user_id, platform_id).await?;
-            let a = self.exchange(ctx, label, path, idempotent, body, Some(&token.value)).await?;
+            let a = self.exchange(ctx, label, path, idempotent, body, ct, Some(&token.value)).await?;
             if attempt == 0 && a.err_code().is_stale_token() {
                 tracing::info!(err_code = a.envelope.err_code, "user token rejected by OpenIM; minting a new one");
                 self.inner.tokens.drop_user(user_id, platform_id, &token).await;
@@ -366,7 +385,7 @@ impl OpenIm {
         let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
         let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
         let op = ops::GET_ADMIN_TOKEN;
-        let resp: ops::TokenResp = self.exchange(ctx, op.path, op.path, false, &body, None).await?.into_data()?;
+        let resp: ops::TokenResp = self.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
         let token = Token::new(resp.token, resp.expire_time_seconds);
         *slot = Some(token.clone());
         Ok(token)
@@ -384,11 +403,50 @@ impl OpenIm {
         let req = ops::GetUserTokenReq { platform_id, user_id };
         let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
         let op = ops::GET_USER_TOKEN;
-        let resp: ops::TokenResp = self.as_admin(ctx, op.path, op.path, false, &body).await?.into_data()?;
+        let resp: ops::TokenResp = self.as_admin(ctx, op.path, op.path, false, &body, JSON).await?.into_data()?;
         self.inner.metrics.openim_user_token_mints.inc();
         let token = Token::new(resp.token, resp.expire_time_seconds);
         *slot = Some(token.clone());
         Ok(token)
+    }
+
+    /// The OpenIM token of (user, platform) the HTTP path uses too, for the WebSocket relay's
+    /// upstream dial (a second token would kick the first, contract §5.8). Never shown to a client.
+    pub async fn relay_token(&self, ctx: &CallCtx, user_id: &str, platform_id: i32) -> Result<Arc<str>, OpenImError> {
+        if !super::is_user_platform(platform_id) {
+            return Err(OpenImError::InvalidCall(format!("platform {platform_id} is not a user platform")));
+        }
+        Ok(self.user_token(ctx, user_id, platform_id).await?.value)
+    }
+
+    /// A freshly minted OpenIM token of (user, platform) for the WebSocket direct mode: it replaces
+    /// the cached one (OpenIM kicks the older token of that pair, contract §5.8), so the HTTP path
+    /// and the client share it instead of kicking each other. Returns it and its lifetime (s).
+    pub async fn fresh_relay_token(
+        &self,
+        ctx: &CallCtx,
+        user_id: &str,
+        platform_id: i32,
+    ) -> Result<(Arc<str>, i64), OpenImError> {
+        if !super::is_user_platform(platform_id) {
+            return Err(OpenImError::InvalidCall(format!("platform {platform_id} is not a user platform")));
+        }
+        let slot = self.inner.tokens.user_slot(user_id, platform_id);
+        let mut slot = slot.lock().await;
+        let req = ops::GetUserTokenReq { platform_id, user_id };
+        let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
+        let op = ops::GET_USER_TOKEN;
+        let resp: ops::TokenResp = self.as_admin(ctx, op.path, op.path, false, &body, JSON).await?.into_data()?;
+        self.inner.metrics.openim_user_token_mints.inc();
+        let token = Token::new(resp.token, resp.expire_time_seconds);
+        *slot = Some(token.clone());
+        Ok((token.value, resp.expire_time_seconds))
+    }
+
+    /// Drops the cached token of (user, platform) if it is still `rejected` (OpenIM's msg gateway
+    /// refused it), so the next use mints a fresh one.
+    pub async fn drop_relay_token(&self, user_id: &str, platform_id: i32, rejected: &str) {
+        self.inner.tokens.drop_user_value(user_id, platform_id, rejected).await;
     }
 
     /// Forgets the cached tokens of a user on one platform (after a force_logout).
@@ -404,6 +462,7 @@ impl OpenIm {
         path: &str,
         idempotent: bool,
         body: &Bytes,
+        ct: &'static str,
         token: Option<&str>,
     ) -> Result<Answer, OpenImError> {
         let s = &self.inner.settings;
@@ -413,7 +472,7 @@ impl OpenIm {
         let work = async {
             let mut attempt = 1;
             loop {
-                match self.once(path, &op_id, body, token).await {
+                match self.once(path, &op_id, body, ct, token).await {
                     Err(OpenImError::Unavailable(e)) if attempt < attempts => {
                         tracing::debug!(operation_id = %op_id, attempt, error = %e, "retrying idempotent OpenIM read");
                         tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
@@ -461,14 +520,21 @@ impl OpenIm {
         Ok(url)
     }
 
-    async fn once(&self, path: &str, op_id: &str, body: &Bytes, token: Option<&str>) -> Result<Answer, OpenImError> {
+    async fn once(
+        &self,
+        path: &str,
+        op_id: &str,
+        body: &Bytes,
+        ct: &'static str,
+        token: Option<&str>,
+    ) -> Result<Answer, OpenImError> {
         let url = self.url(path)?;
         let mut req = self
             .inner
             .http
             .post(url)
             .header("operationID", op_id)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, ct)
             .body(body.clone());
         if let Some(t) = token {
             req = req.header("token", t);
@@ -488,6 +554,9 @@ impl OpenIm {
         }
         // OpenIM answers 200 for every business error and 400 (with the envelope) for binding
         // errors of its hand-written routes; anything else is not an answer imgate understands.
+        if status == 404 {
+            return Err(OpenImError::NoRoute(path.to_owned()));
+        }
         if status != 200 && status != 400 {
             return Err(OpenImError::BadResponse(format!("HTTP status {status}")));
         }

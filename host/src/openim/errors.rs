@@ -116,6 +116,9 @@ pub enum OpenImError {
     /// An answer that is not OpenIM's envelope (wrong status, not JSON, too large, cut short).
     #[error("invalid answer from OpenIM: {0}")]
     BadResponse(String),
+    /// OpenIM has no such route (its gin `404 page not found`): an OpenIM version without it.
+    #[error("OpenIM has no route {0}")]
+    NoRoute(String),
     /// OpenIM answered with a non-zero errCode.
     #[error("OpenIM errCode {} ({msg}): {detail}", code.code())]
     Api { code: ErrCode, msg: String, detail: String },
@@ -138,6 +141,7 @@ impl OpenImError {
             OpenImError::Unavailable(_) => "unavailable",
             OpenImError::Timeout(_) => "timeout",
             OpenImError::BadResponse(_) => "bad_response",
+            OpenImError::NoRoute(_) => "no_route",
             OpenImError::Api { .. } => "errcode",
             OpenImError::InvalidCall(_) => "invalid_call",
         }

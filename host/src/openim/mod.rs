@@ -16,7 +16,7 @@ mod privileged;
 mod roles;
 mod tokens;
 
-pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer};
+pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer, PROTOBUF};
 pub use errors::{ErrCode, OpenImError};
 pub use ops::Op;
 pub use privileged::{Privilege, PrivilegedSettings, PRIVILEGED_LEVEL};

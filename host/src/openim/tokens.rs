@@ -54,9 +54,13 @@ impl TokenCache {
     }
 
     pub(super) async fn drop_user(&self, user_id: &str, platform_id: i32, rejected: &Token) {
+        self.drop_user_value(user_id, platform_id, &rejected.value).await;
+    }
+
+    pub(super) async fn drop_user_value(&self, user_id: &str, platform_id: i32, rejected: &str) {
         let slot = self.user_slot(user_id, platform_id);
         let mut slot = slot.lock().await;
-        if slot.as_ref().is_some_and(|t| t.value == rejected.value) {
+        if slot.as_ref().is_some_and(|t| &*t.value == rejected) {
             *slot = None;
         }
     }

@@ -86,7 +86,7 @@ async fn run(state: &AppState, chain: &Chain, req: Request, next: Next) -> Resul
     let body = axum::body::to_bytes(body, state.config.server.max_body_bytes)
         .await
         .map_err(|_| ApiError::new(ErrorCode::PayloadTooLarge))?;
-    let mut preq = PRequest {
+    let preq = PRequest {
         method: parts.method.as_str().to_owned(),
         route: chain.route.clone(),
         path: parts.uri.path().to_owned(),
@@ -96,6 +96,40 @@ async fn run(state: &AppState, chain: &Chain, req: Request, next: Next) -> Resul
         principal,
         operation_id: rid.as_str().to_owned(),
     };
+    let walked = on_request(state, chain, &rid, preq).await?;
+    let (mut preq, modified, ran, early) = (walked.request, walked.modified, walked.ran, walked.early);
+    let response = match early {
+        Some(r) => r,
+        None => {
+            if modified {
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            let body = if modified { Bytes::from(std::mem::take(&mut preq.body)) } else { body };
+            next.run(Request::from_parts(parts, Body::from(body))).await
+        }
+    };
+    on_response(state, &chain.entries[..ran], &rid, preq, response).await
+}
+
+/// What the `on-request` walk of a chain left: the request as the plugins modified it, whether
+/// they did, how many entries ran (their `on-response` runs later), and an early answer
+/// (`respond`) if one gave it.
+pub(crate) struct Walked {
+    pub request: PRequest,
+    pub modified: bool,
+    pub ran: usize,
+    pub early: Option<Response>,
+}
+
+/// The `on-request` hooks of a chain in order: a `modify` is seen by the next entry, a `reject`
+/// is the error returned, a `respond` ends the walk. Used by the HTTP stage and by the WebSocket
+/// relay's frame policy, so one chain governs both paths.
+pub(crate) async fn on_request(
+    state: &AppState,
+    chain: &Chain,
+    rid: &RequestId,
+    mut preq: PRequest,
+) -> Result<Walked, ApiError> {
     let mut modified = false;
     let mut ran = 0;
     let mut early: Option<Response> = None;
@@ -105,7 +139,7 @@ async fn run(state: &AppState, chain: &Chain, req: Request, next: Next) -> Resul
             continue; // declared without `on-request`: it would proceed
         }
         let shared = Arc::new(preq.clone());
-        let outcome = call(state, entry, &rid, Owned::Request(shared)).await;
+        let outcome = call(state, entry, rid, Owned::Request(shared)).await;
         let verdict = match outcome {
             Ok(HookAnswer::Request(v)) => check_request_verdict(v),
             Ok(_) => Err(Failure::InvalidOutput("wrong answer kind".into())),
@@ -136,20 +170,10 @@ async fn run(state: &AppState, chain: &Chain, req: Request, next: Next) -> Resul
                 early = Some(build_response(r));
                 break;
             }
-            Err(f) => fail(state, entry, &rid, "on_request", f, entry.failure.unwrap_or(FailurePolicy::Closed))?,
+            Err(f) => fail(state, entry, rid, "on_request", f, entry.failure.unwrap_or(FailurePolicy::Closed))?,
         }
     }
-    let response = match early {
-        Some(r) => r,
-        None => {
-            if modified {
-                parts.headers.remove(header::CONTENT_LENGTH);
-            }
-            let body = if modified { Bytes::from(std::mem::take(&mut preq.body)) } else { body };
-            next.run(Request::from_parts(parts, Body::from(body))).await
-        }
-    };
-    on_response(state, &chain.entries[..ran], &rid, preq, response).await
+    Ok(Walked { request: preq, modified, ran, early })
 }
 
 async fn on_response(

@@ -159,7 +159,9 @@ pub(super) async fn delete(
         .delete_device(&user_id, &device_id)
         .await
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such device"))?;
-    state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await;
+    let ended = state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await;
+    let sids: Vec<&str> = ended.iter().map(|s| s.session_id.as_str()).collect();
+    crate::ws::sessions_ended(&state, &sids, crate::ws::Ended::Revoked).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,6 +174,7 @@ pub(super) async fn revoke_session(
 ) -> Result<StatusCode, ApiError> {
     admin_action(&state, &rid, &admin, "session_revoke", json!({ "session_id": session_id })).await?;
     let found = state.store.revoke_session(&session_id).await;
+    crate::ws::sessions_ended(&state, &[&session_id], crate::ws::Ended::Revoked).await;
     if found {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -190,6 +193,8 @@ pub(super) async fn revoke_user(
     user_path(&user_id)?;
     admin_action(&state, &rid, &admin, "user_revoke", json!({ "user_id": user_id })).await?;
     let ended = state.store.revoke_sessions_of(&user_id, None).await;
+    let sids: Vec<&str> = ended.iter().map(|s| s.session_id.as_str()).collect();
+    crate::ws::sessions_ended(&state, &sids, crate::ws::Ended::Revoked).await;
     let mut platforms: Vec<i32> = ended.iter().map(|s| s.platform_id).collect();
     platforms.extend(state.store.list_devices(&user_id).await.iter().map(|d| d.platform_id));
     platforms.sort_unstable();

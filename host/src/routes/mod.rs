@@ -49,6 +49,11 @@ pub enum Auth {
     /// An OpenIM-style bearer token minted by imgate (client-auth §5, `compat::authenticate`);
     /// refusals in OpenIM's envelope.
     Bearer,
+    /// A WebSocket upgrade with OpenIM's handshake query and a bearer token in it
+    /// (`ws::auth::sdk`); refusals as OpenIM's msg gateway answers them.
+    WsBearer,
+    /// A WebSocket upgrade with a single-use ticket (`ws::auth::ticket`).
+    Ticket,
 }
 
 impl std::fmt::Display for Auth {
@@ -58,6 +63,8 @@ impl std::fmt::Display for Auth {
             Auth::Signed => f.write_str("signed"),
             Auth::Admin(scope) => write!(f, "admin({scope})"),
             Auth::Bearer => f.write_str("bearer"),
+            Auth::WsBearer => f.write_str("ws-bearer"),
+            Auth::Ticket => f.write_str("ws-ticket"),
         }
     }
 }
@@ -108,6 +115,9 @@ enum H {
     PluginActivate,
     PluginRollback,
     PluginUpload,
+    WsTicket,
+    WsCredentials,
+    WsRelay,
 }
 
 /// One route as data. The router is assembled from these and nothing else, so what
@@ -139,6 +149,10 @@ const BUILTIN: &[(Method, &str, &str, Auth, bool, H)] = &[
     (Method::GET, "/v1/me", "me", Auth::Signed, true, H::Me),
     (Method::POST, "/v1/auth/token", "auth.token", Auth::Signed, true, H::Token),
     (Method::POST, "/v1/auth/logout", "auth.logout", Auth::Signed, true, H::Logout),
+    (Method::POST, "/v1/ws/ticket", "ws.ticket", Auth::Signed, true, H::WsTicket),
+    (Method::POST, "/v1/ws/credentials", "ws.credentials", Auth::Signed, true, H::WsCredentials),
+    (Method::GET, "/v1/ws", "ws.native", Auth::Ticket, false, H::WsRelay),
+    (Method::GET, "/openim/ws", "ws.openim", Auth::WsBearer, false, H::WsRelay),
     (Method::GET, "/v1/admin/health", "admin.health", Auth::Admin(scopes::ADMIN), true, H::AdminHealth),
     (Method::GET, "/v1/admin/audit/head", "admin.audit.head", Auth::Admin(scopes::ADMIN), false, H::AuditHead),
     (Method::POST, "/v1/admin/users", "admin.users.register", Auth::Admin(scopes::USERS_WRITE), true, H::RegisterUsers),
@@ -227,7 +241,8 @@ const BUILTIN: &[(Method, &str, &str, Auth, bool, H)] = &[
 
 /// The names of the built-in routes a `[[route_plugins]]` chain may name.
 pub fn builtin_chain_routes() -> impl Iterator<Item = &'static str> {
-    BUILTIN.iter().filter(|b| b.4).map(|b| b.2)
+    // `ws.send_msg`: WebSocket sends whose content type has no REST twin (`ws::policy`).
+    BUILTIN.iter().filter(|b| b.4).map(|b| b.2).chain([crate::ws::WS_SEND_ROUTE])
 }
 
 /// Whether `name` is a built-in route's name (a `[[route]]` may not take one).
@@ -244,7 +259,7 @@ pub fn descriptors(table: &[RouteSpec]) -> Vec<RouteDescriptor> {
         let class = match auth {
             Auth::Public => None,
             Auth::Admin(_) => Some("admin".to_owned()),
-            Auth::Signed | Auth::Bearer => Some("default".to_owned()),
+            Auth::Signed | Auth::Bearer | Auth::WsBearer | Auth::Ticket => Some("default".to_owned()),
         };
         let body = match h {
             H::Handshake => BodyCap::Handshake,
@@ -334,6 +349,8 @@ pub fn describe_routes(routes: &[RouteDescriptor]) -> String {
 pub fn router(state: &AppState) -> Router<AppState> {
     let mut default = Router::new();
     let mut component = Router::new();
+    // `/openim/*` operations: CORS answers for the configured browser origins, outside auth.
+    let mut openim = Router::new();
     for d in descriptors(&state.config.route) {
         let Ok(filter) = MethodFilter::try_from(d.method.clone()) else { continue };
         let method = match &d.serve {
@@ -343,11 +360,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             // The catch-all authenticates before anything, a wrong method included.
             Serve::CompatUnlisted => {
                 let unlisted = post(compat::unlisted).layer(from_fn_with_state(state.clone(), compat::authenticate));
-                default = default.route(&d.path, unlisted);
+                openim = openim.route(&d.path, unlisted);
                 continue;
             }
         };
         let method = stages(state, &d, method);
+        if matches!(d.serve, Serve::Compat) {
+            openim = openim.route(&d.path, method);
+            continue;
+        }
         match d.body {
             BodyCap::Component => component = component.route(&d.path, method),
             BodyCap::Default => default = default.route(&d.path, method),
@@ -357,9 +378,35 @@ pub fn router(state: &AppState) -> Router<AppState> {
             }
         }
     }
+    if let Some(cors) = cors(&state.config.browser.allowed_origins) {
+        openim = openim.layer(cors);
+    }
+    let default = default.merge(openim);
     default.layer(RequestBodyLimitLayer::new(state.config.server.max_body_bytes)).merge(component.layer(
         RequestBodyLimitLayer::new(state.config.server.max_body_bytes.max(state.config.plugins.max_component_bytes)),
     ))
+}
+
+/// CORS for browser builds of OpenIM SDKs on `/openim/*` (`[browser] allowed_origins`), as
+/// OpenIM answers it (contract §1.1: any method and header, no credentials, max-age 172800) but
+/// only for the listed origins; `None` when none is listed.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| axum::http::HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::POST, Method::OPTIONS])
+            .allow_headers(AllowHeaders::mirror_request())
+            .max_age(std::time::Duration::from_secs(172_800)),
+    )
 }
 
 /// The stages of one route around its handler (route layers: the last added runs first).
@@ -382,6 +429,8 @@ fn stages(state: &AppState, d: &RouteDescriptor, method: MethodRouter<AppState>)
         Auth::Signed => m.route_layer(from_fn_with_state(state.clone(), signed::require)),
         Auth::Admin(scope) => m.route_layer(from_fn_with_state((state.clone(), scope), crate::auth::admin)),
         Auth::Bearer => m.route_layer(from_fn_with_state(state.clone(), compat::authenticate)),
+        Auth::WsBearer => m.route_layer(from_fn_with_state(state.clone(), crate::ws::auth::sdk)),
+        Auth::Ticket => m.route_layer(from_fn_with_state(state.clone(), crate::ws::auth::ticket)),
     }
 }
 
@@ -408,6 +457,9 @@ fn builtin(h: H, filter: MethodFilter) -> MethodRouter<AppState> {
         H::PluginActivate => m.on(filter, plugin_admin::activate),
         H::PluginRollback => m.on(filter, plugin_admin::rollback),
         H::PluginUpload => m.on(filter, plugin_admin::upload),
+        H::WsTicket => m.on(filter, crate::ws::auth::mint),
+        H::WsCredentials => m.on(filter, crate::ws::direct::credentials),
+        H::WsRelay => m.on(filter, crate::ws::relay::handler),
     }
 }
 

@@ -37,6 +37,7 @@ pub(super) async fn token(
         Ok((token, expires_at)) => Ok(Json(json!({ "token": token, "expires_at": expires_at }))),
         Err(p) => {
             state.store.revoke_session(&caller.session_id).await;
+            crate::ws::sessions_ended(&state, &[&caller.session_id], crate::ws::Ended::Revoked).await;
             rid.note_reason(&format!("bearer token refused, session ended: {} is {}", caller.user_id, p.describe()));
             Err(ApiError::unauthenticated().with_detail("session of a privileged OpenIM account"))
         }
@@ -46,5 +47,6 @@ pub(super) async fn token(
 /// `POST /v1/auth/logout`: ends the session, its tokens and tickets (§9).
 pub(super) async fn logout(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> StatusCode {
     state.store.revoke_session(&caller.session_id).await;
+    crate::ws::sessions_ended(&state, &[&caller.session_id], crate::ws::Ended::Revoked).await;
     StatusCode::NO_CONTENT
 }

@@ -18,6 +18,8 @@ struct Inner {
     sessions: HashMap<String, Session>,
     nonces: HashMap<String, HashMap<String, i64>>,
     tokens: HashMap<[u8; 32], (String, i64)>,
+    /// WebSocket tickets: hash → (session, expiry).
+    tickets: HashMap<[u8; 32], (String, i64)>,
     inserts: u64,
 }
 
@@ -53,11 +55,13 @@ impl Inner {
             sessions.contains_key(sid)
         });
         self.tokens.retain(|_, (sid, exp)| *exp > now_ms && sessions.contains_key(sid));
+        self.tickets.retain(|_, (sid, exp)| *exp > now_ms && sessions.contains_key(sid));
     }
 
     fn remove_session(&mut self, session_id: &str) -> Option<Session> {
         self.nonces.remove(session_id);
         self.tokens.retain(|_, (sid, _)| sid != session_id);
+        self.tickets.retain(|_, (sid, _)| sid != session_id);
         self.sessions.remove(session_id)
     }
 }
@@ -165,11 +169,51 @@ impl Store for MemoryStore {
         let (sid, exp) = g.tokens.get(token_hash)?;
         (*exp > now_ms && g.sessions.contains_key(sid)).then(|| sid.clone())
     }
+
+    async fn put_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        session_id: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+        max_per_session: usize,
+    ) -> bool {
+        let mut g = self.lock();
+        // Expired tickets of this session no longer count (nor stay).
+        g.tickets.retain(|_, (sid, exp)| sid != session_id || *exp > now_ms);
+        if g.tickets.values().filter(|(sid, _)| sid == session_id).count() >= max_per_session {
+            return false;
+        }
+        g.maybe_sweep(now_ms);
+        g.tickets.insert(ticket_hash, (session_id.to_owned(), expires_at_ms));
+        true
+    }
+
+    async fn take_ticket(&self, ticket_hash: &[u8; 32], now_ms: i64) -> Option<String> {
+        let mut g = self.lock();
+        let (sid, exp) = g.tickets.remove(ticket_hash)?;
+        (exp > now_ms && g.sessions.contains_key(&sid)).then_some(sid)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tickets_are_single_use_expire_bounded_per_session_and_die_with_the_session() {
+        let s = MemoryStore::new();
+        s.put_session(session("s1", "u1", "d1")).await;
+        assert!(s.put_ticket([1; 32], "s1", 10_000, 1_000, 2).await);
+        assert!(s.put_ticket([2; 32], "s1", 3_000, 1_000, 2).await);
+        assert!(!s.put_ticket([3; 32], "s1", 10_000, 1_000, 2).await, "a third live ticket is refused");
+        assert_eq!(s.take_ticket(&[1; 32], 2_000).await.as_deref(), Some("s1"));
+        assert_eq!(s.take_ticket(&[1; 32], 2_000).await, None, "single use");
+        assert_eq!(s.take_ticket(&[2; 32], 3_000).await, None, "expired at its end");
+        assert!(s.put_ticket([4; 32], "s1", 10_000, 4_000, 2).await);
+        s.revoke_session("s1").await;
+        assert_eq!(s.take_ticket(&[4; 32], 5_000).await, None, "gone with its session");
+    }
 
     fn session(id: &str, user: &str, device: &str) -> Session {
         Session {

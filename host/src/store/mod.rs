@@ -97,6 +97,20 @@ pub trait Store: Send + Sync + 'static {
     async fn put_token(&self, token_hash: [u8; 32], session_id: &str, expires_at_ms: i64);
     /// The session id a token belongs to, if the token exists and has not expired.
     async fn token_session(&self, token_hash: &[u8; 32], now_ms: i64) -> Option<String>;
+
+    /// Stores a WebSocket ticket (by its SHA-256) for a session, unless the session already
+    /// holds `max_per_session` unexpired ones: false then, and nothing stored. Atomic.
+    async fn put_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        session_id: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+        max_per_session: usize,
+    ) -> bool;
+    /// Redeems a ticket: removes it and returns its session if it existed and had not expired.
+    /// Atomic: of two concurrent redemptions at most one gets the session.
+    async fn take_ticket(&self, ticket_hash: &[u8; 32], now_ms: i64) -> Option<String>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -1,17 +1,21 @@
 //! `/conversation/*` routes: reading and setting a user's conversation records.
 //!
 //! Records are created by the send pipeline (`msg::send`) for the participants, and by
-//! `set_conversations`. Every route is SELF on its owner field (contract §1.3). Not implemented
-//! (404): incremental/full ID sync, pinned/not-notify ID lists, delete and update_by_user.
+//! `set_conversations`. Every route is SELF on its owner field (contract §1.3). Creations and
+//! changes are logged in the owner's conversation version log (`S pkg/common/storage/database/
+//! mgo/conversation.go:66-150`), which `get_incremental_conversations` reads. Not implemented
+//! (404): pinned ID list, delete and update_by_user.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::friend::list_or_null;
 use crate::json::{decode, nested};
 use crate::server::{Ctx, HResult, Handler};
 use crate::state::{paginate, Conversation, State};
 use crate::user::Pagination;
+use crate::versionlog::{id_hash, STATE_UPDATE};
 
 pub fn routes() -> Vec<(&'static str, Handler)> {
     vec![
@@ -20,6 +24,9 @@ pub fn routes() -> Vec<(&'static str, Handler)> {
         ("/conversation/get_conversations", get_conversations),
         ("/conversation/get_sorted_conversation_list", get_sorted_conversation_list),
         ("/conversation/set_conversations", set_conversations),
+        ("/conversation/get_incremental_conversations", get_incremental_conversations),
+        ("/conversation/get_full_conversation_ids", get_full_conversation_ids),
+        ("/conversation/get_not_notify_conversation_ids", get_not_notify_conversation_ids),
     ]
 }
 
@@ -36,6 +43,11 @@ struct Req {
     conversation_ids: Option<Vec<String>>,
     #[serde(deserialize_with = "nested")]
     pagination: Option<Pagination>,
+    #[serde(rename = "versionID")]
+    version_id: String,
+    version: u64,
+    #[serde(rename = "idHash")]
+    id_hash: u64,
 }
 
 fn require(v: &str, what: &str) -> Result<(), ApiError> {
@@ -200,12 +212,61 @@ fn set_conversations(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     }
     let mut st = ctx.lock();
     for u in &r.user_ids {
+        let key = (u.clone(), conv.conversation_id.clone());
+        let before = st.conversations.get(&key).map(|c| serde_json::to_value(c).unwrap_or_default());
         st.ensure_conversation(u, &conv.conversation_id, conv.conversation_type, &conv.user_id, &conv.group_id);
         let max = st.max_seq(&conv.conversation_id);
-        if let Some(c) = st.conversations.get_mut(&(u.clone(), conv.conversation_id.clone())) {
-            apply(c, &conv);
-            c.max_seq = max;
+        let Some(c) = st.conversations.get_mut(&key) else { continue };
+        apply(c, &conv);
+        c.max_seq = max;
+        let after = serde_json::to_value(&*c).unwrap_or_default();
+        // An existing record is an update (logged only when something changed, as OpenIM's
+        // UserUpdateCheckMap skips unchanged users); a new one was logged as an insert.
+        if before.is_some_and(|b| b != after) {
+            st.conversation_versions.incr(u, &[&conv.conversation_id], STATE_UPDATE);
         }
     }
     Ok(None)
+}
+
+/// SELF(userID): conversation changes since `(versionID, version)`; records as `Conversation`.
+fn get_incremental_conversations(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: Req = decode(body)?;
+    ctx.check_access(&r.user_id)?;
+    let mut st = ctx.lock();
+    let sync = st.conversation_versions.sync(&r.user_id, &r.version_id, r.version);
+    let find = |ids: &[String]| -> Vec<&Conversation> {
+        ids.iter().filter_map(|id| st.conversations.get(&(r.user_id.clone(), id.clone()))).collect()
+    };
+    let (insert, update) = (find(&sync.insert), find(&sync.update));
+    Ok(Some(json!({
+        "version": sync.version, "versionID": sync.version_id, "full": sync.full,
+        "delete": list_or_null(sync.delete), "insert": list_or_null(insert), "update": list_or_null(update),
+    })))
+}
+
+/// SELF(userID): every conversation ID of the owner plus the log's version (`idHash` equal ⇒
+/// no IDs) (`S internal/rpc/conversation/sync.go:13-35`).
+fn get_full_conversation_ids(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: Req = decode(body)?;
+    ctx.check_access(&r.user_id)?;
+    let mut st = ctx.lock();
+    let (version_id, version) = st.conversation_versions.max(&r.user_id);
+    let ids: Vec<String> = owned(&st, &r.user_id).into_iter().map(|c| c.conversation_id.clone()).collect();
+    let equal = r.id_hash == id_hash(&ids);
+    let ids = if equal { Value::Null } else { list_or_null(ids) };
+    Ok(Some(json!({"version": version, "versionID": version_id, "equal": equal, "conversationIDs": ids})))
+}
+
+/// SELF(userID): the owner's conversations with recvMsgOpt 2 (receive, don't notify).
+fn get_not_notify_conversation_ids(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: Req = decode(body)?;
+    ctx.check_access(&r.user_id)?;
+    let st = ctx.lock();
+    let ids: Vec<&str> = owned(&st, &r.user_id)
+        .into_iter()
+        .filter(|c| c.recv_msg_opt == 2)
+        .map(|c| c.conversation_id.as_str())
+        .collect();
+    Ok(Some(json!({ "conversationIDs": list_or_null(ids) })))
 }

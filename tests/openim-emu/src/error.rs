@@ -52,6 +52,9 @@ pub enum ApiError {
     MutedInGroup(String),
     #[error("MutedGroup: {0}")]
     MutedGroup(String),
+    /// 1404: revoking a message that is already revoked.
+    #[error("MsgAlreadyRevoke: {0}")]
+    MsgAlreadyRevoke(String),
     #[error("TokenExpiredError")]
     TokenExpired,
     #[error("TokenInvalidError: {0}")]
@@ -72,6 +75,10 @@ pub enum ApiError {
     ConnArgs(String),
     #[error("ServerInternalError: {0}")]
     ServerInternal(String),
+    /// 500 with errMsg "panic error": a Go panic recovered by the RPC server (`T errs/panic.go`);
+    /// the detail is the Go runtime text.
+    #[error("panic error: {0}")]
+    Panic(String),
 }
 
 impl ApiError {
@@ -96,6 +103,7 @@ impl ApiError {
             RelationshipAlready(_) => 1304,
             MutedInGroup(_) => 1402,
             MutedGroup(_) => 1403,
+            MsgAlreadyRevoke(_) => 1404,
             TokenExpired => 1501,
             TokenInvalid(_) => 1502,
             TokenMalformed => 1503,
@@ -104,7 +112,7 @@ impl ApiError {
             TokenKicked => 1506,
             TokenNotExist => 1507,
             ConnArgs(_) => 1602,
-            ServerInternal(_) => 500,
+            ServerInternal(_) | Panic(_) => 500,
         }
     }
 
@@ -130,6 +138,7 @@ impl ApiError {
             RelationshipAlready(_) => "RelationshipAlreadyError",
             MutedInGroup(_) => "MutedInGroup",
             MutedGroup(_) => "MutedGroup",
+            MsgAlreadyRevoke(_) => "MsgAlreadyRevoke",
             TokenExpired => "TokenExpiredError",
             TokenInvalid(_) => "TokenInvalidError",
             TokenMalformed => "TokenMalformedError",
@@ -139,6 +148,7 @@ impl ApiError {
             TokenNotExist => "TokenNotExistError",
             ConnArgs(_) => "args err, need token, sendID, platformID",
             ServerInternal(_) => "ServerInternalError",
+            Panic(_) => "panic error",
         };
         name.to_string()
     }
@@ -165,6 +175,8 @@ impl ApiError {
             | RelationshipAlready(d)
             | MutedInGroup(d)
             | MutedGroup(d)
+            | MsgAlreadyRevoke(d)
+            | Panic(d)
             | TokenInvalid(d)
             | ConnArgs(d)
             | ServerInternal(d) => d.clone(),

@@ -1,11 +1,18 @@
-//! `/group/*` routes: creation, joining, membership, roles, muting, dismissal, requests.
+//! `/group/*` routes: creation, joining, membership, roles, muting, dismissal, requests, member
+//! info, and the incremental sync of joined groups and group members.
 //!
 //! Faithful weaknesses (§10): `create_group` and `invite_user_to_group` add any existing users
 //! without consent, `join_group` joins the body's `inviterUserID` (never compared with the token),
-//! `get_groups_info` answers for any group. Role rules follow contract §1.3 (owner 100 / admin 60
-//! / member 20; app admins bypass). Not implemented (404): set_group_info, set_group_member_info,
-//! abstract info, get_groups, incremental/full sync and the application-list variants other than
-//! `get_recv_group_applicationList` and `get_user_req_group_applicationList`.
+//! `get_groups_info` answers for any group, members or not (so a client can look at a group
+//! before joining it). Role rules follow contract §1.3 (owner 100 / admin 60 / member 20; app
+//! admins bypass). Membership changes are logged as `GroupMemberMgo` does (`S pkg/common/storage/
+//! database/mgo/group_member.go:66-155`): the group's member log (insert/delete/update of userIDs,
+//! the sort pseudo-ID on role changes, the group pseudo-ID on group info changes) and each user's
+//! joined-group log (insert/delete of groupIDs; group info changes are not logged there).
+//! Not implemented (404): set_group_info, abstract info, get_groups, and the application-list
+//! variants other than
+//! `get_recv_group_applicationList`, `get_user_req_group_applicationList` and
+//! `get_specified_user_group_request_info`.
 
 use std::collections::HashSet;
 
@@ -18,6 +25,7 @@ use crate::json::{decode, nested};
 use crate::server::{Ctx, HResult, Handler};
 use crate::state::*;
 use crate::user::{check_pagination, Pagination};
+use crate::versionlog::{id_hash, GROUP_CHANGE_ID, SORT_CHANGE_ID, STATE_DELETE, STATE_INSERT, STATE_UPDATE};
 
 pub fn routes() -> Vec<(&'static str, Handler)> {
     vec![
@@ -40,7 +48,35 @@ pub fn routes() -> Vec<(&'static str, Handler)> {
         ("/group/cancel_mute_group", cancel_mute_group),
         ("/group/transfer_group", transfer_group),
         ("/group/set_group_info_ex", set_group_info_ex),
+        ("/group/set_group_member_info", set_group_member_info),
+        ("/group/get_specified_user_group_request_info", get_specified_user_group_request_info),
+        ("/group/get_full_group_member_user_ids", get_full_group_member_user_ids),
+        ("/group/get_full_join_group_ids", get_full_join_group_ids),
+        ("/group/get_incremental_join_groups", get_incremental_join_groups),
+        ("/group/get_incremental_group_members", get_incremental_group_members),
+        ("/group/get_incremental_group_members_batch", get_incremental_group_members_batch),
     ]
+}
+
+/// A membership insert: the group's member log and each user's joined-group log.
+fn log_joined(st: &mut State, gid: &str, users: &[String]) {
+    st.member_versions.incr(gid, users, STATE_INSERT);
+    for u in users {
+        st.join_versions.incr(u, &[gid], STATE_INSERT);
+    }
+}
+
+/// A membership delete, logged like [`log_joined`].
+fn log_left(st: &mut State, gid: &str, users: &[String]) {
+    st.member_versions.incr(gid, users, STATE_DELETE);
+    for u in users {
+        st.join_versions.incr(u, &[gid], STATE_DELETE);
+    }
+}
+
+/// `UpdateGroup`: the group pseudo-ID in the member log (members re-fetch the group info).
+fn log_group_changed(st: &mut State, gid: &str) {
+    st.member_versions.incr(gid, &[GROUP_CHANGE_ID], STATE_UPDATE);
 }
 
 /// All request shapes of this module folded into one struct (unused keys stay empty).
@@ -247,7 +283,9 @@ fn create_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         ..Default::default()
     };
     let out = st.group_info(&g);
-    st.groups.insert(gid, g);
+    let ids: Vec<String> = g.members.iter().map(|m| m.user_id.clone()).collect();
+    st.groups.insert(gid.clone(), g);
+    log_joined(&mut st, &gid, &ids);
     Ok(Some(json!({ "groupInfo": out })))
 }
 
@@ -272,6 +310,7 @@ fn join_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     if g.need_verification == 2 {
         let m = new_member(&r.inviter_user_id, ROLE_MEMBER, r.join_source, &r.inviter_user_id, &ctx.op_user);
         group_mut(&mut st, &r.group_id)?.members.push(m);
+        log_joined(&mut st, &r.group_id, std::slice::from_ref(&r.inviter_user_id));
         return Ok(None);
     }
     let req = GroupRequest {
@@ -305,6 +344,7 @@ fn quit_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::NoPermission("group owner can't quit".into()));
     }
     g.members.retain(|m| m.user_id != uid);
+    log_left(&mut st, &r.group_id, &[uid]);
     Ok(None)
 }
 
@@ -354,6 +394,7 @@ fn invite_user_to_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     }
     let g = group_mut(&mut st, &r.group_id)?;
     g.members.extend(invited.iter().map(|u| new_member(u, ROLE_MEMBER, 2, &op, &op)));
+    log_joined(&mut st, &r.group_id, &invited);
     Ok(None)
 }
 
@@ -386,6 +427,7 @@ fn kick_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         }
     }
     group_mut(&mut st, &r.group_id)?.members.retain(|m| !kicked.contains(&m.user_id));
+    log_left(&mut st, &r.group_id, &kicked);
     Ok(None)
 }
 
@@ -470,8 +512,15 @@ fn dismiss_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::DismissedAlready("group status is dismissed".into()));
     }
     g.status = GROUP_DISMISSED;
-    if r.delete_member {
-        g.members.clear();
+    if !r.delete_member {
+        log_group_changed(&mut st, &r.group_id);
+        return Ok(None);
+    }
+    // The member log document is deleted (its next read starts a new one, new versionID).
+    let gone: Vec<String> = g.members.drain(..).map(|m| m.user_id).collect();
+    st.member_versions.delete(&r.group_id);
+    for u in &gone {
+        st.join_versions.incr(u, &[&r.group_id], STATE_DELETE);
     }
     Ok(None)
 }
@@ -505,6 +554,7 @@ fn group_application_response(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let g = group_mut(&mut st, &r.group_id)?;
     if r.handle_result == 1 && g.member(&r.from_user_id).is_none() {
         g.members.push(new_member(&r.from_user_id, ROLE_MEMBER, source, &inviter, &ctx.op_user));
+        log_joined(&mut st, &r.group_id, std::slice::from_ref(&r.from_user_id));
     }
     Ok(None)
 }
@@ -579,6 +629,7 @@ fn set_member_mute(ctx: &Ctx<'_>, body: &[u8], mute: bool) -> HResult {
     if let Some(m) = g.member_mut(&r.user_id) {
         m.mute_end_time = if mute { now_ms() + r.muted_seconds * 1000 } else { 0 };
     }
+    st.member_versions.incr(&r.group_id, &[&r.user_id], STATE_UPDATE);
     Ok(None)
 }
 
@@ -596,6 +647,7 @@ fn set_group_status(ctx: &Ctx<'_>, body: &[u8], status: i32) -> HResult {
     let mut st = ctx.lock();
     check_manage(ctx, group(&st, &r.group_id)?)?;
     group_mut(&mut st, &r.group_id)?.status = status;
+    log_group_changed(&mut st, &r.group_id);
     Ok(None)
 }
 
@@ -636,6 +688,8 @@ fn transfer_group(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
             m.role_level = ROLE_OWNER;
         }
     }
+    let ids = [SORT_CHANGE_ID, r.old_owner_user_id.as_str(), r.new_owner_user_id.as_str()];
+    st.member_versions.incr(&r.group_id, &ids, STATE_UPDATE);
     Ok(None)
 }
 
@@ -668,6 +722,11 @@ fn set_group_info_ex(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     if g.status == GROUP_DISMISSED {
         return Err(ApiError::DismissedAlready(String::new()));
     }
+    let changes = [r.group_name.is_some(), r.notification.is_some(), r.introduction.is_some(), r.face_url.is_some()];
+    let more = [r.ex.is_some(), r.need_verification.is_some(), r.look_member_info.is_some()];
+    if !changes.iter().chain(&more).any(|c| *c) && r.apply_member_friend.is_none() {
+        return Ok(None);
+    }
     if let Some(v) = r.notification {
         g.notification = v;
         g.notification_update_time = now_ms();
@@ -680,5 +739,308 @@ fn set_group_info_ex(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     g.need_verification = r.need_verification.unwrap_or(g.need_verification);
     g.look_member_info = r.look_member_info.unwrap_or(g.look_member_info);
     g.apply_member_friend = r.apply_member_friend.unwrap_or(g.apply_member_friend);
+    log_group_changed(&mut st, &r.group_id);
     Ok(None)
+}
+
+/// One entry of `SetGroupMemberInfoReq.members`: wrapper fields, absent/null = keep.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MemberSet {
+    #[serde(rename = "groupID")]
+    group_id: String,
+    #[serde(rename = "userID")]
+    user_id: String,
+    nickname: Option<String>,
+    #[serde(rename = "faceURL")]
+    face_url: Option<String>,
+    #[serde(rename = "roleLevel")]
+    role_level: Option<i32>,
+    ex: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SetMemberInfoReq {
+    #[serde(deserialize_with = "crate::json::nested_vec")]
+    members: Option<Vec<MemberSet>>,
+}
+
+/// ROLE: an owner edits anyone (not their own role); an admin edits ordinary members and itself;
+/// an ordinary member edits only itself and cannot raise its role; app admins edit anyone, even
+/// from outside the group (`S internal/rpc/group/group.go:1587-1741`).
+fn set_group_member_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: SetMemberInfoReq = decode(body)?;
+    let members = r.members.ok_or_else(|| ApiError::Args("members is empty".into()))?;
+    if members.len() > 1000 {
+        return Err(ApiError::Args("too many Members, need to be less than 1000".into()));
+    }
+    if members.is_empty() {
+        return Err(ApiError::Args("members empty".into()));
+    }
+    for m in &members {
+        match m.role_level {
+            Some(ROLE_OWNER) => return Err(ApiError::NoPermission("cannot set ungroup owner".into())),
+            None | Some(ROLE_ADMIN | ROLE_MEMBER) => {}
+            Some(_) => return Err(ApiError::Args("invalid role level".into())),
+        }
+    }
+    let mut st = ctx.lock();
+    let mut group_ids: Vec<&str> = members.iter().map(|m| m.group_id.as_str()).collect();
+    group_ids.sort_unstable();
+    group_ids.dedup();
+    for gid in group_ids {
+        let of_group: Vec<&MemberSet> = members.iter().filter(|m| m.group_id == gid).collect();
+        check_member_set(ctx, &st, gid, &of_group)?;
+    }
+    for m in &members {
+        let g = st
+            .groups
+            .get_mut(&m.group_id)
+            .ok_or_else(|| ApiError::RecordNotFound("mongo update not matched".into()))?;
+        let target =
+            g.member_mut(&m.user_id).ok_or_else(|| ApiError::RecordNotFound("mongo update not matched".into()))?;
+        if let Some(v) = &m.nickname {
+            target.nickname = v.clone();
+        }
+        if let Some(v) = &m.face_url {
+            target.face_url = v.clone();
+        }
+        if let Some(v) = m.role_level {
+            target.role_level = v;
+        }
+        if let Some(v) = &m.ex {
+            target.ex = v.clone();
+        }
+        let has_update = m.nickname.is_some() || m.face_url.is_some() || m.role_level.is_some() || m.ex.is_some();
+        if m.role_level.is_some() {
+            st.member_versions.incr(&m.group_id, &[SORT_CHANGE_ID, &m.user_id], STATE_UPDATE);
+        } else if has_update {
+            st.member_versions.incr(&m.group_id, &[&m.user_id], STATE_UPDATE);
+        }
+    }
+    Ok(None)
+}
+
+/// The per-group permission part of `SetGroupMemberInfo`.
+fn check_member_set(ctx: &Ctx<'_>, st: &State, gid: &str, sets: &[&MemberSet]) -> Result<(), ApiError> {
+    let mut ids: Vec<&str> = Vec::with_capacity(sets.len() + 1);
+    for m in sets {
+        if ids.contains(&m.user_id.as_str()) {
+            return Err(ApiError::Args(format!("repeat group {gid} user {}", m.user_id)));
+        }
+        ids.push(&m.user_id);
+    }
+    if !ids.contains(&ctx.op_user.as_str()) {
+        ids.push(&ctx.op_user);
+    }
+    let g = st.groups.get(gid);
+    let db: Vec<&Member> = ids.iter().filter_map(|u| g.and_then(|g| g.member(u))).collect();
+    let op = db.iter().find(|m| m.user_id == ctx.op_user);
+    match (ids.len() - db.len(), op) {
+        (0, Some(op)) if !ctx.is_admin() => {
+            let self_req = sets.iter().find(|m| m.user_id == ctx.op_user);
+            for m in &db {
+                let denied = match op.role_level {
+                    ROLE_OWNER => None,
+                    ROLE_ADMIN if m.role_level == ROLE_OWNER => Some("admin can not change group owner"),
+                    ROLE_ADMIN if m.role_level == ROLE_ADMIN && m.user_id != op.user_id => {
+                        Some("admin can not change other group admin")
+                    }
+                    ROLE_ADMIN => None,
+                    ROLE_MEMBER if !(m.role_level == ROLE_MEMBER && m.user_id == op.user_id) => {
+                        Some("ordinary users can not change other role level")
+                    }
+                    ROLE_MEMBER => None,
+                    _ if m.role_level >= op.role_level => Some("can not change higher role level"),
+                    _ => None,
+                };
+                if let Some(why) = denied {
+                    return Err(ApiError::NoPermission(why.into()));
+                }
+            }
+            if let Some(level) = self_req.and_then(|m| m.role_level) {
+                if level > op.role_level {
+                    return Err(ApiError::NoPermission("can not improve role level by self".into()));
+                }
+                if op.role_level == ROLE_OWNER {
+                    return Err(ApiError::Args("group owner can not change own role level".into()));
+                }
+            }
+            Ok(())
+        }
+        (0, _) => Ok(()),
+        (1, Some(_)) => Err(ApiError::Args("user not in group".into())),
+        (1, None) if !ctx.is_admin() => Err(ApiError::NoPermission("user not in group".into())),
+        (1, None) => Ok(()),
+        _ => Err(ApiError::Args("user not in group".into())),
+    }
+}
+
+/// The user's own requests, or, for someone else's, the group's owner/admins and app admins.
+/// A group without an owner makes OpenIM index an empty owner list (`owners[0]`): a panic,
+/// answered as errCode 500.
+fn get_specified_user_group_request_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: Req = decode(body)?;
+    let st = ctx.lock();
+    let g = st.groups.get(&r.group_id);
+    let owner = g.and_then(|g| g.owner()).map(|o| o.user_id.clone());
+    let panic = || ApiError::Panic("runtime error: index out of range [0] with length 0".into());
+    if r.user_id != ctx.op_user {
+        let owner = owner.as_ref().ok_or_else(panic)?;
+        let manager = g.and_then(|g| g.member(&ctx.op_user)).is_some_and(|m| m.role_level == ROLE_ADMIN);
+        if !(manager || *owner == ctx.op_user || ctx.is_admin()) {
+            return Err(ApiError::NoPermission("opUser no permission".into()));
+        }
+    }
+    let requests: Vec<&GroupRequest> =
+        st.group_requests.iter().filter(|q| q.group_id == r.group_id && q.user_id == r.user_id).collect();
+    if requests.is_empty() {
+        return Ok(Some(json!({"total": 0, "groupRequests": null})));
+    }
+    owner.ok_or_else(panic)?;
+    let list: Vec<serde_json::Value> = requests.into_iter().map(|q| request_view(&st, q)).collect();
+    Ok(Some(json!({"total": list.len() as u32, "groupRequests": list})))
+}
+
+/// Member IDs in OpenIM's order (`memberSort`: role_level desc, then join time).
+fn member_ids(g: &Group) -> Vec<String> {
+    let mut m: Vec<&Member> = g.members.iter().collect();
+    m.sort_by_key(|m| (std::cmp::Reverse(m.role_level), m.join_time));
+    m.into_iter().map(|m| m.user_id.clone()).collect()
+}
+
+/// The user's groups in OpenIM's order (their membership rows by role_level desc, join time).
+fn joined_group_ids(st: &State, user_id: &str) -> Vec<String> {
+    let mut rows: Vec<(i32, i64, &str)> = st
+        .groups
+        .values()
+        .filter_map(|g| g.member(user_id).map(|m| (m.role_level, m.join_time, g.group_id.as_str())))
+        .collect();
+    rows.sort_by_key(|(role, time, _)| (std::cmp::Reverse(*role), *time));
+    rows.into_iter().map(|(_, _, id)| id.to_string()).collect()
+}
+
+/// The `get_full_*` answer: IDs omitted when the client's `idHash` already matches.
+fn full_ids(version_id: String, version: u64, ids: Vec<String>, key: &str, client_hash: u64) -> serde_json::Value {
+    let equal = client_hash == id_hash(&ids);
+    let ids = if equal { serde_json::Value::Null } else { crate::friend::list_or_null(ids) };
+    json!({"version": version, "versionID": version_id, "equal": equal, key: ids})
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SyncReq {
+    #[serde(rename = "groupID")]
+    group_id: String,
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "idHash")]
+    id_hash: u64,
+    #[serde(rename = "versionID")]
+    version_id: String,
+    version: u64,
+    #[serde(rename = "reqList", deserialize_with = "crate::json::nested_vec")]
+    req_list: Option<Vec<SyncReq>>,
+}
+
+/// Members only (CheckAccessIn over the member IDs), or app admin.
+fn get_full_group_member_user_ids(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: SyncReq = decode(body)?;
+    require(&r.group_id, "groupID")?;
+    let mut st = ctx.lock();
+    let ids = st.groups.get(&r.group_id).map(member_ids).unwrap_or_default();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ctx.check_access_in(&refs)?;
+    let (version_id, version) = st.member_versions.max(&r.group_id);
+    Ok(Some(full_ids(version_id, version, ids, "userIDs", r.id_hash)))
+}
+
+/// SELF(userID).
+fn get_full_join_group_ids(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: SyncReq = decode(body)?;
+    require(&r.user_id, "userID")?;
+    ctx.check_access(&r.user_id)?;
+    let mut st = ctx.lock();
+    let (version_id, version) = st.join_versions.max(&r.user_id);
+    let ids = joined_group_ids(&st, &r.user_id);
+    Ok(Some(full_ids(version_id, version, ids, "groupIDs", r.id_hash)))
+}
+
+/// SELF(userID): joined-group changes; inserted/updated groups as `GroupInfo`.
+fn get_incremental_join_groups(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: SyncReq = decode(body)?;
+    ctx.check_access(&r.user_id)?;
+    let mut st = ctx.lock();
+    let sync = st.join_versions.sync(&r.user_id, &r.version_id, r.version);
+    let infos = |ids: &[String]| -> Vec<serde_json::Value> {
+        ids.iter().filter_map(|id| st.groups.get(id)).map(|g| st.group_info(g)).collect()
+    };
+    let (insert, update) = (infos(&sync.insert), infos(&sync.update));
+    Ok(Some(json!({
+        "version": sync.version, "versionID": sync.version_id, "full": sync.full,
+        "delete": crate::friend::list_or_null(sync.delete), "insert": crate::friend::list_or_null(insert),
+        "update": crate::friend::list_or_null(update), "sortVersion": 0,
+    })))
+}
+
+/// `GetIncrementalGroupMember` of one group: member (or app admin) only; dismissed groups fail.
+fn group_member_sync(ctx: &Ctx<'_>, st: &mut State, req: &SyncReq) -> Result<serde_json::Value, ApiError> {
+    let g = st.groups.get(&req.group_id);
+    if !ctx.is_admin() && g.is_none_or(|g| g.member(&ctx.op_user).is_none()) {
+        return Err(ApiError::NoPermission("op user not in group".into()));
+    }
+    let g = group(st, &req.group_id)?;
+    if g.status == GROUP_DISMISSED {
+        return Err(ApiError::DismissedAlready(String::new()));
+    }
+    let sync = st.member_versions.sync(&req.group_id, &req.version_id, req.version);
+    let g = group(st, &req.group_id)?;
+    let infos = |ids: &[String]| -> Vec<serde_json::Value> {
+        ids.iter().filter_map(|id| g.member(id)).map(|m| st.member_info(&g.group_id, m)).collect()
+    };
+    let (insert, update) = (infos(&sync.insert), infos(&sync.update));
+    let group_info = if sync.full || sync.group_changed { st.group_info(g) } else { serde_json::Value::Null };
+    Ok(json!({
+        "version": sync.version, "versionID": sync.version_id, "full": sync.full,
+        "delete": crate::friend::list_or_null(sync.delete), "insert": crate::friend::list_or_null(insert),
+        "update": crate::friend::list_or_null(update), "group": group_info, "sortVersion": sync.sort_version,
+    }))
+}
+
+/// `GetIncrementalGroupMember`: member or app admin; a dismissed group is 1204.
+fn get_incremental_group_members(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: SyncReq = decode(body)?;
+    let mut st = ctx.lock();
+    group_member_sync(ctx, &mut st, &r).map(Some)
+}
+
+/// `BatchGetIncrementalGroupMember`: `userID` is ignored; each group is checked on its own and
+/// any failure but "dismissed" (skipped) fails the whole batch; stops after 500 changes.
+fn get_incremental_group_members_batch(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let r: SyncReq = decode(body)?;
+    let mut st = ctx.lock();
+    let mut out = serde_json::Map::new();
+    let mut changes = 0;
+    for req in r.req_list.unwrap_or_default() {
+        if out.contains_key(&req.group_id) {
+            continue;
+        }
+        let resp = match group_member_sync(ctx, &mut st, &req) {
+            Ok(v) => v,
+            Err(ApiError::DismissedAlready(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        changes +=
+            ["insert", "update", "delete"].iter().filter_map(|k| resp[*k].as_array()).map(Vec::len).sum::<usize>();
+        out.insert(req.group_id.clone(), resp);
+        if changes >= 500 {
+            break;
+        }
+    }
+    let mut data = serde_json::Map::new();
+    if !out.is_empty() {
+        data.insert("respList".into(), serde_json::Value::Object(out));
+    }
+    Ok(Some(serde_json::Value::Object(data)))
 }

@@ -9,8 +9,8 @@
 //! behaviours, so they must stay.
 //!
 //! Not emulated: gzip response compression, the BBR rate limiter, webhooks, server-generated
-//! notification messages (so group chats start at seq 1 with the first user message), the
-//! protobuf request frames of the WebSocket gateway (see [`ws`]), and the routes not listed in
+//! notification messages (so group chats start at seq 1 with the first user message), parts of
+//! the WebSocket gateway listed in [`ws`], and the routes not listed in
 //! the module docs of each area (they answer 404 like an unknown path).
 
 pub mod auth;
@@ -20,11 +20,15 @@ pub mod error;
 pub mod friend;
 pub mod group;
 pub mod json;
+pub mod jssdk;
 pub mod msg;
+pub mod msg_manage;
+pub mod object;
 pub mod server;
 pub mod state;
 pub mod token;
 pub mod user;
+pub mod versionlog;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -50,6 +54,9 @@ pub struct Config {
     pub admin_token_grace: Duration,
     /// `friendVerify` of openim-rpc-msg.yml: single sends require friendship (1303).
     pub friend_verify: bool,
+    /// WS read deadline (`pongWait`, 30 s): a connection that sends nothing that re-arms it
+    /// for this long is closed ([`ws`]). Tests shorten it.
+    pub ws_read_timeout: Duration,
 }
 
 impl Default for Config {
@@ -60,6 +67,7 @@ impl Default for Config {
             token_expire: Duration::from_secs(90 * 86_400),
             admin_token_grace: Duration::from_secs(300),
             friend_verify: false,
+            ws_read_timeout: Duration::from_secs(30),
         }
     }
 }

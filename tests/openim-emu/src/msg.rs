@@ -176,6 +176,7 @@ pub fn send(st: &mut State, app: &App, mut msg: MsgData) -> Result<MsgData, ApiE
     if msg.option("history") {
         store(st, &cid, &mut msg);
     }
+    crate::ws::push_msg(app, st, &msg);
     Ok(msg)
 }
 

@@ -60,7 +60,10 @@ impl App {
             .chain(crate::friend::routes())
             .chain(crate::group::routes())
             .chain(crate::msg::routes())
+            .chain(crate::msg_manage::routes())
             .chain(crate::conversation::routes())
+            .chain(crate::jssdk::routes())
+            .chain(crate::object::routes())
         {
             routes.insert(p, h);
         }
@@ -103,6 +106,8 @@ pub struct Ctx<'a> {
     /// The token's userID ("" on whitelisted routes).
     pub op_user: String,
     pub platform_id: i32,
+    /// The request's headers (content negotiation of /jssdk, URL prefixes of /object).
+    pub headers: &'a HeaderMap,
 }
 
 impl Ctx<'_> {
@@ -212,7 +217,9 @@ async fn api_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
     let mut resp = if parts.method == Method::OPTIONS {
         (StatusCode::OK, "Options Request!").into_response()
     } else if parts.method != Method::POST {
-        not_found()
+        // GET /object/<name> and the emulated minio behind the upload URLs; nothing else.
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        crate::object::serve_raw(&app, &parts.method, &parts.uri, &parts.headers, &body).unwrap_or_else(not_found)
     } else {
         let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
         handle_post(&app, parts.uri.path(), &parts.headers, &body)
@@ -293,7 +300,7 @@ fn run_post(
     let Some(handler) = app.routes.get(path) else {
         return (StatusCode::OK, None);
     };
-    let ctx = Ctx { app, operation_id: operation_id.to_string(), op_user, platform_id };
+    let ctx = Ctx { app, operation_id: operation_id.to_string(), op_user, platform_id, headers };
     (StatusCode::OK, Some(handler(&ctx, body)))
 }
 

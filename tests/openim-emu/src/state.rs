@@ -1,5 +1,6 @@
-//! The emulator's in-memory database: users, token state, relations, groups, messages and
-//! conversations.
+//! The emulator's in-memory database: users, token state, relations, groups, messages,
+//! conversations, the version logs of the incremental-sync routes, per-user message visibility
+//! (deleted-for-me, cleared-for-me) and object storage.
 //!
 //! It stands in for OpenIM's MongoDB + Redis. The record types double as the JSON shapes the
 //! API returns (field names and time units of contract §1.5), so handlers can serialize them
@@ -12,6 +13,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use md5::{Digest, Md5};
 use serde::{Serialize, Serializer};
+
+use crate::versionlog::VersionLogs;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -82,6 +85,10 @@ pub struct Friend {
     pub operator_user_id: String,
     pub ex: String,
     pub is_pinned: bool,
+    /// Creation time in milliseconds (`FriendInfoOnly.createTime` of the /jssdk routes).
+    pub create_time_ms: i64,
+    /// Creation order (OpenIM sorts friends by `is_pinned` desc, then `_id`).
+    pub order: u64,
 }
 
 /// `sdkws.FriendRequest` (names are filled in at output time).
@@ -314,6 +321,9 @@ pub struct Conversation {
     pub has_read_seq: i64,
 }
 
+/// `MsgData.status` of a deleted message (`constant.MsgDeleted` = `MsgStatusHasDeleted` = 4).
+pub const MSG_STATUS_DELETED: i32 = 4;
+
 /// Token states of the Redis state map (§4.2).
 pub const TOKEN_NORMAL: i32 = 0;
 pub const TOKEN_KICKED: i32 = 2;
@@ -340,6 +350,27 @@ pub struct State {
     pub conversations: BTreeMap<(String, String), Conversation>,
     /// operationID → send status (2 = sent), for check_msg_is_send_success.
     pub send_status: HashMap<String, i32>,
+    /// Friend creation counter ([`Friend::order`]).
+    pub friend_order: u64,
+    /// Version logs of the incremental-sync routes ([`crate::versionlog`]), keyed by owner userID.
+    pub friend_versions: VersionLogs,
+    /// Joined-group version logs, keyed by userID (elements: groupIDs).
+    pub join_versions: VersionLogs,
+    /// Group member version logs, keyed by groupID (elements: userIDs and the pseudo-IDs).
+    pub member_versions: VersionLogs,
+    /// Conversation version logs, keyed by owner userID (elements: conversationIDs).
+    pub conversation_versions: VersionLogs,
+    /// (conversationID, seq) → users who deleted that message for themselves (OpenIM's
+    /// `del_list`, `/msg/delete_msgs` without `isSyncOther`).
+    pub msg_del_lists: HashMap<(String, i64), Vec<String>>,
+    /// (userID, conversationID) → the user's own min seq (`seqUser`, raised by clearing a
+    /// conversation for oneself): older messages are hidden from that user.
+    pub user_min_seqs: HashMap<(String, String), i64>,
+    /// conversationID → the conversation's min seq (`seqConversation`, raised by clearing it for
+    /// everyone).
+    pub conversation_min_seqs: HashMap<String, i64>,
+    /// The object storage behind `/object/*` ([`crate::object`]).
+    pub objects: crate::object::ObjectStore,
 }
 
 impl State {
@@ -367,17 +398,50 @@ impl State {
         self.messages.get(cid).map(|v| v.len() as i64).unwrap_or(0)
     }
 
-    /// Create the conversation record of `owner` if it does not exist yet.
+    /// Create the conversation record of `owner` if it does not exist yet (and log the insert
+    /// in the owner's conversation version log, as `ConversationMgo.Create` does).
     pub fn ensure_conversation(&mut self, owner: &str, cid: &str, ctype: i32, user_id: &str, group_id: &str) {
         let key = (owner.to_string(), cid.to_string());
-        self.conversations.entry(key).or_insert_with(|| Conversation {
-            owner_user_id: owner.to_string(),
-            conversation_id: cid.to_string(),
-            conversation_type: ctype,
-            user_id: user_id.to_string(),
-            group_id: group_id.to_string(),
-            ..Default::default()
-        });
+        if self.conversations.contains_key(&key) {
+            return;
+        }
+        self.conversations.insert(
+            key,
+            Conversation {
+                owner_user_id: owner.to_string(),
+                conversation_id: cid.to_string(),
+                conversation_type: ctype,
+                user_id: user_id.to_string(),
+                group_id: group_id.to_string(),
+                ..Default::default()
+            },
+        );
+        self.conversation_versions.incr(owner, &[cid], crate::versionlog::STATE_INSERT);
+    }
+
+    /// The lowest seq `user` may read in `cid`: the higher of the conversation's and the user's
+    /// own min seq (both 0 unless a clear raised them).
+    pub fn min_seq_for(&self, user: &str, cid: &str) -> i64 {
+        let conv = self.conversation_min_seqs.get(cid).copied().unwrap_or(0);
+        let own = self.user_min_seqs.get(&(user.to_string(), cid.to_string())).copied().unwrap_or(0);
+        conv.max(own)
+    }
+
+    /// The message `seq` of `cid` as `user` reads it (`GetMessageBySeqs` +
+    /// `handlerDeleteAndRevoked`): `None` outside the user's window `[min seq, max seq]`; a
+    /// physically deleted message is the stored `{seq, status: 4}` placeholder; a message the user
+    /// deleted for themselves has empty content and status 4 (`MsgDeleted`). Revoked messages
+    /// were rewritten in place when revoked (contentType 2101).
+    pub fn msg_for_user(&self, user: &str, cid: &str, seq: i64) -> Option<MsgData> {
+        if seq < 1 || seq < self.min_seq_for(user, cid) || seq > self.max_seq(cid) {
+            return None;
+        }
+        let mut m = self.messages.get(cid)?.get((seq - 1) as usize)?.clone();
+        if self.msg_del_lists.get(&(cid.to_string(), seq)).is_some_and(|d| d.iter().any(|u| u == user)) {
+            m.content = Vec::new();
+            m.status = MSG_STATUS_DELETED;
+        }
+        Some(m)
     }
 
     /// `sdkws.GroupInfo` JSON of a group.

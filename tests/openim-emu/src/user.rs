@@ -2,8 +2,12 @@
 //! receive option.
 //!
 //! Faithful weaknesses (§10): `get_users_info`, `get_users` and `get_all_users_uid` answer for
-//! any token, and `set_global_msg_recv_opt` has no permission check at all. Not implemented
-//! (404): online status, subscriptions, user commands, notification accounts, client config.
+//! any token, and `set_global_msg_recv_opt` has no permission check at all. The two
+//! subscription routes are accepted no-ops, as in OpenIM (`S internal/rpc/user/online.go:42-44,
+//! 70-73`). A nickname or faceURL change is logged in the version logs of everyone who has the
+//! user as a friend and of the groups where the member has no own nickname/face
+//! (`S internal/rpc/user/user.go:680-710`). Not implemented (404): online status, user commands,
+//! notification accounts, client config.
 
 use std::collections::HashSet;
 
@@ -13,7 +17,8 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::json::{decode, nested, nested_vec};
 use crate::server::{Ctx, HResult, Handler};
-use crate::state::{now_ms, paginate, UserInfo};
+use crate::state::{now_ms, paginate, State, UserInfo};
+use crate::versionlog::STATE_UPDATE;
 
 pub fn routes() -> Vec<(&'static str, Handler)> {
     vec![
@@ -25,6 +30,8 @@ pub fn routes() -> Vec<(&'static str, Handler)> {
         ("/user/get_users", get_users),
         ("/user/get_all_users_uid", get_all_users_uid),
         ("/user/set_global_msg_recv_opt", set_global_msg_recv_opt),
+        ("/user/subscribe_users_status", subscribe_users_status),
+        ("/user/get_subscribe_users_status", get_subscribe_users_status),
     ]
 }
 
@@ -144,6 +151,7 @@ fn update_user_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     ctx.check_access(&info.user_id)?;
     let mut st = ctx.lock();
     let u = st.users.get_mut(&info.user_id).ok_or_else(|| ApiError::RecordNotFound(info.user_id.clone()))?;
+    let old = (u.nickname.clone(), u.face_url.clone());
     if !info.nickname.is_empty() {
         u.nickname = info.nickname;
     }
@@ -153,7 +161,31 @@ fn update_user_info(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     if !info.ex.is_empty() {
         u.ex = info.ex;
     }
+    user_info_updated(&mut st, &info.user_id, old);
     Ok(None)
+}
+
+/// `NotificationUserInfoUpdate`: when the nickname or faceURL changed, an update of the user in
+/// the friend log of every owner who has them as a friend, and in the member log of every group
+/// where their member record lacks its own nickname or faceURL.
+fn user_info_updated(st: &mut State, user_id: &str, (old_nick, old_face): (String, String)) {
+    let Some(u) = st.user(user_id) else { return };
+    if u.nickname == old_nick && u.face_url == old_face {
+        return;
+    }
+    let owners: Vec<String> = st.friends.keys().filter(|(_, f)| f == user_id).map(|(o, _)| o.clone()).collect();
+    for o in owners {
+        st.friend_versions.incr(&o, &[user_id], STATE_UPDATE);
+    }
+    let groups: Vec<String> = st
+        .groups
+        .values()
+        .filter(|g| g.member(user_id).is_some_and(|m| m.nickname.is_empty() || m.face_url.is_empty()))
+        .map(|g| g.group_id.clone())
+        .collect();
+    for g in groups {
+        st.member_versions.incr(&g, &[user_id], STATE_UPDATE);
+    }
 }
 
 /// `sdkws.UserInfoWithEx`: wrapper fields, absent/null = keep.
@@ -186,6 +218,7 @@ fn update_user_info_ex(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     ctx.check_access(&info.user_id)?;
     let mut st = ctx.lock();
     let u = st.users.get_mut(&info.user_id).ok_or_else(|| ApiError::RecordNotFound(info.user_id.clone()))?;
+    let old = (u.nickname.clone(), u.face_url.clone());
     if let Some(v) = info.nickname {
         u.nickname = v;
     }
@@ -198,6 +231,7 @@ fn update_user_info_ex(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     if let Some(v) = info.global_recv_msg_opt {
         u.global_recv_msg_opt = v;
     }
+    user_info_updated(&mut st, &info.user_id, old);
     Ok(None)
 }
 
@@ -289,4 +323,38 @@ fn set_global_msg_recv_opt(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let u = st.users.get_mut(&req.user_id).ok_or_else(|| ApiError::RecordNotFound(req.user_id.clone()))?;
     u.global_recv_msg_opt = req.global_recv_msg_opt;
     Ok(None)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SubscribeReq {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "userIDs")]
+    user_ids: Option<Vec<String>>,
+    genre: i32,
+}
+
+/// ANY: `Check()` only (userID, userIDs, genre 1 subscribe / 2 cancel), then a no-op.
+fn subscribe_users_status(_ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let req: SubscribeReq = decode(body)?;
+    if req.user_id.is_empty() {
+        return Err(ApiError::Args("UserID is empty".into()));
+    }
+    if req.user_ids.is_none() {
+        return Err(ApiError::Args("subscription User-list is empty".into()));
+    }
+    if !(1..=2).contains(&req.genre) {
+        return Err(ApiError::Args("invalid subscription type parameter".into()));
+    }
+    Ok(Some(json!({ "statusList": null })))
+}
+
+/// ANY: `Check()` only (userID), then a no-op.
+fn get_subscribe_users_status(_ctx: &Ctx<'_>, body: &[u8]) -> HResult {
+    let req: SubscribeReq = decode(body)?;
+    if req.user_id.is_empty() {
+        return Err(ApiError::Args("UserID is empty".into()));
+    }
+    Ok(Some(json!({ "statusList": null })))
 }

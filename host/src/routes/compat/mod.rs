@@ -15,6 +15,7 @@
 //! refused. The route × field × rule table is `docs/security.md`.
 
 pub mod gojson;
+mod jssdk;
 pub mod schema;
 
 use axum::body::{Body, Bytes};
@@ -167,7 +168,7 @@ pub const ALLOWED: &[(&str, &[Rule])] = &[
 ];
 
 /// OpenIM's envelope, as the compat surface answers.
-fn envelope(err_code: i64, err_msg: &str, err_dlt: &str) -> Response {
+pub(super) fn envelope(err_code: i64, err_msg: &str, err_dlt: &str) -> Response {
     let body = json!({ "errCode": err_code, "errMsg": err_msg, "errDlt": err_dlt });
     let mut res = Response::new(Body::from(body.to_string()));
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -267,6 +268,15 @@ pub async fn canonicalize(req: Request, next: Next) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return refuse(&rid, 1001, "the body could not be read");
     };
+    if jssdk::is_protobuf(&parts.headers) {
+        // `/jssdk/*` negotiate protobuf (contract §1.3): plugins and rules read it as JSON.
+        let canonical = match jssdk::to_json(&path, &bytes) {
+            Ok(obj) => Value::Object(obj).to_string(),
+            Err(e) => return refuse(&rid, 1001, &format!("{path}: {e}")),
+        };
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return next.run(Request::from_parts(parts, Body::from(canonical))).await;
+    }
     let canonical = match gojson::decode(schema, &bytes) {
         Ok(obj) => Value::Object(obj).to_string(),
         Err(e) => return refuse(&rid, 1001, &format!("{path}: {e}")),
@@ -282,6 +292,7 @@ pub async fn handle(
     Extension(rid): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = openim_path(&uri);
@@ -301,6 +312,9 @@ pub async fn handle(
         if let Err(why) = check_objects(&state, &ctx, &caller.user_id, *rule, &obj).await {
             return refuse(&rid, 1002, &format!("{path}: {why}"));
         }
+    }
+    if jssdk::is_protobuf(&headers) {
+        return jssdk::forward(&state, &rid, &ctx, &caller, &path, &obj).await;
     }
     forward(&state, &rid, &ctx, &caller, &path, obj).await
 }
@@ -327,6 +341,14 @@ async fn forward(
         Ok(answer) => answer,
         Err(e) => {
             rid.note_failure(&format!("compat: {}", e.outcome()));
+            if matches!(e, OpenImError::NoRoute(_)) {
+                // As OpenIM itself answers a route it does not have (gin's default).
+                let mut res = Response::new(Body::from("404 page not found"));
+                *res.status_mut() = StatusCode::NOT_FOUND;
+                res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                res.extensions_mut().insert(ForeignEnvelope);
+                return res;
+            }
             let code = match e {
                 OpenImError::Timeout(_) => 4,
                 OpenImError::Unavailable(_) => 14,
@@ -504,7 +526,13 @@ async fn check_objects(
 
 /// The caller's role must be at least `needed` in every distinct group; more than
 /// [`MAX_GROUPS_CHECKED`] distinct groups are refused, never partly checked.
-async fn check_groups(state: &AppState, ctx: &CallCtx, me: &str, groups: &[&str], needed: i64) -> Result<(), Refusal> {
+pub(crate) async fn check_groups(
+    state: &AppState,
+    ctx: &CallCtx,
+    me: &str,
+    groups: &[&str],
+    needed: i64,
+) -> Result<(), Refusal> {
     let mut distinct: Vec<&str> = groups.to_vec();
     distinct.sort_unstable();
     distinct.dedup();

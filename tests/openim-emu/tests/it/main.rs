@@ -6,6 +6,8 @@ mod auth;
 mod common;
 mod faults;
 mod groups_friends;
+mod sdk_routes;
 mod send;
 mod weaknesses;
 mod ws;
+mod ws_frames;

@@ -1,0 +1,31 @@
+//! The one real-time path: a WebSocket relay between clients and OpenIM's msg gateway
+//! (client-auth §8, contract §5), so OpenIM stays unreachable and its tokens never leave imgate.
+//!
+//! Two doors lead in: `GET /openim/ws` for unmodified OpenIM SDKs (OpenIM's handshake query,
+//! `token` = an imgate bearer token) and `GET /v1/ws?ticket=…` for imgate-native clients (a
+//! single-use ticket from `POST /v1/ws/ticket`). Both authenticate as a route stage ([`auth`])
+//! before anything else runs; the relay ([`relay`]) then dials OpenIM with the user's cached
+//! OpenIM token, upgrades the client, and polices every client frame ([`policy`]): each frame is
+//! decoded, bound to the session's user, its objects authorized, sends run through the same
+//! plugin chain as the REST send routes, and what was checked is re-encoded. Server frames
+//! (replies, pushes, kicks) pass down unchanged. [`Registry`] knows every live relayed socket, so
+//! logout and revocation close them at once.
+
+mod args;
+pub mod auth;
+pub mod direct;
+mod policy;
+mod registry;
+pub mod relay;
+
+pub use policy::WS_SEND_ROUTE;
+
+use crate::state::AppState;
+
+/// Sessions ended (logout, revocation, device deletion): their relayed sockets are closed now
+/// and their direct-mode grants end (OpenIM `force_logout`).
+pub async fn sessions_ended(state: &AppState, sessions: &[&str], why: Ended) {
+    state.ws.end_sessions(sessions.iter().copied(), why);
+    direct::end(state, sessions.iter().copied()).await;
+}
+pub use registry::{Ended, Registry};

@@ -1,0 +1,109 @@
+//! Every live relayed WebSocket of this instance, by session, so that logout, device deletion and
+//! revocation can end them at once (client-auth §8-§9: within 1 s).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+/// Why imgate ends a relayed socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The session was revoked or logged out (close 4401, OpenIM 1506 for SDK clients).
+    Revoked,
+    /// The session reached its end (close 4401, OpenIM 1501 for SDK clients).
+    Expired,
+}
+
+struct Live {
+    session_id: String,
+    end: oneshot::Sender<Ended>,
+}
+
+/// The live relayed sockets.
+#[derive(Default)]
+pub struct Registry {
+    next: AtomicU64,
+    live: Mutex<HashMap<u64, Live>>,
+}
+
+/// A registered socket; unregisters itself when dropped.
+pub struct Registration {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Live>> {
+        // Each critical section is one map operation: a poisoned map is still consistent.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a socket of `session_id` unless `max` are live already.
+    pub fn register(
+        self: &Arc<Self>,
+        session_id: &str,
+        max: usize,
+    ) -> Option<(Registration, oneshot::Receiver<Ended>)> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut live = self.lock();
+        if live.len() >= max {
+            return None;
+        }
+        live.insert(id, Live { session_id: session_id.to_owned(), end: tx });
+        drop(live);
+        Some((Registration { registry: self.clone(), id }, rx))
+    }
+
+    /// Ends every socket of these sessions; returns how many were told.
+    pub fn end_sessions<'a>(&self, sessions: impl IntoIterator<Item = &'a str>, why: Ended) -> usize {
+        let sessions: std::collections::HashSet<&str> = sessions.into_iter().collect();
+        let mut live = self.lock();
+        let ids: Vec<u64> =
+            live.iter().filter(|(_, l)| sessions.contains(l.session_id.as_str())).map(|(id, _)| *id).collect();
+        let mut told = 0;
+        for id in ids {
+            if let Some(l) = live.remove(&id) {
+                told += usize::from(l.end.send(why).is_ok());
+            }
+        }
+        told
+    }
+
+    /// Live relayed sockets.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_end_their_sockets_only_and_capacity_is_held() {
+        let r = Arc::new(Registry::default());
+        let (a, mut rx_a) = r.register("s1", 2).expect("room");
+        let (_b, mut rx_b) = r.register("s2", 2).expect("room");
+        assert!(r.register("s3", 2).is_none(), "full");
+        assert_eq!(r.end_sessions(["s1"], Ended::Revoked), 1);
+        assert_eq!(rx_a.try_recv(), Ok(Ended::Revoked));
+        assert!(rx_b.try_recv().is_err(), "another session's socket stays");
+        drop(a);
+        assert_eq!(r.len(), 1);
+        assert!(r.register("s3", 2).is_some());
+    }
+}
