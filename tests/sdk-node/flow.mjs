@@ -112,7 +112,7 @@ function describeFrame(data, isBinary) {
   try {
     const env = JSON.parse(text);
     const dataLen = typeof env.data === 'string' ? env.data.length : 0;
-    return `binary {reqIdentifier:${env.reqIdentifier}, msgIncr:${env.msgIncr}, errCode:${env.errCode ?? '-'}, errMsg:${env.errMsg ?? '-'}, data:${dataLen} b64 chars}`;
+    return `binary {reqIdentifier:${env.reqIdentifier}, msgIncr:${env.msgIncr}, operationID:${env.operationID}, errCode:${env.errCode ?? '-'}, errMsg:${env.errMsg ?? '-'}, data:${dataLen} b64 chars}`;
   } catch {
     return `binary ${Buffer.byteLength(text)} bytes (not JSON)`;
   }

@@ -28,15 +28,17 @@ pub enum Conversation<'a> {
 /// `n_<id>` (the notification twin of a conversation) is classified as `<id>`.
 pub fn classify<'a>(caller: &str, cid: &'a str) -> Conversation<'a> {
     let cid = cid.strip_prefix("n_").unwrap_or(cid);
+    // Only well-formed ids are anyone's: OpenIM matches some conversation ids as a regular
+    // expression (`^<id>:`, `mgo/msg.go:1006-1014`), so `si_.*_alice` would name many chats.
     if let Some(g) = cid.strip_prefix("sg_") {
-        return if g.is_empty() { Conversation::Foreign } else { Conversation::Group(g) };
+        return if crate::ids::is_group_id(g) { Conversation::Group(g) } else { Conversation::Foreign };
     }
     let Some(pair) = cid.strip_prefix("si_").or_else(|| cid.strip_prefix("sn_")) else {
         return Conversation::Foreign;
     };
     let mine = pair.match_indices('_').any(|(i, _)| {
         let (a, b) = (&pair[..i], &pair[i + 1..]);
-        !a.is_empty() && !b.is_empty() && (a == caller || b == caller)
+        crate::ids::is_user_id(a) && crate::ids::is_user_id(b) && (a == caller || b == caller)
     });
     if mine {
         Conversation::Single
@@ -149,6 +151,10 @@ mod tests {
         assert_eq!(classify("x", "sg_"), Conversation::Foreign);
         assert_eq!(classify("a", "si_a_"), Conversation::Foreign);
         assert_eq!(classify("a", "g_x"), Conversation::Foreign);
+        // Ids OpenIM would read as a regular expression are nobody's.
+        assert_eq!(classify("alice", "si_.*_alice"), Conversation::Foreign);
+        assert_eq!(classify("x", "sg_.*"), Conversation::Foreign);
+        assert_eq!(classify("x", "sg_1|2"), Conversation::Foreign);
     }
 
     #[test]

@@ -8,10 +8,10 @@
 //! `create_group` adds arbitrary existing users. The gateway is tested against those real
 //! behaviours, so they must stay.
 //!
-//! Not emulated: gzip response compression, the BBR rate limiter, webhooks, server-generated
-//! notification messages (so group chats start at seq 1 with the first user message), parts of
-//! the WebSocket gateway listed in [`ws`], and the routes not listed in
-//! the module docs of each area (they answer 404 like an unknown path).
+//! Not emulated: gzip response compression, the BBR rate limiter, webhooks, most server-generated
+//! notification messages (revoke and delete notifications are: `msg_manage`; group chats start at
+//! seq 1 with the first user message), parts of the WebSocket gateway listed in [`ws`], and the
+//! routes not listed in the module docs of each area (they answer 404 like an unknown path).
 
 pub mod auth;
 pub mod content;

@@ -136,7 +136,7 @@ fn send_msg(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         ex: req.ex,
         ..Default::default()
     };
-    let sent = send(&mut st, ctx.app, msg)?;
+    let sent = send(&mut st, ctx.app, &ctx.operation_id, msg)?;
     st.send_status.insert(ctx.operation_id.clone(), 2);
     Ok(Some(json!({"serverMsgID": sent.server_msg_id, "clientMsgID": sent.client_msg_id, "sendTime": sent.send_time})))
 }
@@ -146,7 +146,8 @@ fn is_notification_type(content_type: i32) -> bool {
 }
 
 /// The RPC send pipeline (§5.7); stores the message and returns it with its seq.
-pub fn send(st: &mut State, app: &App, mut msg: MsgData) -> Result<MsgData, ApiError> {
+/// `operation_id` is the request's: OpenIM's pushes carry it (`S internal/msggateway/client.go:277-280`).
+pub fn send(st: &mut State, app: &App, operation_id: &str, mut msg: MsgData) -> Result<MsgData, ApiError> {
     if msg.send_id.is_empty() {
         return Err(ApiError::Args("sendID is empty".into()));
     }
@@ -176,7 +177,7 @@ pub fn send(st: &mut State, app: &App, mut msg: MsgData) -> Result<MsgData, ApiE
     if msg.option("history") {
         store(st, &cid, &mut msg);
     }
-    crate::ws::push_msg(app, st, &msg);
+    crate::ws::push_msg(app, st, operation_id, &msg);
     Ok(msg)
 }
 
@@ -531,8 +532,8 @@ mod tests {
             content: b"{}".to_vec(),
             ..Default::default()
         };
-        assert_eq!(send(&mut st, &app, single.clone()).unwrap_err().code(), 1302);
-        let sent = send(&mut st, &app, MsgData { content_type: 1201, ..single }).unwrap();
+        assert_eq!(send(&mut st, &app, "op", single.clone()).unwrap_err().code(), 1302);
+        let sent = send(&mut st, &app, "op", MsgData { content_type: 1201, ..single }).unwrap();
         assert_eq!(sent.seq, 1);
         let group = MsgData {
             send_id: "a".into(),
@@ -542,8 +543,8 @@ mod tests {
             content: b"{}".to_vec(),
             ..Default::default()
         };
-        assert_eq!(send(&mut st, &app, group.clone()).unwrap_err().code(), 1203);
-        assert!(send(&mut st, &app, MsgData { content_type: 1501, ..group }).is_ok());
+        assert_eq!(send(&mut st, &app, "op", group.clone()).unwrap_err().code(), 1203);
+        assert!(send(&mut st, &app, "op", MsgData { content_type: 1501, ..group }).is_ok());
         // sessionType 4 + 1400 is accepted from anyone with no checks.
         let oa = MsgData {
             send_id: "a".into(),
@@ -553,7 +554,7 @@ mod tests {
             content: b"{}".to_vec(),
             ..Default::default()
         };
-        assert_eq!(send(&mut st, &app, oa).unwrap().seq, 1);
+        assert_eq!(send(&mut st, &app, "op", oa).unwrap().seq, 1);
         assert_eq!(st.max_seq("sn_a_nobody"), 1);
     }
 

@@ -175,7 +175,7 @@ fn notify(ctx: &Ctx<'_>, st: &mut State, to: (&str, &str), content_type: i32, se
         ..Default::default()
     };
     list.push(msg.clone());
-    crate::ws::push_msg(ctx.app, st, &msg);
+    crate::ws::push_msg(ctx.app, st, &ctx.operation_id, &msg);
 }
 
 /// SELF(userID); a single-chat message only by its sender, a group message by its sender or by

@@ -191,6 +191,12 @@ async fn the_openim_js_sdk_logs_in_chats_and_is_kicked_through_imgate() {
                 assert_eq!(line["text"], MASKED, "the content filter masked the WebSocket send: {}", ctx());
                 assert_eq!(line["masked"], true, "{}", ctx());
             }
+            "done" => assert_eq!(
+                line["sdkUnhandledRejections"],
+                serde_json::json!([]),
+                "a call the SDK made on its own (a refresh after a push or a change) failed: {}",
+                ctx()
+            ),
             "revoked_a" => assert!(
                 ["OnKickedOffline", "OnUserTokenInvalid", "OnUserTokenExpired"]
                     .contains(&line["event"].as_str().unwrap_or("")),

@@ -250,6 +250,12 @@ async fn frames_must_be_the_callers_in_both_envelopes() {
         send(&mut ws, codec, &req("alice", ident::PULL_MSG, "p1", foreign.encode_to_vec())).await;
         let r = reply(&mut ws, codec, "p1").await;
         assert_eq!(r.err_code, 1002, "{sdk_type}: {}", r.err_msg);
+        // 1007 ids are regular expressions to OpenIM (`^<id>:`): only well-formed ids pass.
+        for cid in [".*", "si_.*_alice", "sg_.*"] {
+            let last = pb::msg::GetLastMessageReq { user_id: "alice".into(), conversation_ids: vec![cid.into()] };
+            send(&mut ws, codec, &req("alice", ident::PULL_CONV_LAST_MESSAGE, "px", last.encode_to_vec())).await;
+            assert_eq!(reply(&mut ws, codec, "px").await.err_code, 1002, "{sdk_type}: {cid}");
+        }
         // Identity fields naming someone else are refused; empty ones are the caller.
         let other = pb::sdkws::GetMaxSeqReq { user_id: "bob".into() }.encode_to_vec();
         send(&mut ws, codec, &req("alice", ident::GET_NEWEST_SEQ, "p2", other)).await;
@@ -274,6 +280,11 @@ async fn frames_must_be_the_callers_in_both_envelopes() {
 async fn the_weakness_is_real_the_emulator_answers_a_foreign_pull_directly() {
     let h = Harness::start().await;
     let (_, _alice) = h.session("alice").await;
+    let (_, bob) = h.session("bob").await;
+    let (_, _carol) = h.session("carol").await;
+    let body = serde_json::to_vec(&json!({"text": "for carol only"})).expect("json");
+    let res = h.client().call(&bob, "POST", "/v1/messages/user/carol", Some(&body)).await.expect("answer");
+    assert_eq!(res.status(), 200);
     let direct =
         h.openim_direct("/auth/get_admin_token", None, &json!({"secret": "openIM123", "userID": "imAdmin"})).await;
     let admin = direct["data"]["token"].as_str().expect("admin token").to_owned();
@@ -293,6 +304,13 @@ async fn the_weakness_is_real_the_emulator_answers_a_foreign_pull_directly() {
     };
     send(&mut ws, JSON, &req("alice", ident::PULL_MSG, "d1", foreign.encode_to_vec())).await;
     assert_eq!(reply(&mut ws, JSON, "d1").await.err_code, 0, "OpenIM serves someone else's conversation");
+    // 1007 reads its ids as a regular expression: `.*` yields bob's message to carol.
+    let last = pb::msg::GetLastMessageReq { user_id: "alice".into(), conversation_ids: vec![".*".into()] };
+    send(&mut ws, JSON, &req("alice", ident::PULL_CONV_LAST_MESSAGE, "d2", last.encode_to_vec())).await;
+    let r = reply(&mut ws, JSON, "d2").await;
+    let got = pb::msg::GetLastMessageResp::decode(&r.data[..]).expect("GetLastMessageResp");
+    let m = got.msgs.get(".*").expect("a message for `.*`");
+    assert_eq!((m.send_id.as_str(), m.recv_id.as_str()), ("bob", "carol"));
     h.shutdown().await;
 }
 

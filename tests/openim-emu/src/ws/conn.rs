@@ -59,15 +59,11 @@ async fn serve(app: &App, mut stop: watch::Receiver<bool>, conn: &Conn, codec: C
     tokio::pin!(deadline);
     let mut ping = tokio::time::interval_at(Instant::now() + PING_PERIOD, PING_PERIOD);
     loop {
+        // Biased: a kick or a queued push goes out before the next frame is read, so a push
+        // queued before a request is always written before that request's reply.
         let next = tokio::select! {
-            frame = ws.recv() => {
-                let rearm = matches!(frame, Some(Ok(Message::Binary(_) | Message::Text(_) | Message::Ping(_))));
-                if rearm {
-                    deadline.as_mut().reset(Instant::now() + timeout);
-                }
-                on_frame(app, conn, codec, frame, ws).await
-            }
-            _ = &mut deadline => Next::Close,
+            biased;
+            _ = stop.changed() => Next::Close,
             ctl = control.recv() => match ctl {
                 Some(Control::Kick) => {
                     let kick = Resp { req_identifier: ident::KICK_ONLINE_MSG, ..Resp::default() };
@@ -77,10 +73,17 @@ async fn serve(app: &App, mut stop: watch::Receiver<bool>, conn: &Conn, codec: C
                 Some(Control::Close) | None => Next::Close,
             },
             Some(push) = out.recv() => send(ws, codec, &push).await,
+            frame = ws.recv() => {
+                let rearm = matches!(frame, Some(Ok(Message::Binary(_) | Message::Text(_) | Message::Ping(_))));
+                if rearm {
+                    deadline.as_mut().reset(Instant::now() + timeout);
+                }
+                on_frame(app, conn, codec, frame, ws).await
+            }
+            _ = &mut deadline => Next::Close,
             _ = ping.tick(), if conn.platform_id == WEB => {
                 if ws.send(Message::Ping(Vec::new().into())).await.is_ok() { Next::Continue } else { Next::Close }
             }
-            _ = stop.changed() => Next::Close,
         };
         if let Next::Close = next {
             return;

@@ -180,7 +180,7 @@ fn push_conversation_id(m: &MsgData) -> String {
 
 /// Push a message the send pipeline accepted to its recipients' live connections (module docs
 /// of [`super`]). Called with the state locked; only queues frames.
-pub fn push_msg(app: &App, st: &State, m: &MsgData) {
+pub fn push_msg(app: &App, st: &State, operation_id: &str, m: &MsgData) {
     let users: Vec<String> = match m.session_type {
         3 => st
             .groups
@@ -202,6 +202,11 @@ pub fn push_msg(app: &App, st: &State, m: &MsgData) {
     } else {
         push.msgs.insert(cid, pull);
     }
-    let resp = Resp { req_identifier: ident::PUSH_MSG, data: push.encode_to_vec(), ..Resp::default() };
+    let resp = Resp {
+        req_identifier: ident::PUSH_MSG,
+        operation_id: operation_id.to_owned(),
+        data: push.encode_to_vec(),
+        ..Resp::default()
+    };
     app.ws.push_to_users(&users, &resp);
 }

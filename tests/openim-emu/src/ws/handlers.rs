@@ -117,7 +117,7 @@ fn send_msg(app: &App, conn: &Conn, op: &str, data: &[u8]) -> Outcome {
     ctx(app, conn, op, &headers).check_access(&m.send_id)?;
     let sent = {
         let mut st = app.lock();
-        crate::msg::send(&mut st, app, from_pb(m))?
+        crate::msg::send(&mut st, app, op, from_pb(m))?
     };
     let resp = pbmsg::SendMsgResp {
         server_msg_id: sent.server_msg_id,
@@ -197,7 +197,10 @@ fn get_conv_max_read_seq(app: &App, conn: &Conn, op: &str, data: &[u8]) -> Outco
 }
 
 /// 1007 (`GetLastMessage`): the last message whose status is below "deleted", as `userID`
-/// sees it (their own deletions applied); no check of `userID` or membership.
+/// sees it (their own deletions applied); no check of `userID` or membership. As in OpenIM, each
+/// requested id is a regular expression: `^<id>:` over the message documents (`<conversation
+/// id>:<n>`), newest first (`S pkg/common/storage/database/mgo/msg.go:1006-1060`), so `.*` or
+/// `si_.*` read the newest message of conversations that are not the caller's.
 fn pull_conv_last_message(app: &App, data: &[u8]) -> Outcome {
     let req: pbmsg::GetLastMessageReq = decode(data, "GetLastMessage")?;
     let st = app.lock();
@@ -206,11 +209,16 @@ fn pull_conv_last_message(app: &App, data: &[u8]) -> Outcome {
         if resp.msgs.contains_key(cid) {
             continue;
         }
-        let last: Option<&MsgData> =
-            st.messages.get(cid).and_then(|v| v.iter().rev().find(|m| m.status < MSG_STATUS_DELETED));
-        let Some(last) = last else { continue };
+        let re = regex::Regex::new(&format!("^{cid}:")).map_err(|e| ApiError::ServerInternal(e.to_string()))?;
+        let last: Option<(&String, &MsgData)> = st
+            .messages
+            .iter()
+            .filter(|(conv, _)| re.is_match(&format!("{conv}:0")))
+            .filter_map(|(conv, v)| v.iter().rev().find(|m| m.status < MSG_STATUS_DELETED).map(|m| (conv, m)))
+            .max_by_key(|(_, m)| m.send_time);
+        let Some((conv, last)) = last else { continue };
         let mut m = to_pb(last);
-        let del = st.msg_del_lists.get(&(cid.clone(), last.seq));
+        let del = st.msg_del_lists.get(&(conv.clone(), last.seq));
         if del.is_some_and(|users| users.contains(&req.user_id)) {
             m.content.clear();
             m.status = MSG_STATUS_DELETED;

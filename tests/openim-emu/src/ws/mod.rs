@@ -58,10 +58,12 @@
 //! * Online status: every connect and disconnect pushes a 2005 Tips frame with the user's
 //!   current platforms to the connections subscribed to that user (`subscription.go:149-166`).
 //!
-//! Differences: the `operationID` of a 2001 push is empty (OpenIM: that of the push RPC's
-//! context); the 2005 subscription is per connection, not per remote address; OpenIM's
-//! `GetLastMessage` prefix-matches the conversation ID (`^<id>` regex), the emulator matches it
-//! exactly; no multi-gateway forwarding; offline push does not exist.
+//! A 2001 push carries the `operationID` of the request that sent the message (OpenIM: the push
+//! RPC's context, `S internal/msggateway/client.go:277-280`); 1007 reads its conversation ids as
+//! a regular expression, as OpenIM's MongoDB query does (`^<id>:`).
+//!
+//! Differences: the 2005 subscription is per connection, not per remote address; no
+//! multi-gateway forwarding; offline push does not exist.
 
 mod conn;
 mod convert;

@@ -122,9 +122,13 @@ async fn binary_frames_close_and_new_login_kicks_old_connection() {
     let t = env.user_token("u1", 3).await;
     let mut ws = connect(&env, &query("u1", &t, 3, "")).await;
     ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    assert!(next(&mut ws).await.is_none(), "binary request frames are out of scope: closed");
+    assert!(next(&mut ws).await.is_none(), "an undecodable frame closes the connection");
     let mut old = connect(&env, &query("u1", &t, 3, "")).await;
     let t2 = env.user_token("u1", 3).await;
     let _new = connect(&env, &query("u1", &t2, 3, "")).await;
+    // The kick is a 2002 frame in the connection's envelope (gob by default), then the close.
+    let kick = next(&mut old).await.expect("a 2002 frame").into_data();
+    let gob = openim_wire::Codec { encoding: openim_wire::Encoding::Gob, gzip: false };
+    assert_eq!(gob.decode_resp(&kick).unwrap().req_identifier, 2002);
     assert!(next(&mut old).await.is_none(), "older connection with another token is kicked");
 }

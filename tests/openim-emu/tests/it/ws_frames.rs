@@ -351,13 +351,22 @@ async fn pushes_reach_recipients_and_senders_other_connections() {
     env.group(&ta, "a", "g1", &["b", "c"], 0).await;
     let mut c = Client::connect(&env, "c", 2, "&sdkType=js").await;
     assert_eq!(env.send_group("b", "g1", "all").await.code(), 0);
-    for cl in [&mut b, &mut c, &mut a_ios] {
+    for cl in [&mut b, &mut c, &mut a_ios, &mut a_web] {
         let m = pushed(&cl.push(ident::PUSH_MSG).await).msgs["sg_g1"].msgs[0].clone();
         assert_eq!(content_of(&m), "all");
     }
-    // The online-only push never reached a (senderSync off): the next push a_ios sees is the
-    // group message, already consumed above; nothing else is pending.
+    // The online-only message never reached a (senderSync off): a_ios's next push was the
+    // group message (an earlier one would have failed the `sg_g1` lookup), and none is left over.
     assert!(a_ios.pending.iter().all(|r| r.req_identifier != ident::PUSH_MSG));
+
+    // An iOS connection in background gets no pushes; a's web connection still does. The push
+    // is queued before send_msg answers, and a queued push is written before the next reply.
+    let bg = sdkws::SetAppBackgroundStatusReq { user_id: "a".into(), is_background: true };
+    a_ios.ok(ident::SET_BACKGROUND_STATUS, bg.encode_to_vec()).await;
+    assert_eq!(env.send_text("b", "a", "bg").await.code(), 0);
+    assert_eq!(content_of(&pushed(&a_web.push(ident::PUSH_MSG).await).msgs["si_a_b"].msgs[0]), "bg");
+    a_ios.ok(ident::GET_NEWEST_SEQ, sdkws::GetMaxSeqReq { user_id: "a".into() }.encode_to_vec()).await;
+    assert!(a_ios.pending.iter().all(|r| r.req_identifier != ident::PUSH_MSG), "{:?}", a_ios.pending);
 }
 
 /// §10.5: 1005 and 1007 check nothing; 1002 checks membership (except `n_`).
@@ -384,38 +393,39 @@ async fn pulls_of_other_peoples_conversations() {
     assert!(sdkws::PullMessageBySeqsResp::decode(d.as_slice()).unwrap().msgs.is_empty());
 }
 
+/// A frame OpenIM closes the connection for, sent by user `a` on a connection with `codec`.
+fn fatal_frame(what: &str, codec: Codec) -> Vec<u8> {
+    let req = |id: i32, send_id: &str| Req { req_identifier: id, send_id: send_id.into(), ..Req::default() };
+    match what {
+        "undecodable" if codec.gzip => GOB.encode_req(&req(1001, "a")),
+        "undecodable" => vec![1, 2, 3],
+        "json on a gob connection" => JSON.encode_req(&req(1001, "a")),
+        "unknown reqIdentifier" => codec.encode_req(&req(9999, "a")),
+        "push identifier as request" => codec.encode_req(&req(ident::PUSH_MSG, "a")),
+        "sendID of another user" => codec.encode_req(&req(1001, "b")),
+        "empty sendID" => codec.encode_req(&req(1001, "")),
+        _ => unreachable!("{what}"),
+    }
+}
+
 /// Fatal conditions: the TCP connection is dropped, no reply.
 #[tokio::test]
 async fn fatal_frames_close_without_reply() {
     let env = Env::new().await;
     env.register(&["a", "b"]).await;
-    let fatal: Vec<(&str, Box<dyn Fn(&Client) -> Vec<u8>>)> = vec![
-        ("undecodable gob", Box::new(|_| vec![1, 2, 3])),
-        (
-            "json on a gob connection",
-            Box::new(|c| JSON.encode_req(&Req { req_identifier: 1001, send_id: c.user.clone(), ..Req::default() })),
-        ),
-        (
-            "unknown reqIdentifier",
-            Box::new(|c| c.codec.encode_req(&Req { req_identifier: 9999, send_id: c.user.clone(), ..Req::default() })),
-        ),
-        (
-            "push identifier as request",
-            Box::new(|c| c.codec.encode_req(&Req { req_identifier: 2001, send_id: c.user.clone(), ..Req::default() })),
-        ),
-        (
-            "sendID of another user",
-            Box::new(|c| c.codec.encode_req(&Req { req_identifier: 1001, send_id: "b".into(), ..Req::default() })),
-        ),
-        ("empty sendID", Box::new(|c| c.codec.encode_req(&Req { req_identifier: 1001, ..Req::default() }))),
+    let cases = [
+        "undecodable",
+        "json on a gob connection",
+        "unknown reqIdentifier",
+        "push identifier as request",
+        "sendID of another user",
+        "empty sendID",
     ];
-    for (what, frame) in &fatal {
+    for what in cases {
         for extra in ["", "&compression=gzip"] {
             let mut a = Client::connect(&env, "a", 1, extra).await;
-            let f = frame(&a);
-            let f = if a.codec.gzip && *what == "undecodable gob" { GOB.encode_req(&Req::default()) } else { f };
-            // On a gzip connection, the frames above are not gzip streams: fatal either way.
-            a.send_raw(f).await;
+            // On a gzip connection none of these is a gzip stream: fatal either way.
+            a.send_raw(fatal_frame(what, a.codec)).await;
             assert_eq!(a.end().await, End::Dropped, "{what} {extra}");
         }
     }
@@ -462,7 +472,9 @@ async fn online_status_subscription() {
     let env = Env::new().await;
     env.register(&["a", "b"]).await;
     let mut a = Client::connect(&env, "a", 1, "&sdkType=js").await;
+    let mut witness = Client::connect(&env, "a", 2, "").await;
     let sub = sdkws::SubUserOnlineStatus { subscribe_user_id: vec!["b".into()], ..Default::default() };
+    witness.ok(ident::SUB_USER_ONLINE_STATUS, sub.encode_to_vec()).await;
     let d = a.ok(ident::SUB_USER_ONLINE_STATUS, sub.encode_to_vec()).await;
     let tips = sdkws::SubUserOnlineStatusTips::decode(d.as_slice()).unwrap();
     assert!(tips.subscribers[0].online_platform_ids.is_empty(), "b is offline");
@@ -478,12 +490,16 @@ async fn online_status_subscription() {
     assert_eq!(status(a.push(ident::SUB_USER_ONLINE_STATUS).await), vec![2, 5]);
     drop(b2);
     assert_eq!(status(a.push(ident::SUB_USER_ONLINE_STATUS).await), vec![5]);
-    // Unsubscribed: b's last disconnect is not pushed; the next frame is the reply to a ping.
+    // Unsubscribed: b's last disconnect is not pushed to a. Once the still-subscribed witness
+    // has it, a's copy would have been queued too, and a queued push is written before the
+    // reply to a's next request.
     let unsub = sdkws::SubUserOnlineStatus { unsubscribe_user_id: vec!["b".into()], ..Default::default() };
     a.ok(ident::SUB_USER_ONLINE_STATUS, unsub.encode_to_vec()).await;
     drop(b5);
-    let d = a.ok(ident::GET_NEWEST_SEQ, sdkws::GetMaxSeqReq { user_id: "a".into() }.encode_to_vec()).await;
-    assert!(sdkws::GetMaxSeqResp::decode(d.as_slice()).is_ok());
+    for want in [vec![2], vec![2, 5], vec![5], vec![]] {
+        assert_eq!(status(witness.push(ident::SUB_USER_ONLINE_STATUS).await), want);
+    }
+    a.ok(ident::GET_NEWEST_SEQ, sdkws::GetMaxSeqReq { user_id: "a".into() }.encode_to_vec()).await;
     assert!(a.pending.iter().all(|r| r.req_identifier != ident::SUB_USER_ONLINE_STATUS), "{:?}", a.pending);
 }
 
