@@ -291,6 +291,7 @@ impl OpenIm {
         Ok(RawAnswer { status: a.status, err_code: a.envelope.err_code, body: a.body })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
         ctx: &CallCtx,
@@ -455,6 +456,7 @@ impl OpenIm {
     }
 
     /// One HTTP exchange under the call deadline; retries reads after transport failures.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         ctx: &CallCtx,

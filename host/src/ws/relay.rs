@@ -8,8 +8,11 @@
 //! read, so a slow side slows its peer (backpressure both ways) and nothing queues unbounded. The
 //! relay pings OpenIM every `ws.upstream_ping_secs` (OpenIM's read deadline is 30 s), answers the
 //! SDK's text heartbeats itself, and disconnects a client silent for `ws.client_idle_timeout_secs`.
-//! An upstream loss closes the client with 1011; a revoked or ended session closes it with 4401,
-//! after OpenIM's 1506 (revoked) or 1501 (expired) text frame for SDK clients.
+//! An upstream loss closes the client with 1011; OpenIM kicking the relay's login (2002: a newer
+//! OpenIM token of that user and platform logged in) closes it with 1012, so the client
+//! reconnects rather than logs out, since the imgate session still stands; a revoked or ended
+//! session closes it with 4401, after OpenIM's 1506 (revoked) or 1501 (expired) text frame for
+//! SDK clients.
 
 use std::time::Duration;
 
@@ -153,6 +156,11 @@ fn error_kind(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
     }
 }
 
+/// Whether a server frame is OpenIM's kick (2002).
+fn is_kick(up: &Upgrade, frame: &[u8]) -> bool {
+    up.codec.decode_resp(frame).is_ok_and(|r| r.req_identifier == openim_wire::ident::KICK_ONLINE_MSG)
+}
+
 /// Whether a read failed on the frame size limit.
 fn is_too_large(e: axum::Error) -> bool {
     use tokio_tungstenite::tungstenite::Error as E;
@@ -267,6 +275,14 @@ async fn run(
             m = upstream.next() => match m {
                 Some(Ok(UpMessage::Binary(b))) => {
                     n.down += 1;
+                    if is_kick(&up, &b) {
+                        // OpenIM kicked the relay's login (a newer OpenIM token of this user and
+                        // platform logged in): the imgate session stands, so the client
+                        // reconnects (1012) instead of being logged out. Sessions end only by
+                        // imgate (1506 + 4401 above).
+                        let _ = client.send(close(1012, "reconnect")).await;
+                        break "upstream kicked";
+                    }
                     if client.send(Message::Binary(b)).await.is_err() {
                         break "client gone";
                     }

@@ -375,13 +375,26 @@ async fn upstream_loss_and_oversized_frames_close_cleanly() {
     let h = Harness::start().await;
     let (_, alice) = h.session("alice").await;
     let mut ws = sdk(&h, "alice", &alice, "js").await;
-    // OpenIM drops the connection (a force_logout kicks it): the client is closed with 1011.
+    // OpenIM kicks the relay's login (here a force_logout straight at OpenIM): the client is told
+    // to reconnect (1012), not handed OpenIM's 2002, which would log the SDK out of a live session.
     let direct =
         h.openim_direct("/auth/get_admin_token", None, &json!({"secret": "openIM123", "userID": "imAdmin"})).await;
     let admin = direct["data"]["token"].as_str().expect("admin token").to_owned();
     let out = h.openim_direct("/auth/force_logout", Some(&admin), &json!({"userID": "alice", "platformID": 1})).await;
     assert_eq!(out["errCode"], 0, "{out}");
-    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Error));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed within 5 s") {
+            Some(Ok(Message::Close(f))) => {
+                assert_eq!(f.map(|f| f.code), Some(CloseCode::Restart));
+                break;
+            }
+            Some(Ok(Message::Binary(b))) => {
+                assert_ne!(JSON.decode_resp(&b).expect("Resp").req_identifier, ident::KICK_ONLINE_MSG, "no 2002 passes")
+            }
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
     // A frame over OpenIM's 51 200 bytes ends the connection (1009), nothing is forwarded.
     let mut ws = sdk(&h, "alice", &alice, "js").await;
     let big = req("alice", ident::GET_NEWEST_SEQ, "big", vec![0u8; 60_000]);
@@ -449,5 +462,75 @@ async fn direct_mode_is_off_by_default_and_bounded_when_on() {
     assert!((1501..=1507).contains(&code), "the granted token is dead: {code}");
     let audit = std::fs::read_to_string(h.audit_file().await).expect("audit");
     assert!(audit.contains("ws_direct_grant") && !audit.contains(&token), "grants are audited, tokens are not");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn gzip_frames_are_relayed_and_policed() {
+    let h = Harness::start().await;
+    let (_, alice) = h.session("alice").await;
+    let tok = bearer(&h, &alice).await;
+    let gz = Codec { encoding: Encoding::Json, gzip: true };
+    let mut ws = dial(&format!("{}&compression=gzip", sdk_url(&h, "alice", &tok, 1, "js"))).await;
+    assert_eq!(text(&mut ws).await["errCode"], 0);
+    let mine = pb::sdkws::GetMaxSeqReq { user_id: String::new() }.encode_to_vec();
+    send(&mut ws, gz, &req("alice", ident::GET_NEWEST_SEQ, "g1", mine)).await;
+    assert_eq!(reply(&mut ws, gz, "g1").await.err_code, 0, "a gzip frame in, a gzip reply out");
+    let other = pb::sdkws::GetMaxSeqReq { user_id: "bob".into() }.encode_to_vec();
+    send(&mut ws, gz, &req("alice", ident::GET_NEWEST_SEQ, "g2", other)).await;
+    assert_eq!(reply(&mut ws, gz, "g2").await.err_code, 1002);
+    // A frame that does not inflate ends the connection, as OpenIM ends it.
+    ws.send(Message::Binary(b"not gzip".to_vec().into())).await.expect("send");
+    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Policy));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn revoking_a_user_or_deleting_a_device_closes_every_socket_of_it() {
+    let h = Harness::start().await;
+    let (_, phone) = h.session("alice").await;
+    let key = h.user_with_device("alice", "laptop", 1).await;
+    let laptop = h.client().handshake(&key, &h.gateway_public(), "laptop").await.expect("handshake");
+    let mut a = sdk(&h, "alice", &phone, "js").await;
+    let mut b = sdk(&h, "alice", &laptop, "go").await;
+    // Device deletion: the laptop's socket ends, the phone's stays.
+    let admin = h.admin_jwt("devices:write sessions:revoke");
+    let res = h.http.delete(h.url("/v1/admin/users/alice/devices/laptop")).bearer_auth(&admin).send();
+    assert_eq!(res.await.expect("answer").status(), 204);
+    assert_eq!(text(&mut b).await["errCode"], 1506);
+    assert_eq!(closed_with(&mut b).await, Some(CloseCode::from(4401)));
+    let mine = pb::sdkws::GetMaxSeqReq { user_id: String::new() }.encode_to_vec();
+    send(&mut a, JSON, &req("alice", ident::GET_NEWEST_SEQ, "still", mine)).await;
+    assert_eq!(reply(&mut a, JSON, "still").await.err_code, 0, "another device's socket is untouched");
+    // Revoking the user ends the rest.
+    let res = h.http.post(h.url("/v1/admin/users/alice/revoke")).bearer_auth(&admin).send();
+    assert_eq!(res.await.expect("answer").status(), 200);
+    assert_eq!(text(&mut a).await["errCode"], 1506);
+    assert_eq!(closed_with(&mut a).await, Some(CloseCode::from(4401)));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_relay_keeps_openims_read_deadline_and_reports_its_loss() {
+    // OpenIM closes a connection silent for its read deadline (here 1.5 s instead of 30 s).
+    let emu = openim_emu::Config { ws_read_timeout: Duration::from_millis(1_500), ..openim_emu::Config::default() };
+    let pinged = Harness::start_with(Options {
+        emu: emu.clone(),
+        extra_toml: "[ws]\nupstream_ping_secs = 1\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (_, alice) = pinged.session("alice").await;
+    let mut ws = sdk(&pinged, "alice", &alice, "js").await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // the idle period under test
+    let mine = pb::sdkws::GetMaxSeqReq { user_id: String::new() }.encode_to_vec();
+    send(&mut ws, JSON, &req("alice", ident::GET_NEWEST_SEQ, "alive", mine)).await;
+    assert_eq!(reply(&mut ws, JSON, "alive").await.err_code, 0, "the relay's pings kept OpenIM's deadline");
+    pinged.shutdown().await;
+    // Without pings in time, OpenIM drops the upstream: the client is closed with 1011.
+    let h = Harness::start_with(Options { emu, ..Options::default() }).await;
+    let (_, alice) = h.session("alice").await;
+    let mut ws = sdk(&h, "alice", &alice, "js").await;
+    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Error));
     h.shutdown().await;
 }
