@@ -147,8 +147,26 @@ impl Flow {
     }
 }
 
+/// How the test ends A's session at the script's `ready_for_revoke`.
+#[derive(Clone, Copy)]
+enum Revoke {
+    /// `DELETE /v1/admin/sessions/{id}`: that session only.
+    Session,
+    /// `POST /v1/admin/users/{user}/revoke`: every session of A, and OpenIM's `force_logout`.
+    User,
+}
+
 #[tokio::test]
-async fn the_openim_js_sdk_logs_in_chats_and_is_kicked_through_imgate() {
+async fn the_openim_js_sdk_logs_in_chats_and_is_kicked_when_its_session_is_revoked() {
+    sdk_flow(Revoke::Session).await;
+}
+
+#[tokio::test]
+async fn the_openim_js_sdk_is_kicked_when_its_user_is_revoked() {
+    sdk_flow(Revoke::User).await;
+}
+
+async fn sdk_flow(revoke: Revoke) {
     let h = Harness::start_with(Options { extra_toml: masking_chain(), ..Options::default() }).await;
     let (a, a_token) = web_user(&h, "sdka").await;
     let (_b, b_token) = web_user(&h, "sdkb").await;
@@ -173,14 +191,12 @@ async fn the_openim_js_sdk_logs_in_chats_and_is_kicked_through_imgate() {
         let ctx = || format!("{line}\n--- flow stderr ---\n{}", flow.stderr());
         assert_eq!(line["step"].as_str(), Some(expected), "out of order or failed: {}", ctx());
         if expected == "ready_for_revoke" {
-            let res = h
-                .http
-                .delete(h.url(&format!("/v1/admin/sessions/{}", a.session_id)))
-                .bearer_auth(&ops)
-                .send()
-                .await
-                .expect("answer");
-            assert_eq!(res.status(), 204, "revoking A's session");
+            let req = match revoke {
+                Revoke::Session => h.http.delete(h.url(&format!("/v1/admin/sessions/{}", a.session_id))),
+                Revoke::User => h.http.post(h.url("/v1/admin/users/sdka/revoke")).json(&serde_json::json!({})),
+            };
+            let res = req.bearer_auth(&ops).send().await.expect("answer");
+            assert!(res.status().is_success(), "revoking A: {}", res.status());
             writeln!(flow.stdin, "revoked").expect("flow stdin");
             continue;
         }
@@ -207,6 +223,7 @@ async fn the_openim_js_sdk_logs_in_chats_and_is_kicked_through_imgate() {
         }
     }
     let code = flow.exit_code().await;
+    eprintln!("STDERR {}", flow.stderr());
     assert_eq!(code, Some(0), "flow.mjs exit status\n--- flow stderr ---\n{}", flow.stderr());
     h.shutdown().await;
 }
