@@ -341,8 +341,8 @@ async fn run(
     });
 }
 
-/// The end of a session: OpenIM's token error first for SDK clients (their SDK fires its
-/// kicked / expired event), then close 4401.
+/// The end of a session: for SDK clients OpenIM's token error (their SDK fires its kicked /
+/// expired event) and OpenIM's kick frame (the SDK stops redialling), then close 4401.
 async fn end_session(client: &mut WebSocket, up: &Upgrade, why: Ended) {
     if up.sdk {
         let (code, name) = match why {
@@ -350,6 +350,13 @@ async fn end_session(client: &mut WebSocket, up: &Upgrade, why: Ended) {
             Ended::Expired => (1501, "TokenExpiredError"),
         };
         let _ = client.send(Message::Text(envelope_text(code, name, "the imgate session ended").into())).await;
+        // OpenIM's kick (2002) too: on it the JS SDK resets instead of redialling with a dead token.
+        let kick = openim_wire::Resp {
+            req_identifier: openim_wire::ident::KICK_ONLINE_MSG,
+            operation_id: up.operation_id.clone(),
+            ..openim_wire::Resp::default()
+        };
+        let _ = client.send(Message::Binary(up.codec.encode_resp(&kick).into())).await;
     }
     let _ = client.send(close(CLOSE_SESSION_ENDED, "session ended")).await;
 }

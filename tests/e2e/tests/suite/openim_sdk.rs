@@ -223,7 +223,6 @@ async fn sdk_flow(revoke: Revoke) {
         }
     }
     let code = flow.exit_code().await;
-    eprintln!("STDERR {}", flow.stderr());
     assert_eq!(code, Some(0), "flow.mjs exit status\n--- flow stderr ---\n{}", flow.stderr());
     h.shutdown().await;
 }

@@ -359,6 +359,12 @@ async fn revocation_closes_relayed_sockets_within_a_second() {
     let res = h.http.delete(h.url(&format!("/v1/admin/sessions/{}", alice.session_id))).bearer_auth(&admin).send();
     assert_eq!(res.await.expect("answer").status(), 204);
     assert_eq!(text(&mut sdk_ws).await["errCode"], 1506);
+    match next(&mut sdk_ws).await {
+        Some(Message::Binary(b)) => {
+            assert_eq!(JSON.decode_resp(&b).expect("Resp").req_identifier, ident::KICK_ONLINE_MSG)
+        }
+        other => panic!("expected OpenIM's kick frame, got {other:?}"),
+    }
     assert_eq!(closed_with(&mut sdk_ws).await, Some(CloseCode::from(4401)));
     assert!(started.elapsed() < Duration::from_secs(1), "closed in {:?}", started.elapsed());
     // W5: logout ends the native socket the same way.
