@@ -396,9 +396,20 @@ impl OpenIm {
     /// kicks the previous token of that pair (multi-login policy 1), so it happens once per pair,
     /// under that pair's lock.
     async fn user_token(&self, ctx: &CallCtx, user_id: &str, platform_id: i32) -> Result<Token, OpenImError> {
+        self.user_token_with(ctx, user_id, platform_id, false).await
+    }
+
+    /// [`Self::user_token`]; with `fresh`, a new token replaces even a fresh cached one.
+    async fn user_token_with(
+        &self,
+        ctx: &CallCtx,
+        user_id: &str,
+        platform_id: i32,
+        fresh: bool,
+    ) -> Result<Token, OpenImError> {
         let slot = self.inner.tokens.user_slot(user_id, platform_id);
         let mut slot = slot.lock().await;
-        if let Some(t) = slot.as_ref().filter(|t| t.is_fresh(self.inner.settings.refresh_before)) {
+        if let Some(t) = slot.as_ref().filter(|t| !fresh && t.is_fresh(self.inner.settings.refresh_before)) {
             return Ok(t.clone());
         }
         let req = ops::GetUserTokenReq { platform_id, user_id };
@@ -432,16 +443,8 @@ impl OpenIm {
         if !super::is_user_platform(platform_id) {
             return Err(OpenImError::InvalidCall(format!("platform {platform_id} is not a user platform")));
         }
-        let slot = self.inner.tokens.user_slot(user_id, platform_id);
-        let mut slot = slot.lock().await;
-        let req = ops::GetUserTokenReq { platform_id, user_id };
-        let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
-        let op = ops::GET_USER_TOKEN;
-        let resp: ops::TokenResp = self.as_admin(ctx, op.path, op.path, false, &body, JSON).await?.into_data()?;
-        self.inner.metrics.openim_user_token_mints.inc();
-        let token = Token::new(resp.token, resp.expire_time_seconds);
-        *slot = Some(token.clone());
-        Ok((token.value, resp.expire_time_seconds))
+        let token = self.user_token_with(ctx, user_id, platform_id, true).await?;
+        Ok((token.value.clone(), token.lifetime_secs()))
     }
 
     /// Drops the cached token of (user, platform) if it is still `rejected` (OpenIM's msg gateway

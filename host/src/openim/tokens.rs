@@ -23,6 +23,10 @@ impl Token {
         Token { value: Arc::from(value), lifetime, expires_at: Instant::now() + lifetime }
     }
 
+    pub(super) fn lifetime_secs(&self) -> i64 {
+        i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX)
+    }
+
     pub(super) fn is_fresh(&self, refresh_before: Duration) -> bool {
         let margin = refresh_before.min(self.lifetime / 2);
         Instant::now() + margin < self.expires_at

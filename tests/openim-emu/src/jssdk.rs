@@ -237,7 +237,7 @@ fn entry_pb(st: &State, e: &Entry) -> pb::ConversationMsg {
             latest_msg_destruct_time: c.latest_msg_destruct_time,
             is_msg_destruct: c.is_msg_destruct,
         }),
-        last_msg: Some(msg_pb(m)),
+        last_msg: Some(crate::ws::to_pb(m)),
         user: e.user.as_ref().map(|u| pb::UserInfo {
             user_id: u.user_id.clone(),
             nickname: u.nickname.clone(),
@@ -260,40 +260,6 @@ fn entry_pb(st: &State, e: &Entry) -> pb::ConversationMsg {
         group: e.group.as_ref().map(|g| group_pb(st, g)),
         max_seq: e.max_seq,
         read_seq: e.read_seq,
-    }
-}
-
-fn msg_pb(m: &MsgData) -> openim_wire::pb::sdkws::MsgData {
-    openim_wire::pb::sdkws::MsgData {
-        send_id: m.send_id.clone(),
-        recv_id: m.recv_id.clone(),
-        group_id: m.group_id.clone(),
-        client_msg_id: m.client_msg_id.clone(),
-        server_msg_id: m.server_msg_id.clone(),
-        sender_platform_id: m.sender_platform_id,
-        sender_nickname: m.sender_nickname.clone(),
-        sender_face_url: m.sender_face_url.clone(),
-        session_type: m.session_type,
-        msg_from: m.msg_from,
-        content_type: m.content_type,
-        content: m.content.clone(),
-        seq: m.seq,
-        send_time: m.send_time,
-        create_time: m.create_time,
-        status: m.status,
-        is_read: m.is_read,
-        options: m.options.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        offline_push_info: m.offline_push_info.as_ref().map(|o| openim_wire::pb::sdkws::OfflinePushInfo {
-            title: o.title.clone(),
-            desc: o.desc.clone(),
-            ex: o.ex.clone(),
-            ios_push_sound: o.ios_push_sound.clone(),
-            ios_badge_count: o.ios_badge_count,
-            signal_info: o.signal_info.clone(),
-        }),
-        at_user_id_list: m.at_user_id_list.clone().unwrap_or_default(),
-        attached_info: m.attached_info.clone(),
-        ex: m.ex.clone(),
     }
 }
 

@@ -16,7 +16,7 @@ const STATUS_SENDING: i32 = 1;
 const STATUS_SENT: i32 = 2;
 
 /// A stored message as protobuf.
-pub(super) fn to_pb(m: &MsgData) -> sdkws::MsgData {
+pub fn to_pb(m: &MsgData) -> sdkws::MsgData {
     sdkws::MsgData {
         send_id: m.send_id.clone(),
         recv_id: m.recv_id.clone(),

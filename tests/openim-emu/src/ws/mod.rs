@@ -86,7 +86,7 @@ use crate::error::{envelope, ApiError};
 use crate::server::App;
 use crate::token;
 
-pub use convert::push_msg;
+pub use convert::{push_msg, to_pb};
 pub use registry::WsRegistry;
 
 #[derive(Clone)]
