@@ -248,6 +248,13 @@ pub struct Metrics {
     /// `seq` of the audit chain's last record (kept by the audit writer, see `AuditLog::export_head_seq`).
     pub audit_head_seq: Gauge,
     pub plugins: crate::plugins::metrics::PluginMetrics,
+    /// Relayed WebSocket connections open.
+    pub ws_connections: Gauge,
+    /// Client frames the relay forwarded to OpenIM, and refused.
+    pub ws_frames_forwarded: Counter,
+    pub ws_frames_refused: Counter,
+    /// Relayed connections ended, by reason (`ws::relay`).
+    pub ws_closed: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -266,6 +273,10 @@ impl Metrics {
             connections_shed: Family::default(),
             audit_head_seq: Gauge::default(),
             plugins: crate::plugins::metrics::PluginMetrics::new(),
+            ws_connections: Gauge::default(),
+            ws_frames_forwarded: Counter::default(),
+            ws_frames_refused: Counter::default(),
+            ws_closed: Family::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "Client requests by route, method and status", m.http_requests.clone());
@@ -295,6 +306,18 @@ impl Metrics {
             "Seq of the last audit record written (its hash: GET /v1/admin/audit/head)",
             m.audit_head_seq.clone(),
         );
+        registry.register("ws_connections", "Relayed WebSocket connections open", m.ws_connections.clone());
+        registry.register(
+            "ws_frames_forwarded",
+            "Client WebSocket frames checked and forwarded to OpenIM",
+            m.ws_frames_forwarded.clone(),
+        );
+        registry.register(
+            "ws_frames_refused",
+            "Client WebSocket frames refused by the frame policy",
+            m.ws_frames_refused.clone(),
+        );
+        registry.register("ws_closed", "Relayed WebSocket connections ended, by reason", m.ws_closed.clone());
         m.plugins.register(&mut registry);
         Metrics { registry, ..m }
     }

@@ -6,8 +6,8 @@
 //! error envelope and the end of the connection; without it a plain HTTP 200 with the envelope.
 //! Codes: 1602 bad arguments, 1503 a malformed token, 1505 an unknown, expired or revoked one,
 //! 1502 a token of another user or platform than `sendID`/`platformID`, 1601 a full relay.
-//! `GET /v1/ws` refuses with imgate's own errors (401 for a ticket that is unknown, used,
-//! expired or of an ended session). Both refuse a browser `Origin` not in `ws.allowed_origins`
+//! `GET /v1/ws` refuses with imgate's one 401 (a ticket that is missing, unknown, used,
+//! expired or of an ended session). Both refuse a browser `Origin` not in `browser.allowed_origins`
 //! (403) before reading anything else.
 
 use axum::extract::ws::{Message, WebSocketUpgrade};
@@ -140,7 +140,11 @@ pub async fn ticket(State(state): State<AppState>, req: Request, next: Next) -> 
     let rid = parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
     let (ticket, codec) = match args::parse_native(parts.uri.query().unwrap_or("")) {
         Ok(t) => t,
-        Err(e) => return ApiError::new(ErrorCode::BadRequest).with_message(e.0).into_response(),
+        Err(e) => {
+            // No usable ticket: the one indistinguishable 401; the reason goes to the audit record.
+            rid.note_refusal(&format!("ws: {}", e.0));
+            return ApiError::unauthenticated().into_response();
+        }
     };
     let now = now_ms();
     let session = match state.store.take_ticket(&ticket_hash(&ticket), now).await {

@@ -193,7 +193,9 @@ async fn run(
     let started = std::time::Instant::now();
     let cfg = &state.config.ws;
     let mut n = Counts::default();
+    state.metrics.ws_connections.inc();
     if up.msg_resp && client.send(Message::Text(envelope_text(0, "", "").into())).await.is_err() {
+        state.metrics.ws_connections.dec();
         return;
     }
     let idle = Duration::from_secs(cfg.client_idle_timeout_secs);
@@ -237,6 +239,7 @@ async fn run(
                     Message::Binary(b) => match policy::police(&conn, &b).await {
                         Verdict::Forward(frame) => {
                             n.up += 1;
+                            state.metrics.ws_frames_forwarded.inc();
                             if upstream.send(UpMessage::Binary(frame.into())).await.is_err() {
                                 let _ = client.send(close(1011, "OpenIM connection lost")).await;
                                 break "upstream gone";
@@ -244,6 +247,7 @@ async fn run(
                         }
                         Verdict::Refuse(resp, why) => {
                             n.refused += 1;
+                            state.metrics.ws_frames_refused.inc();
                             record_refusal(&state, &rid, &caller, resp.req_identifier, &why);
                             if client.send(Message::Binary(up.codec.encode_resp(&resp).into())).await.is_err() {
                                 break "client gone";
@@ -251,6 +255,7 @@ async fn run(
                         }
                         Verdict::Close(why) => {
                             n.refused += 1;
+                            state.metrics.ws_frames_refused.inc();
                             record_refusal(&state, &rid, &caller, 0, why);
                             let _ = client.send(close(1008, why)).await;
                             break why;
@@ -320,6 +325,8 @@ async fn run(
         }
     };
     drop(registration);
+    state.metrics.ws_connections.dec();
+    state.metrics.ws_closed.get_or_create(&crate::telemetry::ReasonLabels { reason: why.into() }).inc();
     let _ = upstream.close(None).await;
     let mut detail = serde_json::Map::new();
     detail.insert("frames_up".into(), n.up.into());

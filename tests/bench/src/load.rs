@@ -69,7 +69,7 @@ impl Errors {
     pub(crate) fn total(&self) -> u64 {
         self.transport + self.status + self.answer
     }
-    fn note(&mut self, msg: String) {
+    pub(crate) fn note(&mut self, msg: String) {
         if self.samples.len() < 3 {
             self.samples.push(msg);
         }

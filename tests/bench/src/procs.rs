@@ -1,5 +1,6 @@
 //! The processes under test (OpenIM emulator, imgate, nginx) as children of the harness, and what
-//! the harness reads about them and the machine from /proc: CPU time, memory, cores, load.
+//! the harness reads about them and the machine from /proc: CPU time, memory, open files and their
+//! limit, cores, load.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -120,10 +121,51 @@ pub(crate) fn children_of(ppid: u32) -> Vec<u32> {
 
 /// Resident memory of a process in MiB (VmRSS).
 pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
+    rss_kib(pid).map(|kib| kib as f64 / 1024.0)
+}
+
+/// Resident memory of a process in KiB (VmRSS of /proc/<pid>/status).
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 =
-        text.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb / 1024.0)
+    text.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// The open-file limit of a process (soft, hard) from its "Max open files" line of
+/// /proc/<pid>/limits; `None` when unreadable or "unlimited".
+pub(crate) fn open_file_limit(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    parse_open_file_limit(&text)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<(u64, u64)> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix("Max open files"))?;
+    let mut fields = rest.split_whitespace();
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// File descriptors a process has open (entries of /proc/<pid>/fd).
+pub(crate) fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// Raises this process's soft open-file limit to its hard limit (the processes it starts inherit
+/// it); returns the limit now in force.
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is `u64` on Linux only.
+pub(crate) fn raise_open_file_limit() -> Result<u64, String> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // SAFETY: `raised` is a valid rlimit; a refusal leaves the limit as it was.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+        }
+        return Ok(lim.rlim_max as u64);
+    }
+    Ok(lim.rlim_cur as u64)
 }
 
 /// The machine the numbers come from.
@@ -158,4 +200,22 @@ pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_open_file_limit_and_this_process() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             94931                94931                processes \n\
+                      Max open files            20000                20000                files     \n";
+        assert_eq!(parse_open_file_limit(limits), Some((20000, 20000)));
+        assert_eq!(parse_open_file_limit("Max open files  unlimited unlimited files"), None);
+        let me = std::process::id();
+        assert!(open_file_limit(me).is_some_and(|(soft, hard)| soft > 0 && soft <= hard));
+        assert!(open_fds(me).is_some_and(|n| n >= 3));
+        assert!(rss_kib(me).is_some_and(|k| k > 0));
+    }
 }

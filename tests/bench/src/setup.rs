@@ -1,6 +1,8 @@
 //! Brings up what the benchmark measures, on loopback: the OpenIM emulator, two imgate gateways
-//! (one without plugins for the passthrough case, one with the plugin chain) and nginx in front of
-//! the emulator; then seeds users, devices, sessions, bearer tokens and OpenIM tokens.
+//! (one without plugins for the passthrough case, one with the plugin chain), nginx in front of
+//! the emulator (HTTP cases only) and, for the WebSocket section, a third gateway without plugins
+//! that only relays WebSockets (so its memory is the relay's); then seeds users, devices,
+//! sessions, bearer tokens and OpenIM tokens.
 //!
 //! The three parties that hold OpenIM tokens use disjoint users, because OpenIM's default
 //! multi-login policy keeps one token per (user, platform) and a new one kicks the old (contract
@@ -39,6 +41,47 @@ pub(crate) struct SetupOptions {
     /// A command the plugin-less gateway runs under (valgrind's callgrind: the plugin engine's
     /// pooling allocator reserves more address space than valgrind can give), with its arguments.
     pub(crate) wrap: Option<Vec<String>>,
+    /// Start nginx (the HTTP cases' peer).
+    pub(crate) nginx: bool,
+    /// The WebSocket section's gateway and users.
+    pub(crate) ws: Option<WsOptions>,
+}
+
+/// What the WebSocket section needs.
+pub(crate) struct WsOptions {
+    /// Users the idle connections are spread over.
+    pub(crate) idle_users: usize,
+    /// Users of the latency runs per party (one per connection of the highest concurrency).
+    pub(crate) latency_users: usize,
+    /// `[ws] max_connections` of every gateway.
+    pub(crate) max_connections: usize,
+}
+
+/// nginx in front of the emulator.
+pub(crate) struct Nginx {
+    pub(crate) proc: Proc,
+    pub(crate) url: String,
+    /// The master and its workers.
+    pub(crate) pids: Vec<u32>,
+    pub(crate) conf: PathBuf,
+}
+
+/// The WebSocket section's gateway and identities.
+pub(crate) struct WsEnv {
+    /// The relay-only gateway (no plugins): idle connections and the plugin-less latency case.
+    pub(crate) gateway: Gateway,
+    /// Its metrics listener (`imgate_ws_connections`).
+    pub(crate) metrics_url: String,
+    /// `(user, bearer token)` on `gateway`, for the idle connections.
+    pub(crate) idle: Vec<(String, String)>,
+    /// `(user, bearer token)` on `gateway`, one per latency connection.
+    pub(crate) relay: Vec<(String, String)>,
+    /// `(user, bearer token)` on the plugin gateway, one per latency connection.
+    pub(crate) plugged: Vec<(String, String)>,
+    /// `(user, OpenIM user token)` for direct connections to the emulator's msg gateway.
+    pub(crate) direct: Vec<(String, String)>,
+    /// The emulator's msg gateway, `127.0.0.1:port`.
+    pub(crate) emu_ws_addr: String,
 }
 
 /// One imgate process and its seeded clients.
@@ -48,6 +91,8 @@ pub(crate) struct Gateway {
     pub(crate) sessions: Vec<Session>,
     /// Bearer tokens for `/openim/*` (header `token`), one per session.
     pub(crate) bearers: Vec<String>,
+    /// `(user, bearer token)` of the WebSocket users seeded on this gateway.
+    pub(crate) ws_bearers: Vec<(String, String)>,
     pub(crate) audit_file: PathBuf,
     pub(crate) config_file: PathBuf,
 }
@@ -55,13 +100,11 @@ pub(crate) struct Gateway {
 pub(crate) struct Env {
     pub(crate) emu: Proc,
     pub(crate) emu_url: String,
-    pub(crate) nginx: Proc,
-    pub(crate) nginx_url: String,
-    /// nginx's master and workers.
-    pub(crate) nginx_pids: Vec<u32>,
-    pub(crate) nginx_conf: PathBuf,
+    /// Absent when only the WebSocket section runs.
+    pub(crate) nginx: Option<Nginx>,
     pub(crate) plain: Gateway,
     pub(crate) plugged: Gateway,
+    pub(crate) ws: Option<WsEnv>,
     /// OpenIM user tokens of the direct users (emulator and nginx cases).
     pub(crate) direct_tokens: Vec<String>,
     pub(crate) direct_users: Vec<String>,
@@ -73,7 +116,12 @@ impl Env {
     /// An error if any process under test has died.
     pub(crate) fn check_alive(&mut self) -> Result<(), String> {
         self.emu.check_alive()?;
-        self.nginx.check_alive()?;
+        if let Some(n) = self.nginx.as_mut() {
+            n.proc.check_alive()?;
+        }
+        if let Some(ws) = self.ws.as_mut() {
+            ws.gateway.proc.check_alive()?;
+        }
         self.plain.proc.check_alive()?;
         self.plugged.proc.check_alive()
     }
@@ -82,7 +130,12 @@ impl Env {
     pub(crate) fn stop(&mut self) {
         self.plain.proc.stop(Duration::from_secs(5));
         self.plugged.proc.stop(Duration::from_secs(5));
-        self.nginx.stop(Duration::from_secs(5));
+        if let Some(ws) = self.ws.as_mut() {
+            ws.gateway.proc.stop(Duration::from_secs(5));
+        }
+        if let Some(n) = self.nginx.as_mut() {
+            n.proc.stop(Duration::from_secs(5));
+        }
         self.emu.stop(Duration::from_secs(5));
     }
 }
@@ -148,10 +201,25 @@ pub(crate) async fn start(opts: &SetupOptions) -> Result<Env, String> {
     let n = opts.users.max(1);
     let names = |prefix: &str| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
     let (direct_users, plain_users, plugged_users) = (names("benchdirect"), names("benchplain"), names("benchplugged"));
+    // The WebSocket section's users: disjoint from the HTTP parties' (their OpenIM tokens stay
+    // theirs) and from each other (a send is pushed to every connection of its sender).
+    let ws_names = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+    let (ws_idle, ws_relay, ws_plugged, ws_direct) = match &opts.ws {
+        Some(w) => (
+            ws_names("benchwsidle", w.idle_users.max(1)),
+            ws_names("benchwsrelay", w.latency_users.max(1)),
+            ws_names("benchwsplug", w.latency_users.max(1)),
+            ws_names("benchwsdirect", w.latency_users.max(1)),
+        ),
+        None => Default::default(),
+    };
     let mut users = vec![
         json!({"userID": PEER, "nickname": "Bench Peer", "faceURL": "https://example.invalid/avatar/benchpeer.png"}),
     ];
-    for u in direct_users.iter().chain(&plain_users).chain(&plugged_users) {
+    for u in direct_users.iter().chain(&plain_users).chain(&plugged_users).chain(&ws_idle).chain(&ws_relay) {
+        users.push(json!({"userID": u, "nickname": u, "faceURL": ""}));
+    }
+    for u in ws_plugged.iter().chain(&ws_direct) {
         users.push(json!({"userID": u, "nickname": u, "faceURL": ""}));
     }
     openim(&http, &emu_url, "/user/user_register", Some(&admin_token), json!({ "users": users })).await?;
@@ -162,39 +230,60 @@ pub(crate) async fn start(opts: &SetupOptions) -> Result<Env, String> {
                 .await?;
         direct_tokens.push(data["token"].as_str().ok_or("get_user_token: no token")?.to_owned());
     }
+    // Direct WebSocket users log in on platform 1, as the relay's sessions do.
+    let mut ws_direct_tokens = Vec::new();
+    for u in &ws_direct {
+        let data =
+            openim(&http, &emu_url, "/auth/get_user_token", Some(&admin_token), json!({"platformID": 1, "userID": u}))
+                .await?;
+        let token = data["token"].as_str().ok_or("get_user_token: no token")?.to_owned();
+        ws_direct_tokens.push((u.clone(), token));
+    }
 
     // The gateways.
     let emu_ws = format!("ws://127.0.0.1:{ws_port}");
+    let upstream = Upstream { api: &emu_url, ws: &emu_ws, secret: &secret };
     let plain =
-        start_gateway(opts, &http, &dir.join("imgate-plain"), &emu_url, &emu_ws, &secret, None, &plain_users).await?;
-    let plugged = start_gateway(
-        opts,
-        &http,
-        &dir.join("imgate-plugins"),
-        &emu_url,
-        &emu_ws,
-        &secret,
-        Some(&opts.plugins_dir),
-        &plugged_users,
-    )
-    .await?;
+        start_gateway(opts, &http, &dir.join("imgate-plain"), &upstream, Kind::Plain, &plain_users, &[]).await?;
+    let plugged =
+        start_gateway(opts, &http, &dir.join("imgate-plugins"), &upstream, Kind::Plugins, &plugged_users, &ws_plugged)
+            .await?;
+    let ws = match &opts.ws {
+        Some(_) => {
+            let metrics_port = procs::free_port()?;
+            let relay_users: Vec<String> = ws_idle.iter().chain(&ws_relay).cloned().collect();
+            let gateway = start_gateway(
+                opts,
+                &http,
+                &dir.join("imgate-ws"),
+                &upstream,
+                Kind::Relay { metrics_port },
+                &[],
+                &relay_users,
+            )
+            .await?;
+            let (idle, relay) = gateway.ws_bearers.split_at(ws_idle.len());
+            let (idle, relay) = (idle.to_vec(), relay.to_vec());
+            Some(WsEnv {
+                metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+                idle,
+                relay,
+                plugged: plugged.ws_bearers.clone(),
+                direct: ws_direct_tokens,
+                emu_ws_addr: format!("127.0.0.1:{ws_port}"),
+                gateway,
+            })
+        }
+        None => None,
+    };
 
     // nginx.
-    let (nginx, nginx_url, nginx_pids, nginx_conf) = start_nginx(opts, &http, &dir.join("nginx"), api_port).await?;
+    let nginx = match opts.nginx {
+        true => Some(start_nginx(opts, &http, &dir.join("nginx"), api_port).await?),
+        false => None,
+    };
 
-    Ok(Env {
-        emu,
-        emu_url,
-        nginx,
-        nginx_url,
-        nginx_pids,
-        nginx_conf,
-        plain,
-        plugged,
-        direct_tokens,
-        direct_users,
-        admin_token,
-    })
+    Ok(Env { emu, emu_url, nginx, plain, plugged, ws, direct_tokens, direct_users, admin_token })
 }
 
 /// Retries `f` every 50 ms until it succeeds, `proc` dies or `limit` passes.
@@ -226,6 +315,9 @@ fn admin_jwt(secret: &[u8], scope: &str) -> Result<String, String> {
     jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).map_err(|e| e.to_string())
 }
 
+/// `[ws] max_connections` when the WebSocket section does not run (imgate's default).
+const WS_DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
 /// Rate limits far above what two cores can push, so no request is refused for quota.
 const NO_LIMITS: &str = r#"
 [rate_limits.default]
@@ -241,14 +333,58 @@ per_second = 1000000
 burst = 1000000
 "#;
 
+/// The OpenIM emulator as the gateways see it.
+struct Upstream<'a> {
+    api: &'a str,
+    ws: &'a str,
+    secret: &'a str,
+}
+
+/// Which of the bench's gateways.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Cases 3 (and the instruction counts): no plugin.
+    Plain,
+    /// Cases 4 and 5, and the WebSocket send through a plugin chain.
+    Plugins,
+    /// The WebSocket section's relay: no plugin, a metrics listener.
+    Relay { metrics_port: u16 },
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Plain => "imgate (plain)",
+            Kind::Plugins => "imgate (plugins)",
+            Kind::Relay { .. } => "imgate (ws relay)",
+        }
+    }
+}
+
+/// `[ws]` of every generated config: `max_connections` above what the bench opens, and clients
+/// that send nothing kept for 10 minutes (an SDK's heartbeat would reset the 60 s default; the
+/// bench's idle connections send nothing while they are held).
+fn ws_section(max_connections: usize) -> String {
+    format!(
+        r#"
+[ws]
+max_connections = {max_connections}
+client_idle_timeout_secs = 600
+"#
+    )
+}
+
 fn gateway_config(
     port: u16,
-    emu_url: &str,
-    emu_ws: &str,
-    secret: &str,
+    upstream: &Upstream<'_>,
     log_level: &str,
     plugins: Option<&Path>,
+    ws_max_connections: usize,
+    metrics_port: Option<u16>,
 ) -> String {
+    let (emu_url, emu_ws, secret) = (upstream.api, upstream.ws, upstream.secret);
+    let metrics = metrics_port.map(|p| format!("metrics_listen = \"127.0.0.1:{p}\"\n")).unwrap_or_default();
+    let ws = ws_section(ws_max_connections);
     let mut c = format!(
         r#"# Generated by imgate-bench: a gateway as deployed, with every quota raised out of the way.
 [server]
@@ -287,7 +423,7 @@ file = "audit.jsonl"
 [telemetry]
 log_format = "json"
 log_level = "{log_level}"
-{NO_LIMITS}"#
+{metrics}{ws}{NO_LIMITS}"#
     );
     if let Some(dir) = plugins {
         let cf = dir.join("content_filter.wasm");
@@ -327,18 +463,23 @@ plugins = [
     c
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Starts one gateway and seeds a device, a session and a bearer token for each of `users` and
+/// `ws_users`.
 async fn start_gateway(
     opts: &SetupOptions,
     http: &reqwest::Client,
     dir: &Path,
-    emu_url: &str,
-    emu_ws: &str,
-    secret: &str,
-    plugins: Option<&Path>,
+    upstream: &Upstream<'_>,
+    kind: Kind,
     users: &[String],
+    ws_users: &[String],
 ) -> Result<Gateway, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let plugins = matches!(kind, Kind::Plugins).then_some(opts.plugins_dir.as_path());
+    let metrics_port = match kind {
+        Kind::Relay { metrics_port } => Some(metrics_port),
+        _ => None,
+    };
     if let Some(p) = plugins {
         for f in ["content_filter.wasm", "response_reshaper.wasm"] {
             if !p.join(f).is_file() {
@@ -357,9 +498,10 @@ async fn start_gateway(
     std::fs::write(dir.join("admin_hs256.secret"), admin_secret).map_err(|e| e.to_string())?;
     let port = procs::free_port()?;
     let config_file = dir.join("imgate.toml");
-    write(&config_file, &gateway_config(port, emu_url, emu_ws, secret, &opts.log_level, plugins))?;
-    let name = if plugins.is_some() { "imgate (plugins)" } else { "imgate (plain)" };
-    let mut cmd = match opts.wrap.as_ref().filter(|_| plugins.is_none()) {
+    let ws_max = opts.ws.as_ref().map_or(WS_DEFAULT_MAX_CONNECTIONS, |w| w.max_connections);
+    write(&config_file, &gateway_config(port, upstream, &opts.log_level, plugins, ws_max, metrics_port))?;
+    let name = kind.name();
+    let mut cmd = match opts.wrap.as_ref().filter(|_| matches!(kind, Kind::Plain)) {
         Some(wrap) => {
             let mut cmd = Command::new(&wrap[0]);
             cmd.args(&wrap[1..]).arg(&opts.imgate);
@@ -373,7 +515,7 @@ async fn start_gateway(
     let mut proc = Proc::spawn(name, cmd, &dir.with_extension("log"))?;
     let url = format!("http://127.0.0.1:{port}");
     // Under valgrind, start-up (and the plugins' compilation) is tens of times slower.
-    let limit = Duration::from_secs(if opts.wrap.is_some() && plugins.is_none() { 900 } else { 60 });
+    let limit = Duration::from_secs(if opts.wrap.is_some() && matches!(kind, Kind::Plain) { 900 } else { 60 });
     wait_for(limit, &mut proc, || async {
         let r = http.get(format!("{url}/healthz")).send().await.map_err(|e| e.to_string())?;
         if r.status().is_success() {
@@ -389,7 +531,7 @@ async fn start_gateway(
     let admin = admin_jwt(&admin_secret, "devices:write")?;
     let (_, gw_public) = client.gateway_key().await.map_err(|e| format!("{name}: gateway key: {e}"))?;
     let (mut sessions, mut bearers) = (Vec::new(), Vec::new());
-    for u in users {
+    for u in users.iter().chain(ws_users) {
         let key = DeviceKey::generate();
         let res = client.enroll(&admin, u, "benchdev", 1, &key.public_b64()).await.map_err(|e| e.to_string())?;
         if res.status().as_u16() != 201 {
@@ -408,7 +550,9 @@ async fn start_gateway(
         bearers.push(token.to_owned());
         sessions.push(session);
     }
-    Ok(Gateway { proc, url, sessions, bearers, audit_file: dir.join("audit.jsonl"), config_file })
+    let ws_bearers = ws_users.iter().cloned().zip(bearers.split_off(users.len())).collect();
+    sessions.truncate(users.len());
+    Ok(Gateway { proc, url, sessions, bearers, ws_bearers, audit_file: dir.join("audit.jsonl"), config_file })
 }
 
 fn nginx_config(dir: &Path, port: u16, upstream_port: u16, workers: &str) -> String {
@@ -461,7 +605,7 @@ async fn start_nginx(
     http: &reqwest::Client,
     dir: &Path,
     upstream_port: u16,
-) -> Result<(Proc, String, Vec<u32>, PathBuf), String> {
+) -> Result<Nginx, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = procs::free_port()?;
     let conf = dir.join("nginx.conf");
@@ -484,5 +628,5 @@ async fn start_nginx(
     let master = proc.pid();
     let mut pids = vec![master];
     pids.extend(procs::children_of(master));
-    Ok((proc, url, pids, conf))
+    Ok(Nginx { proc, url, pids, conf })
 }

@@ -123,6 +123,11 @@ async fn no_route_runs_a_plugin_or_its_handler_before_authentication() {
                 assert_eq!(status, 200, "{} {path}: {body}", r.method);
                 assert_eq!(body["errCode"], 1001, "{} {path}: {body}", r.method);
             }
+            // OpenIM's msg gateway: HTTP 200 with an argument error (no sendID, no token).
+            host::routes::Auth::WsBearer => {
+                assert_eq!(status, 200, "{} {path}: {body}", r.method);
+                assert_eq!(body["errCode"], 1602, "{} {path}: {body}", r.method);
+            }
             _ => {
                 assert_eq!(status, 401, "{} {path}: {body}", r.method);
                 assert_eq!(body["code"], "unauthenticated", "{} {path}: {body}", r.method);

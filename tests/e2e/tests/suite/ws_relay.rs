@@ -268,6 +268,10 @@ async fn frames_must_be_the_callers_in_both_envelopes() {
         assert_eq!(reply(&mut ws, codec, "p4").await.err_code, 1002);
         send(&mut ws, codec, &req("alice", ident::PUSH_MSG, "p5", Vec::new())).await;
         assert_eq!(reply(&mut ws, codec, "p5").await.err_code, 1002);
+        if sdk_type == "js" {
+            assert_eq!(h.metric("imgate_ws_connections").await, Some(1.0), "the open relayed connection");
+        }
+        assert!(h.metric("imgate_ws_frames_refused_total").await.unwrap_or(0.0) >= 5.0, "refusals are counted");
         // A frame with another sendID ends the connection, as in OpenIM (W3).
         let data = pb::sdkws::GetMaxSeqReq { user_id: "bob".into() }.encode_to_vec();
         send(&mut ws, codec, &req("bob", ident::GET_NEWEST_SEQ, "p6", data)).await;
