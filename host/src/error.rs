@@ -248,7 +248,13 @@ pub async fn rescue(req: Request, next: Next) -> Response {
             "request refused"
         );
     }
-    render(&err, rid)
+    let mut out = render(&err, rid);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was refused unread: the connection cannot carry another request, so say so
+        // rather than let a client's pool reuse a connection the server is about to close.
+        out.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    out
 }
 
 /// The body of every refusal, as the gateway writes it and as clients (the CLI among them) read it.

@@ -62,6 +62,12 @@ async fn oversized_body_is_413_and_never_reaches_openim() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["code"], "payload_too_large");
     assert!(!h.emu.seen().iter().any(|s| s.path == "/user/get_users_info"));
+    // The refused body was never read: the answer says the connection ends, so no client pool
+    // sends its next request on a connection the server is closing.
+    let res = h.http.post(h.url("/v1/admin/openim/user/get_users_info")).bearer_auth(&token).json(&big).send();
+    let res = res.await.expect("answer");
+    assert_eq!(res.headers().get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
+    assert_eq!(h.get("/healthz", None).await.0, 200, "the next request goes through");
     h.shutdown().await;
 }
 
