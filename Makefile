@@ -57,8 +57,11 @@ test: deps
 ## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification, plugin call fresh vs reused
 ## instance, the route engine per request without the OpenIM call), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached),
 ## then imgate-bench (tests/bench): the OpenIM emulator direct, nginx proxy_pass, imgate /openim, imgate /v1 + plugins,
-## imgate /openim + plugins, interleaved over 3 rounds (about 6 minutes), and the instructions per request of the
-## gateway's core paths under valgrind; report in target/bench/report.md (+ .json, latency.svg).
+## imgate /openim + plugins, interleaved over 3 rounds (about 6 minutes), then the WebSocket relay (10 000 relayed idle
+## connections held, clamped to the open-file limit: imgate's memory per connection and the time to open them; a 1003
+## send relayed vs direct to the emulator's msg gateway, with and without a plugin, 3 rounds: under a minute;
+## `imgate-bench --only ws` runs this part alone), and the instructions per request of the gateway's core paths under
+## valgrind; report in target/bench/report.md (+ .json, latency.svg).
 bench: deps
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
@@ -76,8 +79,9 @@ bench: deps
 	  --include "Plugin swap times (cargo bench -p e2e --bench reload)=target/bench/reload.txt" \
 	  --include "Instructions per request (valgrind callgrind; imgate-bench --instructions)=target/bench/instructions/instructions.md"
 
-## bench-smoke: the same harness in a few seconds with debug builds (one round, concurrency 16, 0.15 s per case),
-## report in target/bench-smoke/; fails if a case has no successful answer or any wrong answer (no timing check).
+## bench-smoke: the same harness in a few seconds with debug builds (one round, concurrency 16, 0.15 s per case; the
+## WebSocket section with 20 idle connections and 50 sends per case), report in target/bench-smoke/; fails if a case has
+## no successful answer or any wrong answer (no timing check).
 .PHONY: bench-smoke
 bench-smoke: deps
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

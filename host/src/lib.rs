@@ -67,6 +67,8 @@ pub async fn run(
 ) {
     let cfg = &state.config.server;
     let ms = Duration::from_millis;
+    let budget = server::fit_to_fd_limit(cfg.max_connections, METRICS_MAX_CONNECTIONS, state.config.ws.max_connections);
+    state.ws.set_capacity(budget.relayed);
     let opts = server::ServeOptions {
         first_byte: ms(cfg.first_byte_timeout_ms),
         head: ms(cfg.header_read_timeout_ms),
@@ -74,7 +76,7 @@ pub async fn run(
         // Never shorter than the request deadline: a handler may work that long without a byte
         // moving, and it answers (504) before its connection is cut.
         stall: ms(cfg.idle_timeout_ms.max(cfg.request_timeout_ms)),
-        max_connections: server::fit_to_fd_limit(cfg.max_connections, METRICS_MAX_CONNECTIONS),
+        max_connections: budget.connections,
         drain: ms(cfg.drain_timeout_ms),
     };
     // Scrapers use a connection or two; a flood of the API listener must not take their slots.

@@ -442,25 +442,37 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// The connection cap this process can keep, given its open-file limit: raises the soft limit
-/// toward the hard one as far as `max_connections` (plus `also_open` connections of other
-/// listeners) needs, then caps client connections at three quarters of the limit, leaving the
-/// rest for OpenIM calls, the audit log, plugin files and the listeners. Without this a cap above
-/// the limit would never be reached: accept would fail with EMFILE first, and the gateway, health
-/// checks included, would stop answering.
+/// What the open-file limit lets this process hold: client connections of the listener, and
+/// relayed WebSockets (each holds two descriptors: the client's and OpenIM's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    pub connections: usize,
+    pub relayed: usize,
+}
+
+/// The caps this process can keep, given its open-file limit: raises the soft limit toward the
+/// hard one as far as the listener's `max_connections` (counted 4/3 each: a busy one may hold an
+/// OpenIM connection too), `also_open` connections of other listeners and `relayed` WebSockets
+/// (exactly two descriptors each: the client's and OpenIM's) need, plus [`FD_RESERVE`] for the
+/// listeners, the audit log and plugin files; when that does not fit, both caps are cut by the
+/// same factor. Without this a cap above the limit would never be reached: accept would fail
+/// with EMFILE first, and the gateway, health checks included, would stop answering.
 // `rlim_t` is `u64` on Linux but not on every unix: the casts are no-ops only on some targets.
 #[allow(clippy::unnecessary_cast)]
-pub fn fit_to_fd_limit(max_connections: usize, also_open: usize) -> usize {
+pub fn fit_to_fd_limit(max_connections: usize, also_open: usize, relayed: usize) -> FdBudget {
+    let asked = FdBudget { connections: max_connections, relayed };
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-            return max_connections;
+            return asked;
         }
         let (cur, max) = (lim.rlim_cur as u64, lim.rlim_max as u64);
-        let connections = max_connections.saturating_add(also_open) as u64;
-        let wanted = connections.saturating_mul(4) / 3 + 1;
+        let http = (max_connections as u64).saturating_mul(4) / 3;
+        let relay = (relayed as u64).saturating_mul(2);
+        let reserve = FD_RESERVE + also_open as u64;
+        let wanted = http.saturating_add(relay).saturating_add(reserve);
         let mut limit = cur;
         if cur < wanted && max > cur {
             let raised = libc::rlimit { rlim_cur: wanted.min(max) as libc::rlim_t, rlim_max: lim.rlim_max };
@@ -469,21 +481,28 @@ pub fn fit_to_fd_limit(max_connections: usize, also_open: usize) -> usize {
                 limit = wanted.min(max);
             }
         }
-        let fit = usize::try_from(limit / 4 * 3).unwrap_or(usize::MAX).saturating_sub(also_open).max(1);
-        if fit < max_connections {
+        if wanted > limit {
+            let room = limit.saturating_sub(reserve);
+            let scale = |n: usize| ((n as u128 * room as u128 / (http + relay) as u128) as usize).max(1);
+            let fit = FdBudget { connections: scale(max_connections), relayed: scale(relayed) };
             tracing::warn!(
                 max_connections,
+                ws_max_connections = relayed,
                 open_file_limit = limit,
-                using = fit,
-                "server.max_connections does not fit the open-file limit; capping connections lower"
+                using_connections = fit.connections,
+                using_relayed = fit.relayed,
+                "server.max_connections and ws.max_connections (2 descriptors each) do not fit the open-file limit; capping both lower"
             );
             return fit;
         }
     }
     #[cfg(not(unix))]
     let _ = also_open;
-    max_connections
+    asked
 }
+
+/// Descriptors kept beyond the connections: listeners, the audit log, plugin files, DNS.
+pub const FD_RESERVE: u64 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -540,6 +559,6 @@ mod tests {
 
     #[test]
     fn a_limit_that_fits_is_kept() {
-        assert_eq!(fit_to_fd_limit(16, 0), 16);
+        assert_eq!(fit_to_fd_limit(16, 0, 8), FdBudget { connections: 16, relayed: 8 });
     }
 }

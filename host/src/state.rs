@@ -157,7 +157,7 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
         (Some(openim), Some(admin), Some(gateway_keys), Some(plugins)) if errors.is_empty() => {
             Ok(AppState(Arc::new(Services {
                 plugins: Arc::new(plugins),
-                ws: Arc::default(),
+                ws: Arc::new(crate::ws::Registry::with_capacity(config.ws.max_connections)),
                 direct: Arc::default(),
                 store: Arc::new(MemoryStore::new()),
                 audit: AuditLog::memory(),

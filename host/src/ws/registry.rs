@@ -2,7 +2,7 @@
 //! revocation can end them at once (client-auth §8-§9: within 1 s).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -22,10 +22,17 @@ struct Live {
 }
 
 /// The live relayed sockets.
-#[derive(Default)]
 pub struct Registry {
     next: AtomicU64,
     live: Mutex<HashMap<u64, Live>>,
+    /// Sockets held at most (`ws.max_connections`, or less if the open-file limit says so).
+    capacity: AtomicUsize,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::with_capacity(usize::MAX)
+    }
 }
 
 /// A registered socket; unregisters itself when dropped.
@@ -46,16 +53,21 @@ impl Registry {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a socket of `session_id` unless `max` are live already.
-    pub fn register(
-        self: &Arc<Self>,
-        session_id: &str,
-        max: usize,
-    ) -> Option<(Registration, oneshot::Receiver<Ended>)> {
+    pub fn with_capacity(capacity: usize) -> Registry {
+        Registry { next: AtomicU64::new(0), live: Mutex::default(), capacity: AtomicUsize::new(capacity) }
+    }
+
+    /// Sets how many sockets may be live (`run` fits it to the open-file limit).
+    pub fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+    }
+
+    /// Registers a socket of `session_id` unless the registry is at its capacity.
+    pub fn register(self: &Arc<Self>, session_id: &str) -> Option<(Registration, oneshot::Receiver<Ended>)> {
         let (tx, rx) = oneshot::channel();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut live = self.lock();
-        if live.len() >= max {
+        if live.len() >= self.capacity.load(Ordering::Relaxed) {
             return None;
         }
         live.insert(id, Live { session_id: session_id.to_owned(), end: tx });
@@ -95,15 +107,15 @@ mod tests {
 
     #[test]
     fn sessions_end_their_sockets_only_and_capacity_is_held() {
-        let r = Arc::new(Registry::default());
-        let (a, mut rx_a) = r.register("s1", 2).expect("room");
-        let (_b, mut rx_b) = r.register("s2", 2).expect("room");
-        assert!(r.register("s3", 2).is_none(), "full");
+        let r = Arc::new(Registry::with_capacity(2));
+        let (a, mut rx_a) = r.register("s1").expect("room");
+        let (_b, mut rx_b) = r.register("s2").expect("room");
+        assert!(r.register("s3").is_none(), "full");
         assert_eq!(r.end_sessions(["s1"], Ended::Revoked), 1);
         assert_eq!(rx_a.try_recv(), Ok(Ended::Revoked));
         assert!(rx_b.try_recv().is_err(), "another session's socket stays");
         drop(a);
         assert_eq!(r.len(), 1);
-        assert!(r.register("s3", 2).is_some());
+        assert!(r.register("s3").is_some());
     }
 }

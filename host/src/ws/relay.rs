@@ -57,7 +57,7 @@ pub async fn handler(
     Extension(up): Extension<Upgrade>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Some((registration, ended)) = state.ws.register(&caller.session_id, state.config.ws.max_connections) else {
+    let Some((registration, ended)) = state.ws.register(&caller.session_id) else {
         rid.note_refusal("ws: the relay holds ws.max_connections connections");
         return if up.sdk {
             refuse_sdk_ws(Some(ws), up.msg_resp, 1601, "too many connections").await
@@ -114,7 +114,8 @@ async fn dial(state: &AppState, caller: &Caller, up: &Upgrade) -> Result<Upstrea
                 q.append_pair("compression", "gzip");
             }
         }
-        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false);
+        // No Nagle: a frame goes to OpenIM at once, not after the previous one's ACK.
+        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
         // The URL holds the OpenIM token: errors are reported by kind, never with it.
         let (mut stream, _) = match tokio::time::timeout(timeout, connect).await {
             Err(_) => return Err("dial timed out".into()),

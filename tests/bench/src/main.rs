@@ -5,14 +5,22 @@
 //! Cases: 1 direct to the emulator, 2 nginx, 3 imgate's `/openim` surface without plugins, 4 imgate
 //! `/v1` signed with a plugin chain, 5 `/openim` with the same chain; payloads: a one-user lookup
 //! and a 4 KiB text send; concurrency 1, 16, 64 by default. Writes `report.md`, `report.json` and
-//! `latency.svg` (issue 12). `--smoke` is the quick run `make test` uses so the harness cannot rot:
-//! it fails on any wrong answer or any case without a successful answer.
+//! `latency.svg` (issue 12).
+//!
+//! Then the WebSocket relay section (issue 13, `ws.rs`): N relayed idle connections held at once
+//! (imgate's memory per connection, the time to open them), and the latency a relayed 1003 send
+//! adds over the same send made directly to the emulator's msg gateway. `--only http` or
+//! `--only ws` runs one section.
+//!
+//! `--smoke` is the quick run `make test` uses so the harness cannot rot: it fails on any wrong
+//! answer or any case without a successful answer.
 
 mod instructions;
 mod load;
 mod procs;
 mod report;
 mod setup;
+mod ws;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,10 +92,34 @@ struct Cli {
     /// `instructions.md` and `instructions.json` in the output folder. Stable where timings are not.
     #[arg(long)]
     instructions: bool,
-    /// Quick check: one round, concurrency 16, 0.15 s per case, report in target/bench-smoke.
+    /// Quick check: one round, concurrency 16, 0.15 s per case, report in target/bench-smoke;
+    /// WebSocket: 20 idle connections, 50 sends per case at 1 and 4 connections.
     /// Fails on any wrong answer or any case without a successful answer.
     #[arg(long)]
     smoke: bool,
+    /// Only one section: `http` (the five cases) or `ws` (the WebSocket relay).
+    #[arg(long, value_parser = ["http", "ws"])]
+    only: Option<String>,
+    /// WebSocket: relayed idle connections to hold at once (10000; clamped to what the open-file
+    /// limits allow, reported with the reason).
+    #[arg(long)]
+    ws_idle: Option<usize>,
+    /// WebSocket: users the idle connections are spread over (many connections share a user's
+    /// bearer token).
+    #[arg(long)]
+    ws_users: Option<usize>,
+    /// WebSocket: handshakes in flight while the idle connections open.
+    #[arg(long, default_value_t = 64)]
+    ws_open_concurrency: usize,
+    /// WebSocket: wait after the last idle connection opened before imgate's memory is read (ms).
+    #[arg(long)]
+    ws_settle_ms: Option<u64>,
+    /// WebSocket: measured 1003 sends per case, concurrency level and round.
+    #[arg(long)]
+    ws_sends: Option<u64>,
+    /// WebSocket: connections sending at once in the latency runs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    ws_concurrency: Option<Vec<usize>>,
 }
 
 /// The five cases of issue 12.
@@ -146,6 +178,10 @@ fn addr(url: &str) -> String {
     url.trim_start_matches("http://").to_owned()
 }
 
+fn nginx(env: &Env) -> Result<&setup::Nginx, &'static str> {
+    env.nginx.as_ref().ok_or("n/a: nginx was not started")
+}
+
 /// The request of `case` × `payload`, or why there is none.
 fn target(env: &Env, case: Case, payload: Payload) -> Result<Target, &'static str> {
     let lookup = Bytes::from(json!({ "userIDs": [PEER] }).to_string());
@@ -163,13 +199,13 @@ fn target(env: &Env, case: Case, payload: Payload) -> Result<Target, &'static st
     };
     match (case, payload) {
         (Case::Floor | Case::Nginx, Payload::Lookup) => {
-            let url = if case == Case::Floor { &env.emu_url } else { &env.nginx_url };
+            let url = if case == Case::Floor { &env.emu_url } else { &nginx(env)?.url };
             Ok(openim(url, "/user/get_users_info", lookup, env.direct_tokens.clone(), Check::OpenImLookup))
         }
         (Case::Floor | Case::Nginx, Payload::Send4k) => {
             // send_msg takes the admin token (as imgate's /v1 send does); one sender per party user
             // would need one body per client, so the first direct user sends.
-            let url = if case == Case::Floor { &env.emu_url } else { &env.nginx_url };
+            let url = if case == Case::Floor { &env.emu_url } else { &nginx(env)?.url };
             let body = Bytes::from(direct_send(0).to_string());
             Ok(openim(url, "/msg/send_msg", body, vec![env.admin_token.clone()], Check::OpenImSend))
         }
@@ -207,7 +243,7 @@ fn target(env: &Env, case: Case, payload: Payload) -> Result<Target, &'static st
 fn gateway_pids(env: &Env, case: Case) -> Vec<u32> {
     match case {
         Case::Floor => vec![env.emu.pid()],
-        Case::Nginx => env.nginx_pids.clone(),
+        Case::Nginx => env.nginx.as_ref().map(|n| n.pids.clone()).unwrap_or_default(),
         Case::Passthrough => vec![env.plain.proc.pid()],
         Case::V1Plugins | Case::CompatPlugins => vec![env.plugged.proc.pid()],
     }
@@ -221,6 +257,10 @@ struct Settings {
     duration: Duration,
     warmup: Duration,
     concurrency: Vec<usize>,
+    /// Run the HTTP cases.
+    http: bool,
+    /// Run the WebSocket section.
+    ws: Option<ws::WsSettings>,
 }
 
 fn main() -> ExitCode {
@@ -243,6 +283,22 @@ fn main() -> ExitCode {
         duration: Duration::from_millis(cli.duration_ms.unwrap_or(if cli.smoke { 150 } else { 3000 })),
         warmup: Duration::from_millis(cli.warmup_ms.unwrap_or(if cli.smoke { 50 } else { 500 })),
         concurrency: cli.concurrency.clone().unwrap_or_else(|| if cli.smoke { vec![16] } else { vec![1, 16, 64] }),
+        http: cli.only.as_deref() != Some("ws"),
+        ws: (cli.only.as_deref() != Some("http") && !cli.instructions).then(|| ws::WsSettings {
+            idle: cli.ws_idle.unwrap_or(if cli.smoke { 20 } else { 10_000 }),
+            open_concurrency: cli.ws_open_concurrency.max(1),
+            settle: Duration::from_millis(cli.ws_settle_ms.unwrap_or(if cli.smoke { 200 } else { 3000 })),
+            sends: cli.ws_sends.unwrap_or(if cli.smoke { 50 } else { 20_000 }).max(1),
+            concurrency: cli
+                .ws_concurrency
+                .clone()
+                .unwrap_or_else(|| if cli.smoke { vec![1, 4] } else { vec![1, 16] })
+                .into_iter()
+                .map(|c| c.max(1))
+                .collect(),
+            rounds: cli.rounds.unwrap_or(if cli.smoke { 1 } else { 3 }).max(1),
+            smoke: cli.smoke,
+        }),
     };
     // One thread for the harness and the load generator alike: the clients never compete with
     // each other for more than one core.
@@ -275,9 +331,13 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
         }
     }
     let started = Instant::now();
+    // The processes started below inherit it: thousands of WebSockets need as many descriptors in
+    // the harness, the emulator and imgate (which raises its own limit only as far as
+    // `server.max_connections` needs).
+    let nofile = procs::raise_open_file_limit()?;
     let machine = procs::machine();
     println!(
-        "machine: {} cores (nproc), CPU {}, load average {}, kernel {}",
+        "machine: {} cores (nproc), CPU {}, load average {}, kernel {}; open-file limit {nofile}",
         machine.cores, machine.cpu_model, machine.loadavg, machine.kernel
     );
     std::fs::create_dir_all(&s.out).map_err(|e| format!("{}: {e}", s.out.display()))?;
@@ -296,6 +356,12 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
                 .map(str::to_owned)
                 .to_vec()
         }),
+        start_nginx: s.http || cli.instructions,
+        ws: s.ws.as_ref().map(|w| setup::WsOptions {
+            idle_users: cli.ws_users.unwrap_or(if cli.smoke { 4 } else { 64 }).clamp(1, w.idle.max(1)),
+            latency_users: w.concurrency.iter().copied().max().unwrap_or(1),
+            max_connections: w.idle + 1000,
+        }),
     };
     if cli.instructions {
         let mut env = setup::start(&opts).await?;
@@ -305,17 +371,33 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
     }
     let mut env = setup::start(&opts).await?;
     let setup_secs = started.elapsed().as_secs_f64();
+    let nginx_workers = env.nginx.as_ref().map_or(0, |n| n.pids.len().saturating_sub(1));
     println!(
-        "set up in {setup_secs:.1} s: emulator {}, nginx {} ({} workers), imgate plain {}, imgate plugins {}",
+        "set up in {setup_secs:.1} s: emulator {}, nginx {} ({nginx_workers} workers), imgate plain {}, imgate plugins {}, imgate ws relay {}",
         env.emu_url,
-        env.nginx_url,
-        env.nginx_pids.len().saturating_sub(1),
+        env.nginx.as_ref().map_or("not started", |n| n.url.as_str()),
         env.plain.url,
-        env.plugged.url
+        env.plugged.url,
+        env.ws.as_ref().map_or("not started", |w| w.gateway.url.as_str()),
     );
-    let result = measure(&mut env, s).await;
+    let result = match s.http {
+        true => measure(&mut env, s).await,
+        false => Ok(Vec::new()),
+    };
+    // Read before the WebSocket section: its 10 000 connections leave their memory in the
+    // emulator's allocator.
     let emu_rss = procs::rss_mib(env.emu.pid());
     let imgate_rss = [procs::rss_mib(env.plain.proc.pid()), procs::rss_mib(env.plugged.proc.pid())];
+    let websocket = match (&result, &s.ws) {
+        (Ok(_), Some(w)) => match ws::measure(&mut env, w).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                env.stop();
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     env.stop();
     let cases = result?;
 
@@ -329,8 +411,8 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
         concurrency: s.concurrency.clone(),
         users: cli.users,
         log_level: cli.imgate_log_level.clone(),
-        nginx_workers: env.nginx_pids.len().saturating_sub(1),
-        nginx_conf: env.nginx_conf.display().to_string(),
+        nginx_workers,
+        nginx_conf: env.nginx.as_ref().map(|n| n.conf.display().to_string()).unwrap_or_default(),
         audit_files: vec![env.plain.audit_file.display().to_string(), env.plugged.audit_file.display().to_string()],
         configs: vec![env.plain.config_file.display().to_string(), env.plugged.config_file.display().to_string()],
         emu_rss_mib: emu_rss,
@@ -338,6 +420,7 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
         setup_secs,
         total_secs: started.elapsed().as_secs_f64(),
         cases,
+        websocket,
         criterion: report::criterion(&cli.criterion),
         includes: cli
             .include

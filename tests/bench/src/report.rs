@@ -1,6 +1,7 @@
 //! The benchmark's results and their three renderings: `report.json` (everything, per round),
 //! `report.md` (tables per payload and concurrency, ratios to nginx and to the floor, round
-//! spread warnings, the criterion micro-benchmarks) and `latency.svg` (percentiles per case).
+//! spread warnings, the WebSocket relay section, the criterion micro-benchmarks) and
+//! `latency.svg` (percentiles per HTTP case).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use crate::load::{self, Errors, RunResult};
 use crate::procs::Machine;
+use crate::ws::WsReport;
 use crate::{Case, Payload};
 
 /// One measured run of one case.
@@ -232,6 +234,7 @@ pub(crate) struct Inputs {
     pub(crate) setup_secs: f64,
     pub(crate) total_secs: f64,
     pub(crate) cases: Vec<CaseResult>,
+    pub(crate) websocket: Option<WsReport>,
     pub(crate) criterion: Vec<Criterion>,
     pub(crate) includes: Vec<(String, String)>,
 }
@@ -247,6 +250,8 @@ pub(crate) struct Report {
     pub(crate) noise: Option<f64>,
     pub(crate) warnings: Vec<String>,
     pub(crate) cases: Vec<CaseResult>,
+    /// The WebSocket relay section (absent with `--only http`).
+    pub(crate) websocket: Option<WsReport>,
     pub(crate) criterion: Vec<Criterion>,
     pub(crate) includes: Vec<(String, String)>,
     pub(crate) setup_secs: f64,
@@ -337,7 +342,7 @@ impl Report {
             "Case 4's client signs every request (fresh 24-byte nonce, SHA-256 of the body, HMAC-SHA256) on the same machine: that client work shows in the client CPU column.".into(),
             format!("Identities: {} users per party, client i uses user i mod {}; the direct cases use OpenIM user tokens (lookup) and an OpenIM admin token of a second admin id (send_msg), as imgate does; imgate's /openim cases use bearer tokens from POST /v1/auth/token.", i.users, i.users),
             "The 4 KiB send through /openim (cases 3 and 5) does not exist: imgate refuses /openim/msg/send_msg on purpose (an OpenIM admin route, contract §10); OpenIM SDKs send over the WebSocket. Those cells say n/a.".into(),
-            "The emulator keeps every sent message in memory (its RSS at the end is in report.json).".into(),
+            "The emulator keeps every sent message in memory (its RSS after the HTTP cases is in report.json, `settings.emulator_rss_mib_end`).".into(),
         ];
         let settings = serde_json::json!({
             "rounds": i.rounds, "duration_ms": i.duration_ms, "warmup_ms": i.warmup_ms,
@@ -354,6 +359,7 @@ impl Report {
             noise,
             warnings,
             cases: i.cases,
+            websocket: i.websocket,
             criterion: i.criterion,
             includes: i.includes,
             setup_secs: i.setup_secs,
@@ -361,8 +367,10 @@ impl Report {
         }
     }
 
-    /// What makes the run a failure: an applicable case without a successful answer, or any error.
+    /// What makes the run a failure: an applicable case without a successful answer, or any error
+    /// (HTTP or WebSocket).
     pub(crate) fn failures(&self) -> Vec<String> {
+        let ws = self.websocket.as_ref().map(WsReport::failures).unwrap_or_default();
         self.cases
             .iter()
             .filter(|c| c.applicable() && !c.clean())
@@ -384,6 +392,7 @@ impl Report {
                     errors.samples
                 )
             })
+            .chain(ws)
             .collect()
     }
 
@@ -396,6 +405,16 @@ impl Report {
 
     /// The result tables alone (printed at the end of a run).
     pub(crate) fn summary_markdown(&self) -> String {
+        let mut s = self.http_tables();
+        if let Some(ws) = &self.websocket {
+            s.push_str("## WebSocket relay\n\n");
+            s.push_str(&ws.summary_markdown());
+        }
+        s
+    }
+
+    /// The HTTP cases' tables.
+    fn http_tables(&self) -> String {
         let mut s = String::new();
         for payload in Payload::ALL {
             let mut levels: Vec<usize> =
@@ -426,7 +445,22 @@ impl Report {
             "Machine: {} cores (nproc), CPU {}, kernel {}; load average {} at the start, {} at the end. Set-up {:.1} s, whole run {:.1} s.\n\n",
             m.cores, m.cpu_model, m.kernel, m.loadavg, self.loadavg_end, self.setup_secs, self.total_secs
         ));
-        s.push_str("Cases: 1 the OpenIM emulator called directly (the floor) · 2 nginx `proxy_pass` to it (the peer) · 3 imgate's OpenIM-compatible surface `/openim/...` with a bearer token, no plugin · 4 imgate `/v1` signed request with identity binding and a plugin chain on request and response · 5 imgate `/openim` with the same chain. Payloads: `/user/get_users_info` of one user (/v1 twin `POST /v1/users/lookup`) and `/msg/send_msg` of a 4 KiB text (/v1 twin `POST /v1/messages/user/{peer}`).\n\n");
+        if self.cases.is_empty() {
+            s.push_str("HTTP cases: not run (`--only ws`).\n\n");
+        } else {
+            s.push_str("Cases: 1 the OpenIM emulator called directly (the floor) · 2 nginx `proxy_pass` to it (the peer) · 3 imgate's OpenIM-compatible surface `/openim/...` with a bearer token, no plugin · 4 imgate `/v1` signed request with identity binding and a plugin chain on request and response · 5 imgate `/openim` with the same chain. Payloads: `/user/get_users_info` of one user (/v1 twin `POST /v1/users/lookup`) and `/msg/send_msg` of a 4 KiB text (/v1 twin `POST /v1/messages/user/{peer}`).\n\n");
+        }
+        if let Some(ws) = &self.websocket {
+            s.push_str("WebSocket relay: relayed idle connections held at once by one imgate (memory per connection, time to open them) and the latency a relayed 1003 text send adds over the same send made directly to the emulator's msg gateway (section below).\n\n");
+            if let Some(r) = &ws.idle {
+                s.push_str(&format!(
+                    "Headline: {} relayed idle connections held ({} asked for), {} per idle relayed connection.\n\n",
+                    r.held,
+                    r.target,
+                    r.kib_per_idle_conn.map_or("–".into(), |k| format!("{k:.1} KiB"))
+                ));
+            }
+        }
         if !self.warnings.is_empty() {
             s.push_str("## Warnings\n\n");
             for w in &self.warnings {
@@ -434,34 +468,42 @@ impl Report {
             }
             s.push('\n');
         }
-        s.push_str("## Results\n\n");
-        s.push_str(&self.summary_markdown());
-        s.push_str(&format!(
-            "Round spread = (max − min) / mean of the rounds' throughputs. Noise (largest spread of the floor): {}.\n\n![latency percentiles](latency.svg)\n\n",
-            self.noise.map_or("n/a (one round)".into(), |n| format!("{:.1}%", n * 100.0))
-        ));
-        s.push_str("## How it was measured\n\n");
-        for n in &self.notes {
-            s.push_str(&format!("- {n}\n"));
+        if !self.cases.is_empty() {
+            s.push_str("## Results\n\n");
+            s.push_str(&self.http_tables());
+            s.push_str(&format!(
+                "Round spread = (max − min) / mean of the rounds' throughputs. Noise (largest spread of the floor): {}.\n\n![latency percentiles](latency.svg)\n\n",
+                self.noise.map_or("n/a (one round)".into(), |n| format!("{:.1}%", n * 100.0))
+            ));
         }
-        s.push_str("\n## Rounds\n\n| payload | c | case | round | req/s | p50 µs | p99 µs | p99.9 µs | errors |\n|---|--:|---|--:|--:|--:|--:|--:|--:|\n");
-        for c in &self.cases {
-            for r in &c.rounds {
-                s.push_str(&format!(
-                    "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |\n",
-                    c.payload.label(),
-                    c.concurrency,
-                    c.label,
-                    r.round,
-                    r.throughput,
-                    r.p50_us,
-                    r.p99_us,
-                    r.p999_us,
-                    r.errors.total()
-                ));
+        if !self.cases.is_empty() {
+            s.push_str("## How it was measured\n\n");
+            for n in &self.notes {
+                s.push_str(&format!("- {n}\n"));
             }
+            s.push_str("\n## Rounds\n\n| payload | c | case | round | req/s | p50 µs | p99 µs | p99.9 µs | errors |\n|---|--:|---|--:|--:|--:|--:|--:|--:|\n");
+            for c in &self.cases {
+                for r in &c.rounds {
+                    s.push_str(&format!(
+                        "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |\n",
+                        c.payload.label(),
+                        c.concurrency,
+                        c.label,
+                        r.round,
+                        r.throughput,
+                        r.p50_us,
+                        r.p99_us,
+                        r.p999_us,
+                        r.errors.total()
+                    ));
+                }
+            }
+            s.push('\n');
         }
-        s.push_str("\n## Micro-benchmarks (criterion, mean)\n\n");
+        if let Some(ws) = &self.websocket {
+            s.push_str(&ws.markdown());
+        }
+        s.push_str("## Micro-benchmarks (criterion, mean)\n\n");
         if self.criterion.is_empty() {
             s.push_str("None found (run `cargo bench -p host --bench auth --bench plugins --bench engine`; `make bench` does).\n");
         } else {
@@ -664,6 +706,7 @@ mod tests {
             setup_secs: 0.0,
             total_secs: 0.0,
             cases,
+            websocket: None,
             criterion: vec![],
             includes: vec![("extra".into(), "swap p50 1 ms".into())],
         })

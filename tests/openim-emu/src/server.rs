@@ -311,6 +311,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: watch::Recei
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Go sets TCP_NODELAY on every TCP connection; so does OpenIM, so does the emulator.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(serve_conn(stream, router.clone(), shutdown.clone()));
             }
             _ = stop.changed() => break,
