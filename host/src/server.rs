@@ -454,8 +454,8 @@ pub struct FdBudget {
 /// hard one as far as the listener's `max_connections` (counted 4/3 each: a busy one may hold an
 /// OpenIM connection too), `also_open` connections of other listeners and `relayed` WebSockets
 /// (exactly two descriptors each: the client's and OpenIM's) need, plus [`FD_RESERVE`] for the
-/// listeners, the audit log and plugin files; when that does not fit, both caps are cut by the
-/// same factor. Without this a cap above the limit would never be reached: accept would fail
+/// listeners, the audit log and plugin files; when that does not fit, the listener keeps its cap
+/// if it fits alone (else three quarters of the room) and the relay gets what is left. Without this a cap above the limit would never be reached: accept would fail
 /// with EMFILE first, and the gateway, health checks included, would stop answering.
 // `rlim_t` is `u64` on Linux but not on every unix: the casts are no-ops only on some targets.
 #[allow(clippy::unnecessary_cast)]
@@ -482,16 +482,14 @@ pub fn fit_to_fd_limit(max_connections: usize, also_open: usize, relayed: usize)
             }
         }
         if wanted > limit {
-            let room = limit.saturating_sub(reserve);
-            let scale = |n: usize| ((n as u128 * room as u128 / (http + relay) as u128) as usize).max(1);
-            let fit = FdBudget { connections: scale(max_connections), relayed: scale(relayed) };
+            let fit = fit_into(limit, max_connections, also_open, relayed);
             tracing::warn!(
                 max_connections,
                 ws_max_connections = relayed,
                 open_file_limit = limit,
                 using_connections = fit.connections,
                 using_relayed = fit.relayed,
-                "server.max_connections and ws.max_connections (2 descriptors each) do not fit the open-file limit; capping both lower"
+                "server.max_connections and ws.max_connections (2 descriptors each) do not fit the open-file limit; capping lower"
             );
             return fit;
         }
@@ -499,6 +497,17 @@ pub fn fit_to_fd_limit(max_connections: usize, also_open: usize, relayed: usize)
     #[cfg(not(unix))]
     let _ = also_open;
     asked
+}
+
+/// The caps that fit `limit` descriptors: the listener first (short requests, health checks
+/// among them) if it fits alone, else three quarters of the room; the relay gets what is left
+/// (a relayed socket is long-lived, and a full relay refuses cleanly with 1601).
+fn fit_into(limit: u64, max_connections: usize, also_open: usize, relayed: usize) -> FdBudget {
+    let room = limit.saturating_sub(FD_RESERVE + also_open as u64);
+    let http = (max_connections as u64).saturating_mul(4) / 3;
+    let connections = if http <= room { max_connections } else { usize::try_from(room / 4 * 3).unwrap_or(1).max(1) };
+    let left = room.saturating_sub((connections as u64).saturating_mul(4) / 3);
+    FdBudget { connections, relayed: usize::try_from(left / 2).unwrap_or(usize::MAX).clamp(1, relayed.max(1)) }
 }
 
 /// Descriptors kept beyond the connections: listeners, the audit log, plugin files, DNS.
@@ -560,5 +569,13 @@ mod tests {
     #[test]
     fn a_limit_that_fits_is_kept() {
         assert_eq!(fit_to_fd_limit(16, 0, 8), FdBudget { connections: 16, relayed: 8 });
+    }
+
+    #[test]
+    fn a_short_limit_keeps_the_listener_and_gives_the_relay_what_is_left() {
+        // The defaults (2 048 connections, 20 000 relayed) under a 20 000 hard limit.
+        assert_eq!(fit_into(20_000, 2048, 16, 20_000), FdBudget { connections: 2048, relayed: 8595 });
+        // A listener that does not fit alone: three quarters of the room, the relay at least one.
+        assert_eq!(fit_into(1_080, 4096, 16, 100), FdBudget { connections: 750, relayed: 1 });
     }
 }
