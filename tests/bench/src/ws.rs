@@ -1121,11 +1121,11 @@ mod tests {
 
     #[test]
     fn the_clamp_names_the_process_that_binds() {
-        // imgate: 2 per connection, 20000 limit, 40 open → (20000 − 40 − 16) / 2 = 9972.
+        // imgate: 2 per connection, 20000 limit, 40 open, 16 + its own 421 kept → (20000 − 40 − 16 − 421) / 2.
         let (n, why) = clamp(10_000, Some(((20_000, 20_000), 40)), Some(((20_000, 20_000), 30)), None);
-        assert_eq!(n, 9972);
+        assert_eq!(n, 9761);
         let why = why.unwrap();
-        assert!(why.contains("imgate") && why.contains("20000") && why.contains("9972"), "{why}");
+        assert!(why.contains("imgate") && why.contains("20000") && why.contains("9761"), "{why}");
         assert_eq!(clamp(100, Some(((20_000, 20_000), 40)), None, None), (100, None));
         let (n, why) = clamp(10_000, Some(((65_536, 65_536), 40)), Some(((4096, 4096), 20)), None);
         assert_eq!(n, 4060);
