@@ -304,6 +304,7 @@ async fn client_api(t: &mut Tour, admin: &str) {
     if t.plugins.iter().any(|p| p == host::dev::DEV_PLUGIN) {
         plugin_steps(t, &client, alice, bob, admin).await;
     }
+    websocket_steps(t, &client, alice, bob).await;
     println!("\n== Rate limits: alice sends quickly (class `send`: 5/s, burst 10)");
     let mut codes = Vec::new();
     for _ in 0..12 {
@@ -321,6 +322,141 @@ async fn client_api(t: &mut Tour, admin: &str) {
     }
     let other = client.call(bob, "GET", "/v1/me", None).await;
     signed_step(t, "bob is not slowed down by alice's burst", other, 200).await;
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+const JSON: openim_wire::Codec = openim_wire::Codec { encoding: openim_wire::Encoding::Json, gzip: false };
+
+/// A ticket for `who` (`POST /v1/ws/ticket`, signed) and the relayed WebSocket it opens.
+async fn relayed(
+    t: &mut Tour,
+    client: &imgate_client::Client,
+    who: &imgate_client::Session,
+    name: &str,
+) -> Option<(String, Ws)> {
+    let res = client.call(who, "POST", "/v1/ws/ticket", None).await;
+    let body: Value = match res {
+        Ok(r) if r.status() == 200 => r.json().await.unwrap_or_default(),
+        _ => Value::Null,
+    };
+    let url = format!("{}{}", t.gw.replacen("http://", "ws://", 1), body["url"].as_str().unwrap_or(""));
+    println!("\n== {name} takes a ticket (POST /v1/ws/ticket, signed, single use, 30 s) and opens GET /v1/ws?ticket=…");
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Ok((ws, _)) => {
+            println!("   -> 101 Switching Protocols: imgate dialled OpenIM's msg gateway as {name}, with a token {name} never sees   [ok]");
+            Some((url, ws))
+        }
+        Err(e) => {
+            println!("   -> {e}   [UNEXPECTED]");
+            t.failures += 1;
+            None
+        }
+    }
+}
+
+/// The next frame of `ws` that answers `incr` (or, with `incr` empty, the next push), within 5 s.
+async fn frame(ws: &mut Ws, incr: &str) -> Option<openim_wire::Resp> {
+    use futures_util::StreamExt;
+    let wait = async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
+                let r = JSON.decode_resp(&b).ok()?;
+                if (incr.is_empty() && r.req_identifier == openim_wire::ident::PUSH_MSG)
+                    || (!incr.is_empty() && r.msg_incr == incr)
+                {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), wait).await.ok().flatten()
+}
+
+/// The real-time path: two relayed WebSockets, a send policed like its REST twin, a pull of
+/// someone else's conversation refused, a ticket that works once.
+async fn websocket_steps(
+    t: &mut Tour,
+    client: &imgate_client::Client,
+    alice: &imgate_client::Session,
+    bob: &imgate_client::Session,
+) {
+    use futures_util::SinkExt;
+    use openim_wire::{ident, pb, Req};
+    use prost::Message as _;
+    println!("\n== The real-time path: a WebSocket relay (OpenIM's msg gateway stays unreachable; frames in OpenIM's JSON envelope)");
+    let Some((_, mut b)) = relayed(t, client, bob, "bob").await else { return };
+    let Some((alice_url, mut a)) = relayed(t, client, alice, "alice").await else { return };
+    let text = "darn, this came over the WebSocket";
+    let msg = pb::sdkws::MsgData {
+        send_id: "alice".into(),
+        recv_id: "bob".into(),
+        client_msg_id: "tour-ws-1".into(),
+        session_type: 1,
+        content_type: 101,
+        content: json!({ "content": text }).to_string().into_bytes(),
+        ..Default::default()
+    };
+    let send = Req {
+        req_identifier: ident::SEND_MSG,
+        send_id: "alice".into(),
+        operation_id: "tour-ws".into(),
+        msg_incr: "1".into(),
+        data: msg.encode_to_vec(),
+        ..Req::default()
+    };
+    println!("\n== alice sends bob {text:?} as frame 1003 (SendMsg)");
+    let _ = a.send(tokio_tungstenite::tungstenite::Message::Binary(JSON.encode_req(&send).into())).await;
+    let sent = frame(&mut a, "1").await;
+    let ok = sent.as_ref().is_some_and(|r| r.err_code == 0);
+    println!("   -> reply errCode {}   [{}]", sent.map_or(-1, |r| r.err_code), if ok { "ok" } else { "UNEXPECTED" });
+    t.failures += usize::from(!ok);
+    let pushed = frame(&mut b, "").await.and_then(|r| pb::sdkws::PushMessages::decode(&r.data[..]).ok());
+    let got = pushed
+        .and_then(|p| p.msgs.into_values().flat_map(|m| m.msgs).find(|m| m.client_msg_id == "tour-ws-1"))
+        .and_then(|m| serde_json::from_slice::<Value>(&m.content).ok())
+        .and_then(|c| c["content"].as_str().map(str::to_owned));
+    let masked = t.plugins.iter().any(|p| p == host::dev::DEV_PLUGIN);
+    let want = if masked { text.replacen("darn", "****", 1) } else { text.to_owned() };
+    let ok = got.as_deref() == Some(want.as_str());
+    println!(
+        "   bob's socket gets the push (2001): {:?}{}   [{}]",
+        got.unwrap_or_default(),
+        if masked { " (the send route's content-filter chain ran on the frame)" } else { "" },
+        if ok { "ok" } else { "UNEXPECTED" }
+    );
+    t.failures += usize::from(!ok);
+    println!("\n== alice pulls someone else's conversation (frame 1005; OpenIM itself checks nothing): refused");
+    let pull = pb::msg::GetSeqMessageReq {
+        user_id: "alice".into(),
+        conversations: vec![pb::msg::ConversationSeqs { conversation_id: "si_bob_carol".into(), seqs: vec![1] }],
+        order: 0,
+    };
+    let req = Req {
+        req_identifier: ident::PULL_MSG,
+        send_id: "alice".into(),
+        operation_id: "tour-ws".into(),
+        msg_incr: "2".into(),
+        data: pull.encode_to_vec(),
+        ..Req::default()
+    };
+    let _ = a.send(tokio_tungstenite::tungstenite::Message::Binary(JSON.encode_req(&req).into())).await;
+    let refused = frame(&mut a, "2").await;
+    let ok = refused.as_ref().is_some_and(|r| r.err_code == 1002);
+    println!(
+        "   -> {}   [{}]",
+        refused.map_or("no reply".into(), |r| format!("errCode {} {:?}", r.err_code, r.err_msg)),
+        if ok { "ok" } else { "UNEXPECTED" }
+    );
+    t.failures += usize::from(!ok);
+    println!("\n== alice's ticket, used a second time");
+    let again = tokio_tungstenite::connect_async(alice_url.as_str()).await;
+    let status = match &again {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        _ => 0,
+    };
+    println!("   -> {status}   [{}: expected 401]", if status == 401 { "ok" } else { "UNEXPECTED" });
+    t.failures += usize::from(status != 401);
 }
 
 /// The `content-filter` Wasm plugin on direct text messages: a word masked before OpenIM stores

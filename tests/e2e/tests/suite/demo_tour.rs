@@ -33,6 +33,10 @@ async fn the_demo_tour_passes_against_imgate_dev_with_the_example_plugins() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the tour failed:\n{stdout}");
     assert!(stdout.contains("content-filter"), "the plugin steps ran:\n{stdout}");
+    assert!(
+        stdout.contains("bob's socket gets the push (2001): \"****, this came over the WebSocket\""),
+        "the WebSocket steps ran, masked:\n{stdout}"
+    );
     assert!(!stdout.contains("UNEXPECTED"), "{stdout}");
 
     let _ = stop.send(());
