@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-/// The guard stage, in this order: header limits, path hygiene, load shedding, the deadline.
+/// The guard stage, in this order: header limits, path hygiene, load shedding (never of
+/// liveness), the deadline.
 /// One middleware rather than four: each layer costs a boxed future and a clone of the rest of the
 /// stack per request.
 pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -24,8 +25,15 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
         return refused;
     }
     // At most `server.max_concurrent_requests` at once; beyond that 503 at once, never a queue.
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        return ApiError::new(ErrorCode::Overloaded).into_response();
+    // Liveness is never shed: a gateway full of requests waiting on a hung OpenIM still serves,
+    // and an orchestrator must not restart it (dropping every in-memory session) over that.
+    let _permit = if is_liveness(&req) {
+        None
+    } else {
+        let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
+            return ApiError::new(ErrorCode::Overloaded).into_response();
+        };
+        Some(permit)
     };
     // The whole request must be answered within `server.request_timeout_ms`, else 504 `timeout`.
     let limit = Duration::from_millis(state.config.server.request_timeout_ms);
@@ -35,6 +43,11 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
             ApiError::new(ErrorCode::Timeout).with_detail(format!("deadline of {limit:?} passed")).into_response()
         }
     }
+}
+
+/// `GET /healthz`: answered from memory, no OpenIM call, so it takes no request permit.
+fn is_liveness(req: &Request) -> bool {
+    req.method() == axum::http::Method::GET && req.uri().path() == "/healthz"
 }
 
 /// Too many headers or too many header bytes → 431; header names with `_` → 400 (they are

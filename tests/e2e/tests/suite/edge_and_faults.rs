@@ -147,6 +147,35 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
 }
 
 #[tokio::test]
+async fn liveness_is_never_shed_when_the_gateway_is_full() {
+    // Two requests at most; OpenIM hangs (holds every request) and both slots fill up.
+    let h = Harness::start_with(Options { server_toml: "max_concurrent_requests = 2\n".into(), ..Options::default() })
+        .await;
+    let token = h.admin_jwt("imgate:admin");
+    assert_eq!(h.get("/v1/admin/health", Some(&token)).await.0, 200, "warm-up: imgate's admin token");
+    h.emu.set_fault(Fault::Hold);
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url, token) = (h.http.clone(), h.url("/v1/admin/health"), token.clone());
+            tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while h.emu.held() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the requests never reached OpenIM");
+        tokio::task::yield_now().await;
+    }
+    let (status, body) = h.get("/v1/admin/health", Some(&token)).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("overloaded")), "a third API request is shed");
+    assert_eq!(h.get("/healthz", None).await.0, 200, "liveness answers while the gateway is full");
+    h.emu.release();
+    for r in held {
+        assert_eq!(r.await.expect("task").expect("answered"), 200);
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn metrics_count_requests_and_openim_calls() {
     let h = Harness::start().await;
     let (status, _) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
