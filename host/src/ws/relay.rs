@@ -157,9 +157,14 @@ fn error_kind(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
     }
 }
 
+/// A kick carries no data, only the envelope: pushes and replies larger than this are not
+/// decoded on their way down.
+const MAX_KICK_FRAME: usize = 512;
+
 /// Whether a server frame is OpenIM's kick (2002).
 fn is_kick(up: &Upgrade, frame: &[u8]) -> bool {
-    up.codec.decode_resp(frame).is_ok_and(|r| r.req_identifier == openim_wire::ident::KICK_ONLINE_MSG)
+    frame.len() <= MAX_KICK_FRAME
+        && up.codec.decode_resp(frame).is_ok_and(|r| r.req_identifier == openim_wire::ident::KICK_ONLINE_MSG)
 }
 
 /// Whether a read failed on the frame size limit.

@@ -133,17 +133,8 @@ impl CaseResult {
         let errors: u64 = self.rounds.iter().map(|r| r.errors.total()).sum();
         let tps: Vec<f64> = self.rounds.iter().map(|r| r.throughput).collect();
         let mean = tps.iter().sum::<f64>() / n as f64;
-        let spread = (n > 1 && mean > 0.0).then(|| {
-            let max = tps.iter().cloned().fold(f64::MIN, f64::max);
-            let min = tps.iter().cloned().fold(f64::MAX, f64::min);
-            (max - min) / mean
-        });
-        let answered = (ok + errors).max(1) as f64;
-        let per_req = |j: usize| {
-            let us: f64 =
-                self.rounds.iter().map(|r| r.cpu_ticks[j] as f64 * 1e6 / r.clock_ticks_per_sec.max(1) as f64).sum();
-            us / answered
-        };
+        let spread = spread(&tps);
+        let per_req = |j: usize| cpu_us_per(&self.rounds, j, ok + errors);
         let q = |p: f64| self.hist.as_ref().map_or(0, |h| h.value_at_quantile(p));
         self.summary = Summary {
             ok,
@@ -162,6 +153,22 @@ impl CaseResult {
     fn clean(&self) -> bool {
         self.summary.errors == 0 && self.summary.ok > 0
     }
+}
+
+/// (max − min) / mean of the rounds' values; absent with one round or a zero mean.
+pub(crate) fn spread(values: &[f64]) -> Option<f64> {
+    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    (values.len() > 1 && mean > 0.0).then(|| {
+        let max = values.iter().cloned().fold(f64::MIN, f64::max);
+        let min = values.iter().cloned().fold(f64::MAX, f64::min);
+        (max - min) / mean
+    })
+}
+
+/// CPU µs per answer of process `j` (gateway, emulator, load generator) over the rounds.
+pub(crate) fn cpu_us_per(rounds: &[RoundResult], j: usize, answered: u64) -> f64 {
+    let us: f64 = rounds.iter().map(|r| r.cpu_ticks[j] as f64 * 1e6 / r.clock_ticks_per_sec.max(1) as f64).sum();
+    us / answered.max(1) as f64
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {

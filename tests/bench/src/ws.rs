@@ -801,18 +801,9 @@ impl WsCaseResult {
         }
         let ok: u64 = self.rounds.iter().map(|r| r.ok).sum();
         let errors: u64 = self.rounds.iter().map(|r| r.errors.total()).sum();
-        let per_send = |j: usize| {
-            let us: f64 =
-                self.rounds.iter().map(|r| r.cpu_ticks[j] as f64 * 1e6 / r.clock_ticks_per_sec.max(1) as f64).sum();
-            us / (ok + errors).max(1) as f64
-        };
+        let per_send = |j: usize| crate::report::cpu_us_per(&self.rounds, j, ok + errors);
         let p50s: Vec<f64> = self.rounds.iter().map(|r| r.p50_us as f64).collect();
-        let mean = p50s.iter().sum::<f64>() / n as f64;
-        let spread = (n > 1 && mean > 0.0).then(|| {
-            let max = p50s.iter().cloned().fold(f64::MIN, f64::max);
-            let min = p50s.iter().cloned().fold(f64::MAX, f64::min);
-            (max - min) / mean
-        });
+        let spread = crate::report::spread(&p50s);
         let q = |p: f64| self.hist.as_ref().map_or(0, |h| h.value_at_quantile(p));
         self.summary = WsSummary {
             ok,
