@@ -52,6 +52,83 @@ pub struct Config {
     /// `[browser]`: which web origins may use the OpenIM-compatible surface and the WebSocket.
     #[serde(default)]
     pub browser: BrowserConfig,
+    /// `[store]`: where shared state lives (this process, or Redis for several instances).
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`: the state backend. `memory` (the default) keeps everything in this process; `redis`
+/// shares sessions, nonces, tickets, rate limits, the plugins' `kv`, OpenIM tokens, the plugin
+/// registry and revocations with every imgate instance pointed at the same Redis.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `memory` or `redis`.
+    pub backend: String,
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS); required for `redis`.
+    pub url: Option<String>,
+    /// Prefix of every key and channel imgate uses, so several fleets can share one Redis.
+    pub key_prefix: String,
+    /// How long one Redis command may take before the request it serves fails closed (503).
+    pub timeout_ms: u64,
+    /// This instance's name in audit records, logs and metrics; default: the host name.
+    pub instance_id: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "memory".into(),
+            url: None,
+            key_prefix: "imgate:".into(),
+            timeout_ms: 1_000,
+            instance_id: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn is_redis(&self) -> bool {
+        self.backend == "redis"
+    }
+
+    /// The configured instance id, or the host name (`HOSTNAME`, then `/etc/hostname`), or `imgate`.
+    pub fn instance_id(&self) -> String {
+        if let Some(id) = &self.instance_id {
+            return id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty() && h.len() <= 64);
+        host.unwrap_or_else(|| "imgate".into())
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        match (self.backend.as_str(), &self.url) {
+            ("memory", _) => {}
+            ("redis", None) => errors.push("store.url: required when store.backend is redis".into()),
+            ("redis", Some(u)) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+                errors.push("store.url: must be a redis:// or rediss:// URL".into())
+            }
+            ("redis", Some(_)) => {}
+            (other, _) => errors.push(format!("store.backend: `{other}` is not one of memory, redis")),
+        }
+        if self.key_prefix.len() > 64 || self.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            errors.push("store.key_prefix: at most 64 characters, no spaces".into());
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            errors.push("store.timeout_ms: must be 1-60000".into());
+        }
+        if let Some(id) = &self.instance_id {
+            if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                errors.push(format!("store.instance_id: `{id}` must be 1-64 chars of [A-Za-z0-9._-]"));
+            }
+        }
+        errors
+    }
 }
 
 /// `[browser]`: browser builds of OpenIM SDKs run on some origin; only listed ones get CORS
@@ -527,6 +604,7 @@ impl Config {
         errors.extend(self.auth.validate());
         errors.extend(self.ws.validate());
         errors.extend(self.browser.validate());
+        errors.extend(self.store.validate());
         errors.extend(crate::ratelimit::validate(&self.rate_limits));
         errors.extend(crate::routes::table::validate(&self.route, &self.rate_limits.keys().cloned().collect()));
         errors.extend(admin_jwt::validate_config(&self.admin.issuer));
