@@ -41,6 +41,8 @@ pub enum ErrorCode {
     PolicyDenied,
     /// A policy plugin failed (trap, deadline, memory, invalid answer) on a fail-closed route.
     PolicyUnavailable,
+    /// The shared state store (Redis) could not answer; what needed it fails closed.
+    StoreUnavailable,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::PolicyUnavailable => "policy_unavailable",
+            ErrorCode::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -85,7 +88,9 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamBadResponse | ErrorCode::UpstreamRejected => {
                 StatusCode::BAD_GATEWAY
             }
-            ErrorCode::Overloaded | ErrorCode::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded | ErrorCode::PolicyUnavailable | ErrorCode::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::PolicyDenied => StatusCode::FORBIDDEN,
             ErrorCode::UpstreamTimeout | ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -113,6 +118,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "the request took too long",
             ErrorCode::PolicyDenied => "refused by policy",
             ErrorCode::PolicyUnavailable => "the policy for this route could not be evaluated, retry later",
+            ErrorCode::StoreUnavailable => "the gateway's state store is unavailable, retry later",
         }
     }
 
@@ -293,6 +299,14 @@ fn render(err: &ApiError, request_id: &str) -> Response {
     res
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        let mut err = ApiError::new(ErrorCode::StoreUnavailable).with_detail(e.to_string());
+        err.retry_after_secs = Some(1);
+        err
+    }
+}
+
 impl From<crate::openim::OpenImError> for ApiError {
     fn from(e: crate::openim::OpenImError) -> ApiError {
         use crate::openim::{ErrCode, OpenImError};
@@ -302,6 +316,7 @@ impl From<crate::openim::OpenImError> for ApiError {
             OpenImError::Timeout(_) => ErrorCode::UpstreamTimeout,
             OpenImError::BadResponse(_) | OpenImError::NoRoute(_) => ErrorCode::UpstreamBadResponse,
             OpenImError::InvalidCall(_) => ErrorCode::BadRequest,
+            OpenImError::TokenStore(_) => ErrorCode::StoreUnavailable,
             OpenImError::Api { code, .. } => match code {
                 ErrCode::Args => ErrorCode::BadRequest,
                 ErrCode::NoPermission => ErrorCode::Forbidden,

@@ -45,9 +45,10 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
     }
 }
 
-/// `GET /healthz`: answered from memory, no OpenIM call, so it takes no request permit.
+/// `GET /healthz` and `GET /readyz`: answered from memory, no OpenIM or Redis call, so they take
+/// no request permit.
 fn is_liveness(req: &Request) -> bool {
-    req.method() == axum::http::Method::GET && req.uri().path() == "/healthz"
+    req.method() == axum::http::Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz")
 }
 
 /// Too many headers or too many header bytes → 431; header names with `_` → 400 (they are

@@ -17,7 +17,8 @@
 //! - `ids`       — the identifier rules (users, groups, devices, keys, plugins), written once.
 //! - `openim`    — the only code that knows OpenIM's JSON, tokens and errCodes.
 //! - `plugins`   — Wasm policy plugins: the sandbox, the host imports, per-route chains.
-//! - `store`     — devices, sessions, nonces, tokens behind one trait (memory; Redis later).
+//! - `store`     — devices, sessions, nonces, tokens behind one trait (memory by default).
+//! - `fleet`     — every line that speaks Redis: the shared store, limits, kv, tokens, events.
 //! - `keys`      — the gateway's X25519 keys, `imgate keygen`.
 //! - `server`    — the accept loop: connection deadlines and cap, graceful drain.
 //! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
@@ -30,6 +31,7 @@ pub mod config;
 #[cfg(feature = "emulator")]
 pub mod dev;
 pub mod error;
+pub mod fleet;
 mod guard;
 pub mod ids;
 pub mod keys;
@@ -92,6 +94,7 @@ pub async fn run(
         let conns = state.metrics.connections("metrics");
         tokio::spawn(server::serve(l, pipeline::metrics_app(&state), metrics_opts, conns, stopped()))
     });
+    let events = state.fleet.clone().map(|fleet| tokio::spawn(fleet::events::run(state.clone(), fleet)));
     let conns = state.metrics.connections("api");
     let api_task = server::serve(api, pipeline::app(state), opts, conns, stopped());
     let signal = async move {
@@ -100,6 +103,9 @@ pub async fn run(
         let _ = stop_tx.send(true);
     };
     tokio::join!(api_task, signal);
+    if let Some(t) = events {
+        t.abort();
+    }
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

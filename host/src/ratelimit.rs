@@ -4,7 +4,8 @@
 //! 500 budgets (attacks.md A8). Each route names a class (`[rate_limits.<class>]`); a tier (from
 //! the device enrollment today; sessions and plugins later) picks a different quota inside the
 //! class. Limits sit behind the [`Limiter`] trait: [`MemoryLimiter`] (governor's GCRA, monotonic
-//! clock) is the embedded default; a shared backend replaces it when several instances serve.
+//! clock) is the embedded default; `fleet::limiter::RedisLimiter` (one GCRA state per key in
+//! Redis, shared by every instance) replaces it when several instances serve.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -93,29 +94,39 @@ fn quota(r: Rate) -> Quota {
     Quota::per_second(nz(r.per_second)).allow_burst(nz(r.burst))
 }
 
+/// Every (class, tier) quota of a config; tier "" is the class's own. Admin routes always have a
+/// class of their own: the built-in one unless configured (a strict user `default` must not
+/// throttle operators).
+pub fn quotas(classes: &BTreeMap<String, ClassConfig>) -> HashMap<(String, String), Rate> {
+    let mut out = HashMap::new();
+    let builtin_admin = default_classes().remove("admin").map(|c| ("admin".to_owned(), c));
+    let missing_admin = builtin_admin.filter(|_| !classes.contains_key("admin"));
+    for (name, c) in classes.iter().map(|(n, c)| (n.clone(), c.clone())).chain(missing_admin) {
+        out.insert((name.clone(), String::new()), Rate { per_second: c.per_second, burst: c.burst });
+        for (tier, r) in &c.tiers {
+            out.insert((name.clone(), tier.clone()), *r);
+        }
+    }
+    out
+}
+
+/// The quota of a key: its tier's, else its class's, else `default`'s (a route naming an unknown
+/// class; config validation prevents it).
+pub fn lookup<'a, T>(table: &'a HashMap<(String, String), T>, class: &str, tier: &str) -> Option<&'a T> {
+    table
+        .get(&(class.to_owned(), tier.to_owned()))
+        .or_else(|| table.get(&(class.to_owned(), String::new())))
+        .or_else(|| table.get(&("default".to_owned(), String::new())))
+}
+
 impl MemoryLimiter {
     pub fn new(classes: &BTreeMap<String, ClassConfig>) -> MemoryLimiter {
-        let mut limiters = HashMap::new();
-        // Admin routes always have a class of their own: the built-in one unless configured (a
-        // strict user `default` must not throttle operators).
-        let builtin_admin = default_classes().remove("admin").map(|c| ("admin".to_owned(), c));
-        let missing_admin = builtin_admin.filter(|_| !classes.contains_key("admin"));
-        for (name, c) in classes.iter().map(|(n, c)| (n.clone(), c.clone())).chain(missing_admin) {
-            let (name, c) = (&name, &c);
-            let base = Rate { per_second: c.per_second, burst: c.burst };
-            limiters.insert((name.clone(), String::new()), RateLimiter::keyed(quota(base)));
-            for (tier, r) in &c.tiers {
-                limiters.insert((name.clone(), tier.clone()), RateLimiter::keyed(quota(*r)));
-            }
-        }
+        let limiters = quotas(classes).into_iter().map(|(k, r)| (k, RateLimiter::keyed(quota(r)))).collect();
         MemoryLimiter { limiters }
     }
 
     fn limiter(&self, class: &str, tier: &str) -> Option<&DefaultKeyedRateLimiter<String>> {
-        self.limiters
-            .get(&(class.to_owned(), tier.to_owned()))
-            .or_else(|| self.limiters.get(&(class.to_owned(), String::new())))
-            .or_else(|| self.limiters.get(&("default".to_owned(), String::new())))
+        lookup(&self.limiters, class, tier)
     }
 }
 

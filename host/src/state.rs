@@ -15,6 +15,11 @@ use crate::audit::AuditLog;
 use crate::auth::handshake::HandshakeLimits;
 use crate::auth::AdminVerifier;
 use crate::config::{resolve, Config, ConfigErrors};
+use crate::fleet::kv::RedisKv;
+use crate::fleet::limiter::RedisLimiter;
+use crate::fleet::store::RedisStore;
+use crate::fleet::tokens::SharedTokens;
+use crate::fleet::Fleet;
 use crate::keys::{self, GatewayKey};
 use crate::openim::{OpenIm, OpenImSettings};
 use crate::plugins::kv::{MemoryKv, PluginKv};
@@ -57,6 +62,8 @@ pub struct Services {
     pub ws: Arc<crate::ws::Registry>,
     /// Live direct-mode grants (`[ws] direct_mode`).
     pub direct: Arc<crate::ws::direct::Grants>,
+    /// The Redis backend shared with the other instances (`[store] backend = "redis"`).
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl AppState {
@@ -125,6 +132,13 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
     let admin = AdminVerifier::from_config(&config.admin.issuer, base_dir).map_err(|es| errors.extend(es)).ok();
     let gateway_keys = keys::load(&config.gateway.keys, base_dir).map_err(|es| errors.extend(es)).ok();
     let metrics = Arc::new(Metrics::new());
+    // Connecting waits for nothing: imgate starts while Redis is down, and is not ready until
+    // Redis answers (`/readyz`).
+    let fleet = if config.store.is_redis() {
+        Fleet::connect(&config.store, &metrics).map_err(|e| errors.push(e)).ok()
+    } else {
+        None
+    };
     let openim = secret.and_then(|secret| {
         let o = &config.openim;
         let settings = OpenImSettings {
@@ -142,10 +156,19 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
                 level_cache: Duration::from_millis(o.privileged.level_cache_ms),
             },
         };
-        OpenIm::new(settings, metrics.clone()).map_err(|e| errors.push(format!("openim: {e}"))).ok()
+        let openim = OpenIm::new(settings, metrics.clone()).map_err(|e| errors.push(format!("openim: {e}"))).ok()?;
+        if let Some(fleet) = &fleet {
+            openim.share_tokens(Arc::new(SharedTokens::new(fleet.clone())));
+        }
+        Some(openim)
     });
+    let kv: Arc<dyn PluginKv> = match (&options.plugin_kv, &fleet) {
+        (Some(kv), _) => kv.clone(),
+        (None, Some(fleet)) => Arc::new(RedisKv::new(fleet.clone())),
+        (None, None) => Arc::new(MemoryKv::new()),
+    };
     let plugins = openim.as_ref().and_then(|openim| {
-        let io = HostIo::new(openim.clone(), options.plugin_kv.clone().unwrap_or_else(|| Arc::new(MemoryKv::new())));
+        let io = HostIo::new(openim.clone(), kv.clone());
         let mode = if options.check_only {
             crate::plugins::LoadMode::CheckOnly
         } else {
@@ -159,9 +182,16 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
                 plugins: Arc::new(plugins),
                 ws: Arc::new(crate::ws::Registry::with_capacity(config.ws.max_connections)),
                 direct: Arc::default(),
-                store: Arc::new(MemoryStore::new()),
+                store: match &fleet {
+                    Some(f) => Arc::new(RedisStore::new(f.clone())),
+                    None => Arc::new(MemoryStore::new()),
+                },
                 audit: AuditLog::memory(),
-                limiter: Arc::new(MemoryLimiter::new(&config.rate_limits)),
+                limiter: match &fleet {
+                    Some(f) => Arc::new(RedisLimiter::new(f.clone(), &config.rate_limits)),
+                    None => Arc::new(MemoryLimiter::new(&config.rate_limits)),
+                },
+                fleet,
                 handshake_limits: Arc::new(HandshakeLimits::new(
                     config.auth.handshakes_per_address_per_sec,
                     config.auth.handshake_burst_per_address,

@@ -17,6 +17,7 @@ use super::now_ms;
 use super::signed::Caller;
 use crate::openim::Privilege;
 use crate::state::AppState;
+use crate::store::StoreError;
 
 fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -24,28 +25,29 @@ fn token_hash(token: &str) -> [u8; 32] {
 
 /// Mints a token for the caller's session; returns it and its end (ms), or the privilege that
 /// forbids one (a configured check only: the handshake already asked OpenIM for the level).
-pub async fn mint(state: &AppState, caller: &Caller) -> Result<(String, i64), Privilege> {
+pub async fn mint(state: &AppState, caller: &Caller) -> Result<Result<(String, i64), Privilege>, StoreError> {
     if let Some(p) = state.openim.configured_privilege(&caller.user_id) {
-        return Err(p);
+        return Ok(Err(p));
     }
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = B64URL.encode(raw);
     let lifetime = state.config.auth.bearer_token_lifetime_secs as i64 * 1000;
     let expires_at = (now_ms() + lifetime).min(caller.session_expires_at_ms);
-    state.store.put_token(token_hash(&token), &caller.session_id, expires_at).await;
-    Ok((token, expires_at))
+    state.store.put_token(token_hash(&token), &caller.session_id, expires_at).await?;
+    Ok(Ok((token, expires_at)))
 }
 
-/// The caller behind a bearer token, if the token and its session are both alive.
-pub async fn authenticate(state: &AppState, token: &str) -> Option<Caller> {
+/// The caller behind a bearer token, if the token and its session are both alive (an error if
+/// the store could not say).
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Caller>, StoreError> {
     if token.len() != 43 {
-        return None;
+        return Ok(None);
     }
     let now = now_ms();
-    let sid = state.store.token_session(&token_hash(token), now).await?;
+    let Some(sid) = state.store.token_session(&token_hash(token), now).await? else { return Ok(None) };
     let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
-    let caller = state.store.live_session(&sid, now, idle_ms).await.map(Caller::from)?;
+    let Some(caller) = state.store.live_session(&sid, now, idle_ms).await?.map(Caller::from) else { return Ok(None) };
     // A token minted before the config named this user an OpenIM admin is dead from now on.
-    state.openim.configured_privilege(&caller.user_id).is_none().then_some(caller)
+    Ok(state.openim.configured_privilege(&caller.user_id).is_none().then_some(caller))
 }

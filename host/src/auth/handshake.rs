@@ -58,6 +58,14 @@ pub enum Reject {
     Unauthenticated(&'static str),
     /// An authentic message 1 whose user's OpenIM privilege could not be read (OpenIM's 502/504).
     Upstream(OpenImError),
+    /// The state store could not answer (503 `store_unavailable`): never a session unchecked.
+    Store(crate::store::StoreError),
+}
+
+impl From<crate::store::StoreError> for Reject {
+    fn from(e: crate::store::StoreError) -> Reject {
+        Reject::Store(e)
+    }
 }
 
 /// Message 1's payload: the only two fields the gateway reads.
@@ -156,7 +164,7 @@ pub async fn handle(
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(Reject::Malformed(_)) => "malformed",
-        Err(Reject::Upstream(_)) => "failed",
+        Err(Reject::Upstream(_) | Reject::Store(_)) => "failed",
         Err(Reject::Unauthenticated(_)) => {
             // Every refusal costs what the most expensive one does (two DH per gateway key), so
             // timing tells an attacker nothing about which check failed.
@@ -185,6 +193,10 @@ pub async fn handle(
             request.note_reason(&format!("handshake {outcome}: {why}"));
             Err(ApiError::unauthenticated().with_detail(why))
         }
+        Err(Reject::Store(e)) => {
+            request.note_reason(&format!("handshake {outcome}: {e}"));
+            Err(e.into())
+        }
         Err(Reject::Upstream(e)) => {
             request.note_reason(&format!("handshake {outcome}: OpenIM privilege check: {}", e.outcome()));
             // Only "OpenIM could not answer" codes: an errCode mapped to 400/403/404 would read
@@ -194,6 +206,7 @@ pub async fn handle(
                 OpenImError::Unavailable(_) => ErrorCode::UpstreamUnavailable,
                 OpenImError::BadResponse(_) | OpenImError::NoRoute(_) => ErrorCode::UpstreamBadResponse,
                 OpenImError::Api { .. } | OpenImError::InvalidCall(_) => ErrorCode::UpstreamRejected,
+                OpenImError::TokenStore(_) => ErrorCode::StoreUnavailable,
             };
             Err(ApiError::new(code).with_detail(e.to_string()))
         }
@@ -211,7 +224,7 @@ async fn accept(
     let device = state
         .store
         .device_by_key(&incoming.remote_static)
-        .await
+        .await?
         .ok_or(Reject::Unauthenticated("static key not enrolled"))?;
     if device.device_id != incoming.payload.device_id {
         return Err(Reject::Unauthenticated("device_id does not match the enrolled key"));
@@ -220,7 +233,7 @@ async fn accept(
     if (incoming.payload.ts - now).abs() > MAX_SKEW_MS {
         return Err(Reject::Unauthenticated("ts outside the ±300 s window"));
     }
-    if !state.store.advance_handshake_ts(&device.public_key, incoming.payload.ts).await {
+    if !state.store.advance_handshake_ts(&device.public_key, incoming.payload.ts).await? {
         return Err(Reject::Unauthenticated("ts not newer than the last accepted one (replay)"));
     }
     match state.openim.privilege(&CallCtx::for_request(request), &device.user_id).await {
@@ -262,7 +275,7 @@ async fn accept(
     };
     let payload = serde_json::to_vec(&payload).map_err(|_| Reject::Unauthenticated("message 2 payload"))?;
     let msg2 = incoming.respond(&payload)?;
-    state.store.put_session(session.clone()).await;
+    state.store.put_session(session.clone()).await?;
     Ok((session, msg2))
 }
 

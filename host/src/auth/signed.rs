@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::Accepted;
 use crate::telemetry::RequestId;
 
 pub const HEADER_SESSION: &str = "x-imgate-session";
@@ -160,7 +161,7 @@ async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiEr
     };
     let now = now_ms();
     let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
-    let session = state.store.live_session(sid, now, idle_ms).await.ok_or_else(|| refuse("no live session"))?;
+    let session = state.store.session_to_verify(sid, now, idle_ms).await?.ok_or_else(|| refuse("no live session"))?;
     if (ts - now).abs() > MAX_SKEW_MS {
         return Err(refuse("timestamp outside the ±60 s window"));
     }
@@ -180,17 +181,18 @@ async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiEr
     if !verify(&session.session_key, &canonical, signature) {
         return Err(refuse("bad signature"));
     }
-    if !state.store.record_nonce(sid, nonce, now + 2 * MAX_SKEW_MS, now).await {
-        return Err(refuse("nonce already used in this session (replay)"));
+    match state.store.accept_request(sid, nonce, 2 * MAX_SKEW_MS, now, idle_ms).await? {
+        Accepted::Yes => {}
+        Accepted::Replay => return Err(refuse("nonce already used in this session (replay)")),
+        Accepted::NoSession => return Err(refuse("no live session")),
     }
     // A session of one of OpenIM's admin ids (made before the config said so, or kept by a
     // persistent store) is an OpenIM admin in a user's clothes: ended at its first authenticated
     // request (checked after the MAC, so nobody else can end a session by naming it).
     if state.openim.configured_privilege(&session.user_id).is_some() {
-        state.store.revoke_session(sid).await;
+        state.store.revoke_session(sid).await?;
         return Err(refuse("session ended: the session's user is a privileged OpenIM account"));
     }
-    state.store.touch_session(sid, now).await;
     parts.extensions.insert(Caller::from(session));
     Ok(Request::from_parts(parts, Body::from(body)))
 }

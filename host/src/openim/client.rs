@@ -22,6 +22,7 @@ use super::ops::{self, Op};
 use super::privileged::{Privilege, Privileged, PrivilegedSettings};
 use super::roles::RoleCache;
 use super::tokens::{Token, TokenCache};
+use crate::fleet::tokens::{Minted, SharedToken, SharedTokens};
 use crate::telemetry::{Metrics, OpenImLabels, OperationLabels, ReasonLabels, RequestId};
 
 /// Whose OpenIM token a call carries.
@@ -150,6 +151,8 @@ struct Inner {
     urls: std::sync::RwLock<HashMap<Box<str>, reqwest::Url>>,
     settings: OpenImSettings,
     tokens: TokenCache,
+    /// The fleet's tokens (`[store] backend = "redis"`): minted once for every instance.
+    shared: std::sync::OnceLock<Arc<SharedTokens>>,
     seq: AtomicU64,
     metrics: Arc<Metrics>,
     roles: RoleCache,
@@ -177,12 +180,18 @@ impl OpenIm {
                 urls: Default::default(),
                 settings,
                 tokens: TokenCache::default(),
+                shared: std::sync::OnceLock::new(),
                 seq: AtomicU64::new(1),
                 metrics,
                 roles,
                 privileged,
             }),
         })
+    }
+
+    /// Shares OpenIM tokens with the other instances of a fleet (set once, at start-up).
+    pub fn share_tokens(&self, shared: Arc<SharedTokens>) {
+        let _ = self.inner.shared.set(shared);
     }
 
     /// Calls `op` and decodes its `data`; a non-zero errCode becomes [`OpenImError::Api`].
@@ -336,6 +345,7 @@ impl OpenIm {
             if attempt == 0 && a.err_code().is_stale_token() {
                 tracing::info!(err_code = a.envelope.err_code, "admin token rejected by OpenIM; fetching a new one");
                 self.inner.tokens.drop_admin(&token).await;
+                self.drop_shared("admin", &token.value).await;
                 attempt += 1;
                 continue;
             }
@@ -366,6 +376,7 @@ impl OpenIm {
             if attempt == 0 && a.err_code().is_stale_token() {
                 tracing::info!(err_code = a.envelope.err_code, "user token rejected by OpenIM; minting a new one");
                 self.inner.tokens.drop_user(user_id, platform_id, &token).await;
+                self.drop_shared(&format!("user:{user_id}:{platform_id}"), &token.value).await;
                 attempt += 1;
                 continue;
             }
@@ -382,12 +393,27 @@ impl OpenIm {
             return Ok(t.clone());
         }
         let reason = if slot.is_some() { "expiring" } else { "missing" };
-        self.inner.metrics.openim_admin_token_fetches.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
-        let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
-        let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
-        let op = ops::GET_ADMIN_TOKEN;
-        let resp: ops::TokenResp = self.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
-        let token = Token::new(resp.token, resp.expire_time_seconds);
+        let fetch = || async move {
+            self.inner.metrics.openim_admin_token_fetches.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+            let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
+            let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
+            let op = ops::GET_ADMIN_TOKEN;
+            let resp: ops::TokenResp = self.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
+            Ok::<_, OpenImError>(shared_token(resp))
+        };
+        let token = match self.inner.shared.get() {
+            Some(shared) => match shared.get_or_mint("admin", s.refresh_before, None, false, s.timeout, fetch).await {
+                Ok(Minted::Token(t)) => Token::from_shared(&t),
+                Ok(Minted::Failed(e)) => return Err(e),
+                // Redis out of reach: fetch one for this instance. The fleet's token keeps working
+                // for OpenIM's 5-minute grace (contract §4.1), and the fleet fetches anew after.
+                Err(e) => {
+                    tracing::warn!(error = %e, "fleet token store unavailable; fetching an admin token for this instance");
+                    Token::from_shared(&fetch_local(ctx, self, reason).await?)
+                }
+            },
+            None => Token::from_shared(&fetch().await?),
+        };
         *slot = Some(token.clone());
         Ok(token)
     }
@@ -412,12 +438,27 @@ impl OpenIm {
         if let Some(t) = slot.as_ref().filter(|t| !fresh && t.is_fresh(self.inner.settings.refresh_before)) {
             return Ok(t.clone());
         }
-        let req = ops::GetUserTokenReq { platform_id, user_id };
-        let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
-        let op = ops::GET_USER_TOKEN;
-        let resp: ops::TokenResp = self.as_admin(ctx, op.path, op.path, false, &body, JSON).await?.into_data()?;
-        self.inner.metrics.openim_user_token_mints.inc();
-        let token = Token::new(resp.token, resp.expire_time_seconds);
+        let mint = || async move {
+            let req = ops::GetUserTokenReq { platform_id, user_id };
+            let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
+            let op = ops::GET_USER_TOKEN;
+            let resp: ops::TokenResp = self.as_admin(ctx, op.path, op.path, false, &body, JSON).await?.into_data()?;
+            self.inner.metrics.openim_user_token_mints.inc();
+            Ok::<_, OpenImError>(shared_token(resp))
+        };
+        let token = match self.inner.shared.get() {
+            // Never minted apart from the fleet: it would kick the token another instance uses
+            // (multi-login policy 1). Without Redis the call fails closed.
+            Some(shared) => {
+                let slot_name = format!("user:{user_id}:{platform_id}");
+                let s = &self.inner.settings;
+                match shared.get_or_mint(&slot_name, s.refresh_before, None, fresh, s.timeout, mint).await? {
+                    Minted::Token(t) => Token::from_shared(&t),
+                    Minted::Failed(e) => return Err(e),
+                }
+            }
+            None => Token::from_shared(&mint().await?),
+        };
         *slot = Some(token.clone());
         Ok(token)
     }
@@ -451,11 +492,30 @@ impl OpenIm {
     /// refused it), so the next use mints a fresh one.
     pub async fn drop_relay_token(&self, user_id: &str, platform_id: i32, rejected: &str) {
         self.inner.tokens.drop_user_value(user_id, platform_id, rejected).await;
+        if let Some(shared) = self.inner.shared.get() {
+            if let Err(e) = shared.drop_if(&format!("user:{user_id}:{platform_id}"), rejected).await {
+                tracing::warn!(error = %e, "could not drop a refused OpenIM token from the fleet's store");
+            }
+        }
     }
 
     /// Forgets the cached tokens of a user on one platform (after a force_logout).
     pub async fn forget_user_token(&self, user_id: &str, platform_id: i32) {
         self.inner.tokens.forget_user(user_id, platform_id).await;
+        if let Some(shared) = self.inner.shared.get() {
+            if let Err(e) = shared.forget(&format!("user:{user_id}:{platform_id}")).await {
+                tracing::warn!(error = %e, "could not forget an OpenIM token in the fleet's store");
+            }
+        }
+    }
+
+    /// A token OpenIM refused: forgotten here and, for the fleet, in Redis (if still the same).
+    async fn drop_shared(&self, slot: &str, rejected: &str) {
+        if let Some(shared) = self.inner.shared.get() {
+            if let Err(e) = shared.drop_if(slot, rejected).await {
+                tracing::warn!(error = %e, "could not drop a refused OpenIM token from the fleet's store");
+            }
+        }
     }
 
     /// One HTTP exchange under the call deadline; retries reads after transport failures.
@@ -581,4 +641,21 @@ fn error_chain(e: &reqwest::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A token as OpenIM gave it, with its end as a Unix time (what the fleet stores).
+fn shared_token(resp: ops::TokenResp) -> SharedToken {
+    let life = resp.expire_time_seconds.max(0);
+    SharedToken { token: resp.token, exp: crate::auth::now_ms().saturating_add(life.saturating_mul(1000)), life }
+}
+
+/// The admin token fetched by this instance alone (the fleet's store is out of reach).
+async fn fetch_local(ctx: &CallCtx, openim: &OpenIm, reason: &'static str) -> Result<SharedToken, OpenImError> {
+    let s = &openim.inner.settings;
+    openim.inner.metrics.openim_admin_token_fetches.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
+    let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
+    let op = ops::GET_ADMIN_TOKEN;
+    let resp: ops::TokenResp = openim.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
+    Ok(shared_token(resp))
 }

@@ -125,6 +125,15 @@ pub enum OpenImError {
     /// imgate refused to make the call (e.g. a platform id OpenIM would wrongly accept).
     #[error("invalid OpenIM call: {0}")]
     InvalidCall(String),
+    /// The fleet's OpenIM token could not be read or minted through the shared store (Redis).
+    #[error("OpenIM token store: {0}")]
+    TokenStore(String),
+}
+
+impl From<crate::fleet::Unavailable> for OpenImError {
+    fn from(e: crate::fleet::Unavailable) -> OpenImError {
+        OpenImError::TokenStore(e.0)
+    }
 }
 
 impl OpenImError {
@@ -144,6 +153,7 @@ impl OpenImError {
             OpenImError::NoRoute(_) => "no_route",
             OpenImError::Api { .. } => "errcode",
             OpenImError::InvalidCall(_) => "invalid_call",
+            OpenImError::TokenStore(_) => "token_store",
         }
     }
 }

@@ -18,9 +18,11 @@ pub(crate) struct Token {
 }
 
 impl Token {
-    pub(super) fn new(value: String, expire_time_seconds: i64) -> Token {
-        let lifetime = Duration::from_secs(u64::try_from(expire_time_seconds).unwrap_or(0));
-        Token { value: Arc::from(value), lifetime, expires_at: Instant::now() + lifetime }
+    /// A token whose end is a Unix time in ms (as the fleet stores it).
+    pub(super) fn from_shared(t: &crate::fleet::tokens::SharedToken) -> Token {
+        let lifetime = Duration::from_secs(u64::try_from(t.life).unwrap_or(0));
+        let left = Duration::from_millis(u64::try_from(t.exp - crate::auth::now_ms()).unwrap_or(0));
+        Token { value: Arc::from(t.token.as_str()), lifetime, expires_at: Instant::now() + left }
     }
 
     pub(super) fn lifetime_secs(&self) -> i64 {

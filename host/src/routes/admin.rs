@@ -25,12 +25,29 @@ pub(super) async fn health(
     Extension(rid): Extension<RequestId>,
     Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<Value>, ApiError> {
+    let store = match &state.fleet {
+        None => json!({ "backend": "memory", "reachable": true }),
+        Some(fleet) => {
+            let started = std::time::Instant::now();
+            if !fleet.ping().await {
+                return Err(crate::store::StoreError::Unavailable("redis does not answer".into()).into());
+            }
+            json!({
+                "backend": "redis",
+                "reachable": true,
+                "latency_ms": started.elapsed().as_millis() as u64,
+                "instance": fleet.instance(),
+                "errors": fleet.errors(),
+            })
+        }
+    };
     let started = std::time::Instant::now();
     let t: ops::ServerTimeResp =
         state.openim.call(&CallCtx::for_request(&rid), ops::GET_SERVER_TIME, &json!({}), As::Admin).await?;
     Ok(Json(json!({
         "status": "ok",
         "openim": { "reachable": true, "server_time_ms": t.server_time, "latency_ms": started.elapsed().as_millis() as u64 },
+        "store": store,
     })))
 }
 

@@ -117,7 +117,7 @@ pub(super) async fn enroll(
         json!({ "user_id": device.user_id, "device_id": device.device_id }),
     )
     .await?;
-    let outcome = state.store.enroll_device(device.clone()).await;
+    let outcome = state.store.enroll_device(device.clone()).await?;
     match outcome {
         Ok(()) => Ok((StatusCode::CREATED, Json(device_json(&device))).into_response()),
         Err(e @ (EnrollError::KeyTaken | EnrollError::DeviceExists)) => {
@@ -142,7 +142,7 @@ pub(super) async fn list(
     Extension(_): Extension<AdminPrincipal>,
 ) -> Result<Json<Value>, ApiError> {
     user_path(&user_id)?;
-    let devices: Vec<Value> = state.store.list_devices(&user_id).await.iter().map(device_json).collect();
+    let devices: Vec<Value> = state.store.list_devices(&user_id).await?.iter().map(device_json).collect();
     Ok(Json(json!({ "devices": devices })))
 }
 
@@ -157,9 +157,9 @@ pub(super) async fn delete(
     let device = state
         .store
         .delete_device(&user_id, &device_id)
-        .await
+        .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound).with_message("no such device"))?;
-    let ended = state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await;
+    let ended = state.store.revoke_sessions_of(&device.user_id, Some(&device.device_id)).await?;
     let sids: Vec<&str> = ended.iter().map(|s| s.session_id.as_str()).collect();
     crate::ws::sessions_ended(&state, &sids, crate::ws::Ended::Revoked).await;
     Ok(StatusCode::NO_CONTENT)
@@ -173,7 +173,7 @@ pub(super) async fn revoke_session(
     Extension(admin): Extension<AdminPrincipal>,
 ) -> Result<StatusCode, ApiError> {
     admin_action(&state, &rid, &admin, "session_revoke", json!({ "session_id": session_id })).await?;
-    let found = state.store.revoke_session(&session_id).await;
+    let found = state.store.revoke_session(&session_id).await?;
     crate::ws::sessions_ended(&state, &[&session_id], crate::ws::Ended::Revoked).await;
     if found {
         Ok(StatusCode::NO_CONTENT)
@@ -192,11 +192,11 @@ pub(super) async fn revoke_user(
 ) -> Result<Json<Value>, ApiError> {
     user_path(&user_id)?;
     admin_action(&state, &rid, &admin, "user_revoke", json!({ "user_id": user_id })).await?;
-    let ended = state.store.revoke_sessions_of(&user_id, None).await;
+    let ended = state.store.revoke_sessions_of(&user_id, None).await?;
     let sids: Vec<&str> = ended.iter().map(|s| s.session_id.as_str()).collect();
     crate::ws::sessions_ended(&state, &sids, crate::ws::Ended::Revoked).await;
     let mut platforms: Vec<i32> = ended.iter().map(|s| s.platform_id).collect();
-    platforms.extend(state.store.list_devices(&user_id).await.iter().map(|d| d.platform_id));
+    platforms.extend(state.store.list_devices(&user_id).await?.iter().map(|d| d.platform_id));
     platforms.sort_unstable();
     platforms.dedup();
     let ctx = CallCtx::for_request(&rid);

@@ -96,6 +96,7 @@ enum Serve {
 #[derive(Debug, Clone, Copy)]
 enum H {
     Liveness,
+    Readiness,
     GatewayKey,
     Handshake,
     Me,
@@ -144,6 +145,7 @@ pub struct RouteDescriptor {
 /// nor stand between an operator and a broken plugin.
 const BUILTIN: &[(Method, &str, &str, Auth, bool, H)] = &[
     (Method::GET, "/healthz", "public.liveness", Auth::Public, false, H::Liveness),
+    (Method::GET, "/readyz", "public.readiness", Auth::Public, false, H::Readiness),
     (Method::GET, "/v1/auth/gateway-key", "public.gateway_key", Auth::Public, false, H::GatewayKey),
     (Method::POST, "/v1/auth/handshake", "auth.handshake", Auth::Public, false, H::Handshake),
     (Method::GET, "/v1/me", "me", Auth::Signed, true, H::Me),
@@ -438,6 +440,7 @@ fn builtin(h: H, filter: MethodFilter) -> MethodRouter<AppState> {
     let m = MethodRouter::new();
     match h {
         H::Liveness => m.on(filter, public::liveness),
+        H::Readiness => m.on(filter, public::readiness),
         H::GatewayKey => m.on(filter, public::gateway_key),
         H::Handshake => m.on(filter, handshake::handle),
         H::Me => m.on(filter, user::me),

@@ -132,6 +132,7 @@ pub(super) async fn upload(
     let action = if q.activate { "plugin_push_activate" } else { "plugin_upload" };
     admin_action(&state, &rid, &admin, action, json!({ "plugin": name, "hash": hash, "version": q.version })).await?;
     let (n, v, activate) = (name.clone(), q.version.clone(), q.activate);
+    let bytes = body.clone();
     let manifest = blocking(move || {
         if activate {
             m.activate(&n, &body, Source::Upload, v.as_deref())
@@ -140,6 +141,7 @@ pub(super) async fn upload(
         }
     })
     .await?;
+    tell_fleet(&state, &name, Some(&bytes), &manifest, q.activate).await?;
     Ok((StatusCode::CREATED, Json(Uploaded { manifest, active: q.activate })).into_response())
 }
 
@@ -159,7 +161,18 @@ pub(super) async fn activate(
         return Err(ApiError::bad_request("hash: 64 lowercase hex digits"));
     }
     admin_action(&state, &rid, &admin, "plugin_activate", json!({ "plugin": name, "hash": req.hash })).await?;
-    let manifest = blocking(move || m.activate_hash(&name, &req.hash, Source::Upload)).await?;
+    // A version uploaded through another instance of the fleet: fetched by its hash.
+    let from_fleet = match (&state.fleet, m.stored_bytes(&req.hash)) {
+        (Some(fleet), None) => crate::fleet::plugins::fetch(fleet, &req.hash).await.map_err(fleet_error)?,
+        _ => None,
+    };
+    let n = name.clone();
+    let manifest = blocking(move || match from_fleet {
+        Some((bytes, stored)) => m.activate(&n, &bytes, Source::Upload, stored.map(|s| s.version).as_deref()),
+        None => m.activate_hash(&n, &req.hash, Source::Upload),
+    })
+    .await?;
+    tell_fleet(&state, &name, None, &manifest, true).await?;
     Ok(Json(Changed { manifest }))
 }
 
@@ -173,8 +186,40 @@ pub(super) async fn rollback(
     let m = manager(&state)?;
     known(&m, &name)?;
     admin_action(&state, &rid, &admin, "plugin_rollback", json!({ "plugin": name })).await?;
-    let manifest = blocking(move || m.rollback(&name, Source::Rollback)).await?;
+    let n = name.clone();
+    let manifest = blocking(move || m.rollback(&n, Source::Rollback)).await?;
+    tell_fleet(&state, &name, None, &manifest, true).await?;
     Ok(Json(Changed { manifest }))
+}
+
+/// In a fleet: the version is stored for every instance and, when activated here, announced so
+/// every instance serves it. Done only after this instance accepted it. A failure is the admin's
+/// to know (503): this instance changed, the others did not.
+async fn tell_fleet(
+    state: &AppState,
+    name: &str,
+    bytes: Option<&[u8]>,
+    manifest: &crate::plugins::store::Manifest,
+    activated: bool,
+) -> Result<(), ApiError> {
+    let Some(fleet) = &state.fleet else { return Ok(()) };
+    let bytes = match bytes {
+        Some(b) => Some(b.to_vec()),
+        None => state.plugins.manager.as_ref().and_then(|m| m.stored_bytes(&manifest.hash)),
+    };
+    if let Some(bytes) = bytes {
+        crate::fleet::plugins::share(fleet, &bytes, manifest).await.map_err(fleet_error)?;
+    }
+    if activated {
+        crate::fleet::plugins::announce(fleet, name, &manifest.hash).await.map_err(fleet_error)?;
+    }
+    Ok(())
+}
+
+fn fleet_error(e: crate::fleet::Unavailable) -> ApiError {
+    ApiError::from(crate::store::StoreError::Unavailable(format!(
+        "{e}; this instance may have changed, the other instances did not"
+    )))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Routes anyone may call: liveness and the gateway's public key (client-auth §1).
+//! Routes anyone may call: liveness, readiness and the gateway's public key (client-auth §1).
 
 use axum::extract::State;
 use axum::Json;
@@ -10,6 +10,18 @@ use crate::state::AppState;
 /// Liveness for load balancers: the process answers. Says nothing about OpenIM.
 pub(super) async fn liveness() -> &'static str {
     "ok"
+}
+
+/// Readiness for load balancers: 200 when this instance can serve, 503 `store_unavailable` while
+/// the shared store (Redis) it needs does not answer. Answered from what the last command or the
+/// once-a-second ping saw: no round trip of its own.
+pub(super) async fn readiness(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    match &state.fleet {
+        Some(fleet) if !fleet.is_up() => {
+            Err(crate::store::StoreError::Unavailable("redis does not answer".into()).into())
+        }
+        _ => Ok("ready"),
+    }
 }
 
 /// `GET /v1/auth/gateway-key`: the current Noise static key, for discovery and rotation.

@@ -33,10 +33,10 @@ pub(super) async fn token(
     Extension(caller): Extension<Caller>,
     Extension(rid): Extension<RequestId>,
 ) -> Result<Json<Value>, ApiError> {
-    match bearer::mint(&state, &caller).await {
+    match bearer::mint(&state, &caller).await? {
         Ok((token, expires_at)) => Ok(Json(json!({ "token": token, "expires_at": expires_at }))),
         Err(p) => {
-            state.store.revoke_session(&caller.session_id).await;
+            state.store.revoke_session(&caller.session_id).await?;
             crate::ws::sessions_ended(&state, &[&caller.session_id], crate::ws::Ended::Revoked).await;
             rid.note_reason(&format!("bearer token refused, session ended: {} is {}", caller.user_id, p.describe()));
             Err(ApiError::unauthenticated().with_detail("session of a privileged OpenIM account"))
@@ -45,8 +45,11 @@ pub(super) async fn token(
 }
 
 /// `POST /v1/auth/logout`: ends the session, its tokens and tickets (§9).
-pub(super) async fn logout(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> StatusCode {
-    state.store.revoke_session(&caller.session_id).await;
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<StatusCode, ApiError> {
+    state.store.revoke_session(&caller.session_id).await?;
     crate::ws::sessions_ended(&state, &[&caller.session_id], crate::ws::Ended::Revoked).await;
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,7 @@
 //!
 //! Devices (enrolled keys), the last accepted handshake `ts` per device, sessions, the nonces a
 //! session has used, and bearer tokens live here and nowhere else. [`MemoryStore`] is the embedded
-//! default; a Redis backend (shared by several instances) implements the same trait. Every
+//! default; `fleet::store::RedisStore` (shared by several instances) implements the same trait. Every
 //! operation that decides something ("is this nonce new?", "is this ts newer?") is one atomic
 //! call, so two instances can never both accept the same nonce or handshake.
 
@@ -65,38 +65,70 @@ pub enum EnrollError {
     DeviceExists,
 }
 
-/// The state backend.
+/// The backend could not answer: the request that needed it fails closed (503
+/// `store_unavailable`), never as if the answer had been "yes".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What [`Store::accept_request`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The nonce was new and is now recorded; the session's idle timeout restarts.
+    Yes,
+    /// The nonce was already used in this session.
+    Replay,
+    /// The session has ended (revoked, expired or idle) since it was read.
+    NoSession,
+}
+
+/// The state backend. Every call can fail ([`StoreError`]) when the backend is shared and out
+/// of reach; the in-memory one never fails.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Enrolls a device; the key and the (user, device) pair must both be new.
-    async fn enroll_device(&self, device: Device) -> Result<(), EnrollError>;
-    async fn device_by_key(&self, public_key: &[u8; 32]) -> Option<Device>;
-    async fn list_devices(&self, user_id: &str) -> Vec<Device>;
+    async fn enroll_device(&self, device: Device) -> Result<Result<(), EnrollError>, StoreError>;
+    async fn device_by_key(&self, public_key: &[u8; 32]) -> Result<Option<Device>, StoreError>;
+    async fn list_devices(&self, user_id: &str) -> Result<Vec<Device>, StoreError>;
     /// Removes a device (its key can be enrolled again) and returns it.
-    async fn delete_device(&self, user_id: &str, device_id: &str) -> Option<Device>;
+    async fn delete_device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>, StoreError>;
 
     /// Sets the device's last accepted handshake `ts` to `ts` if `ts` is strictly greater; false
     /// (and nothing changed) otherwise. Atomic.
-    async fn advance_handshake_ts(&self, public_key: &[u8; 32], ts_ms: i64) -> bool;
+    async fn advance_handshake_ts(&self, public_key: &[u8; 32], ts_ms: i64) -> Result<bool, StoreError>;
 
-    async fn put_session(&self, session: Session);
+    async fn put_session(&self, session: Session) -> Result<(), StoreError>;
     /// The session if it exists and is neither revoked nor past its absolute or idle end.
-    async fn live_session(&self, session_id: &str, now_ms: i64, idle_ms: i64) -> Option<Session>;
+    async fn live_session(&self, session_id: &str, now_ms: i64, idle_ms: i64) -> Result<Option<Session>, StoreError>;
+    /// The session whose key checks a signed request's MAC. May come from a cache of this
+    /// instance: [`Store::accept_request`], called once the MAC verified, is the authoritative
+    /// check that the session still lives.
+    async fn session_to_verify(&self, session_id: &str, now_ms: i64, idle_ms: i64) -> Result<Option<Session>, StoreError> {
+        self.live_session(session_id, now_ms, idle_ms).await
+    }
+    /// After a request's MAC verified: records its nonce until `now + nonce_ttl_ms` and restarts
+    /// the session's idle timeout, if the session still lives and the nonce is new. Atomic.
+    async fn accept_request(
+        &self,
+        session_id: &str,
+        nonce: &str,
+        nonce_ttl_ms: i64,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> Result<Accepted, StoreError>;
     /// Marks a request accepted now (the idle timeout restarts).
-    async fn touch_session(&self, session_id: &str, now_ms: i64);
+    async fn touch_session(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Ends a session (and with it its bearer tokens). True if it existed.
-    async fn revoke_session(&self, session_id: &str) -> bool;
+    async fn revoke_session(&self, session_id: &str) -> Result<bool, StoreError>;
     /// Ends every session of a user, or of one device of the user; returns the ended sessions.
-    async fn revoke_sessions_of(&self, user_id: &str, device_id: Option<&str>) -> Vec<Session>;
-
-    /// Records a nonce for a session until `expires_at_ms`; false if it was already recorded.
-    /// Called only after the request's MAC verified. Atomic.
-    async fn record_nonce(&self, session_id: &str, nonce: &str, expires_at_ms: i64, now_ms: i64) -> bool;
+    async fn revoke_sessions_of(&self, user_id: &str, device_id: Option<&str>) -> Result<Vec<Session>, StoreError>;
 
     /// Stores a bearer token (by its SHA-256, never the token itself) for a session.
-    async fn put_token(&self, token_hash: [u8; 32], session_id: &str, expires_at_ms: i64);
+    async fn put_token(&self, token_hash: [u8; 32], session_id: &str, expires_at_ms: i64) -> Result<(), StoreError>;
     /// The session id a token belongs to, if the token exists and has not expired.
-    async fn token_session(&self, token_hash: &[u8; 32], now_ms: i64) -> Option<String>;
+    async fn token_session(&self, token_hash: &[u8; 32], now_ms: i64) -> Result<Option<String>, StoreError>;
 
     /// Stores a WebSocket ticket (by its SHA-256) for a session, unless the session already
     /// holds `max_per_session` unexpired ones: false then, and nothing stored. Atomic.
@@ -107,10 +139,10 @@ pub trait Store: Send + Sync + 'static {
         expires_at_ms: i64,
         now_ms: i64,
         max_per_session: usize,
-    ) -> bool;
+    ) -> Result<bool, StoreError>;
     /// Redeems a ticket: removes it and returns its session if it existed and had not expired.
     /// Atomic: of two concurrent redemptions at most one gets the session.
-    async fn take_ticket(&self, ticket_hash: &[u8; 32], now_ms: i64) -> Option<String>;
+    async fn take_ticket(&self, ticket_hash: &[u8; 32], now_ms: i64) -> Result<Option<String>, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -255,6 +255,11 @@ pub struct Metrics {
     pub ws_frames_refused: Counter,
     /// Relayed connections ended, by reason (`ws::relay`).
     pub ws_closed: Family<ReasonLabels, Counter>,
+    /// `[store] backend = "redis"`: 1 while Redis answers, 0 while it does not.
+    pub store_up: Gauge,
+    /// Redis round trips sent, and those that failed or timed out.
+    pub store_round_trips: Counter,
+    pub store_errors: Counter,
 }
 
 impl Metrics {
@@ -277,6 +282,9 @@ impl Metrics {
             ws_frames_forwarded: Counter::default(),
             ws_frames_refused: Counter::default(),
             ws_closed: Family::default(),
+            store_up: Gauge::default(),
+            store_round_trips: Counter::default(),
+            store_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "Client requests by route, method and status", m.http_requests.clone());
@@ -318,6 +326,9 @@ impl Metrics {
             m.ws_frames_refused.clone(),
         );
         registry.register("ws_closed", "Relayed WebSocket connections ended, by reason", m.ws_closed.clone());
+        registry.register("store_up", "1 while the shared store (Redis) answers", m.store_up.clone());
+        registry.register("store_round_trips", "Round trips to the shared store (Redis)", m.store_round_trips.clone());
+        registry.register("store_errors", "Shared-store (Redis) commands that failed or timed out", m.store_errors.clone());
         m.plugins.register(&mut registry);
         Metrics { registry, ..m }
     }

@@ -111,7 +111,12 @@ pub async fn sdk(State(state): State<AppState>, req: Request, next: Next) -> Res
         Ok(a) => a,
         Err(e) => return refuse_sdk(parts, msg_resp, 1602, &e.0).await,
     };
-    let Some(caller) = bearer::authenticate(&state, &a.token).await else {
+    let found = match bearer::authenticate(&state, &a.token).await {
+        Ok(found) => found,
+        // OpenIM's code for a server fault: the SDK retries the connection.
+        Err(e) => return refuse_sdk(parts, a.msg_resp, 500, &e.to_string()).await,
+    };
+    let Some(caller) = found else {
         let code = if a.token.len() == 43 { 1505 } else { 1503 };
         return refuse_sdk(parts, a.msg_resp, code, "token is not valid").await;
     };
@@ -147,12 +152,17 @@ pub async fn ticket(State(state): State<AppState>, req: Request, next: Next) -> 
         }
     };
     let now = now_ms();
+    let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
     let session = match state.store.take_ticket(&ticket_hash(&ticket), now).await {
-        Some(sid) => {
-            let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
-            state.store.live_session(&sid, now, idle_ms).await
+        Ok(Some(sid)) => state.store.live_session(&sid, now, idle_ms).await,
+        other => other.map(|_| None),
+    };
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            rid.note_refusal(&format!("ws: {e}"));
+            return ApiError::from(e).into_response();
         }
-        None => None,
     };
     let Some(caller) = session.map(Caller::from) else {
         rid.note_refusal("ws: ticket unknown, used, expired or of an ended session");
@@ -185,7 +195,7 @@ pub async fn mint(
     let lifetime = state.config.ws.ticket_lifetime_secs as i64 * 1000;
     let expires_at = (now + lifetime).min(caller.session_expires_at_ms);
     let max = state.config.ws.max_tickets_per_session;
-    if !state.store.put_ticket(ticket_hash(&ticket), &caller.session_id, expires_at, now, max).await {
+    if !state.store.put_ticket(ticket_hash(&ticket), &caller.session_id, expires_at, now, max).await? {
         let mut e = ApiError::new(ErrorCode::RateLimited)
             .with_message("this session holds as many unredeemed WebSocket tickets as it may")
             .with_detail(format!("{max} unredeemed tickets"));

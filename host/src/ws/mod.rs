@@ -23,8 +23,28 @@ pub use policy::WS_SEND_ROUTE;
 use crate::state::AppState;
 
 /// Sessions ended (logout, revocation, device deletion): their relayed sockets are closed now
-/// and their direct-mode grants end (OpenIM `force_logout`).
+/// and their direct-mode grants end (OpenIM `force_logout`), here and, in a fleet, on every other
+/// instance (an event; an instance that misses it finds out when it re-synchronises, or at its
+/// sockets' next look at the session).
 pub async fn sessions_ended(state: &AppState, sessions: &[&str], why: Ended) {
+    end_here(state, sessions, why).await;
+    if let Some(fleet) = &state.fleet {
+        if sessions.is_empty() {
+            return;
+        }
+        let event = crate::fleet::events::Event::SessionsEnded {
+            from: fleet.process().to_owned(),
+            sessions: sessions.iter().map(|s| (*s).to_owned()).collect(),
+            expired: why == Ended::Expired,
+        };
+        if let Err(e) = crate::fleet::events::publish(fleet, &event).await {
+            tracing::warn!(error = %e, sessions = sessions.len(), "could not tell the other instances that sessions ended; their sockets close at the next look");
+        }
+    }
+}
+
+/// [`sessions_ended`] on this instance only (what an event from another instance asks).
+pub async fn end_here(state: &AppState, sessions: &[&str], why: Ended) {
     state.ws.end_sessions(sessions.iter().copied(), why);
     direct::end(state, sessions.iter().copied()).await;
 }

@@ -90,6 +90,14 @@ impl Registry {
         told
     }
 
+    /// The sessions that hold live sockets here (each once).
+    pub fn sessions(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.lock().values().map(|l| l.session_id.clone()).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Live relayed sockets.
     pub fn len(&self) -> usize {
         self.lock().len()

@@ -318,12 +318,14 @@ async fn run(
                 // A session can end without this instance being told (idle timeout, expiry, and
                 // later another instance's revocation): look every 30 s.
                 let now = now_ms();
-                if active {
-                    state.store.touch_session(&caller.session_id, now).await;
+                if active && state.store.touch_session(&caller.session_id, now).await.is_ok() {
                     active = false;
                 }
                 let idle_ms = state.config.auth.session_idle_timeout_secs as i64 * 1000;
-                if state.store.live_session(&caller.session_id, now, idle_ms).await.is_none() {
+                // A store out of reach says nothing about the session: the socket stays until
+                // the store answers (revocations made meanwhile arrive as events, or at the next
+                // look).
+                if let Ok(None) = state.store.live_session(&caller.session_id, now, idle_ms).await {
                     end_session(&mut client, &up, Ended::Expired).await;
                     break "session ended";
                 }

@@ -6,6 +6,7 @@
 //! to it with reqwest: no mocks on either side. [`Options`] changes what a test needs changed.
 
 pub mod plugins;
+pub mod redis_server;
 pub mod reload;
 
 use std::path::PathBuf;
@@ -70,7 +71,8 @@ impl Default for Options {
 
 /// A running gateway + emulator pair.
 pub struct Harness {
-    pub emu: Emulator,
+    /// Shared by the peers of a fleet ([`Harness::peer`]); stopped with the last of them.
+    pub emu: std::sync::Arc<Emulator>,
     pub gateway_url: String,
     /// `GET` here for the gateway's Prometheus metrics.
     pub metrics_url: String,
@@ -82,6 +84,8 @@ pub struct Harness {
     hs_secret: Vec<u8>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The first instance owns the folder; its peers share it (and its keys).
+    owns_dir: bool,
 }
 
 impl Harness {
@@ -116,18 +120,10 @@ impl Harness {
         let build =
             host::state::BuildOptions { plugin_kv: opts.plugin_kv.clone(), config_file: None, check_only: false };
         let state = host::state::build_with(config, &dir, build).map_err(|e| e.to_string())?;
-        let state = state.open_audit(&dir).await.unwrap_or_else(|e| panic!("harness audit: {e}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let gateway_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let metrics_url = format!("http://{}/metrics", metrics.local_addr().expect("addr"));
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(host::run(state.clone(), listener, Some(metrics), async {
-            let _ = stop_rx.await;
-        }));
+        let (state, gateway_url, metrics_url, stop, task) = serve(state, &dir).await;
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
         Ok(Harness {
-            emu,
+            emu: std::sync::Arc::new(emu),
             gateway_url,
             metrics_url,
             http,
@@ -137,7 +133,33 @@ impl Harness {
             hs_secret,
             stop: Some(stop),
             task: Some(task),
+            owns_dir: true,
         })
+    }
+
+    /// Another imgate instance of the same deployment: the same config, keys and OpenIM, its own
+    /// listener, audit file (`audit-<instance>.jsonl`) and `[store] instance_id`. With a
+    /// `[store] backend = "redis"` config, the two share their state through Redis.
+    pub async fn peer(&self, instance: &str) -> Harness {
+        let toml = std::fs::read_to_string(self.dir.join("imgate.toml")).expect("config");
+        let toml = toml.replace("file = \"audit.jsonl\"", &format!("file = \"audit-{instance}.jsonl\""));
+        let toml = toml.replace("instance_id = \"a\"", &format!("instance_id = \"{instance}\""));
+        let config = host::Config::parse(&toml).unwrap_or_else(|e| panic!("peer config: {e}"));
+        let state = host::state::build(config, &self.dir).unwrap_or_else(|e| panic!("peer state: {e}"));
+        let (state, gateway_url, metrics_url, stop, task) = serve(state, &self.dir).await;
+        Harness {
+            emu: self.emu.clone(),
+            gateway_url,
+            metrics_url,
+            http: self.http.clone(),
+            dir: self.dir.clone(),
+            state,
+            ed_private_pem: self.ed_private_pem.clone(),
+            hs_secret: self.hs_secret.clone(),
+            stop: Some(stop),
+            task: Some(task),
+            owns_dir: false,
+        }
     }
 
     /// The value of one metric line (`name{labels}` exactly as exported), if present.
@@ -274,8 +296,12 @@ impl Harness {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        self.emu.shutdown().await;
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if let Ok(emu) = std::sync::Arc::try_unwrap(self.emu) {
+            emu.shutdown().await;
+        }
     }
 
     /// Asks the gateway to stop without waiting (for drain tests); returns the join handle.
@@ -285,6 +311,22 @@ impl Harness {
         }
         self.task.take()
     }
+}
+
+type Served = (host::AppState, String, String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+/// Opens the audit log and serves a built state on fresh loopback listeners (API and metrics).
+async fn serve(state: host::AppState, dir: &std::path::Path) -> Served {
+    let state = state.open_audit(dir).await.unwrap_or_else(|e| panic!("harness audit: {e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let gateway_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let metrics_url = format!("http://{}/metrics", metrics.local_addr().expect("addr"));
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(host::run(state.clone(), listener, Some(metrics), async {
+        let _ = stop_rx.await;
+    }));
+    (state, gateway_url, metrics_url, stop, task)
 }
 
 pub fn header(alg: Algorithm, kid: &str) -> Header {

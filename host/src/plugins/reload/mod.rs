@@ -45,6 +45,8 @@ pub enum Source {
     Upload,
     Rollback,
     Quarantine,
+    /// Another instance of the fleet activated it (admin API there).
+    Fleet,
 }
 
 impl Source {
@@ -54,6 +56,7 @@ impl Source {
             Source::Upload => "upload",
             Source::Rollback => "rollback",
             Source::Quarantine => "quarantine",
+            Source::Fleet => "fleet",
         }
     }
 }
@@ -337,6 +340,17 @@ impl Manager {
     }
 
     /// Whether `name` is a configured plugin (no disk access, unlike [`Manager::status`]).
+    /// A stored version's bytes (none if this instance never stored it).
+    pub fn stored_bytes(&self, hash: &str) -> Option<Vec<u8>> {
+        self.store.manifest(hash)?;
+        self.store.bytes(hash).ok()
+    }
+
+    /// A stored version's label.
+    pub fn stored_version(&self, hash: &str) -> Option<String> {
+        self.store.manifest(hash).map(|m| m.version)
+    }
+
     pub fn is_configured(&self, name: &str) -> bool {
         lock(&self.config).spec(name).is_some()
     }

@@ -22,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Map, Value};
 
@@ -215,7 +215,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let Some(token) = headers.get("token").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()) else {
         return refuse(&rid, 1001, "header must have token");
     };
-    let Some(caller) = bearer::authenticate(&state, token).await else {
+    let found = match bearer::authenticate(&state, token).await {
+        Ok(found) => found,
+        Err(e) => return as_envelope(&rid, ApiError::from(e).into_response()),
+    };
+    let Some(caller) = found else {
         rid.note_refusal("compat: bearer token unknown, expired or revoked");
         return envelope(1505, "TokenUnknownError", "token is not valid");
     };

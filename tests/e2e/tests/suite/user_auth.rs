@@ -319,11 +319,11 @@ async fn revocation_takes_effect_at_once() {
     assert_eq!(status, 200, "{tok}");
     let token = tok["token"].as_str().expect("token").to_owned();
     assert_eq!(token.len(), 43, "32 random bytes, b64url");
-    assert!(host::auth::bearer::authenticate(&h.state, &token).await.is_some());
+    assert!(host::auth::bearer::authenticate(&h.state, &token).await.expect("store").is_some());
     let res = h.client().call(&s1, "POST", "/v1/auth/logout", None).await.expect("answer");
     assert_eq!(res.status(), 204);
     assert_eq!(me(&h, &s1).await.0, 401);
-    assert!(host::auth::bearer::authenticate(&h.state, &token).await.is_none(), "bearer token useless after logout");
+    assert!(host::auth::bearer::authenticate(&h.state, &token).await.expect("store").is_none(), "bearer token useless after logout");
 
     // R13: admin revokes one session.
     let key = h.user_with_device("kim", "phone", 2).await;
