@@ -9,7 +9,8 @@
 //! # Record format (one line per record, `\n`-terminated, UTF-8)
 //!
 //! A JSON object with exactly these keys, in this order:
-//! `seq` (u64, 1 for the first record, +1 each record), `ts` (unix ms when written), `prev`
+//! `seq` (u64, 1 for the first record, +1 each record), `ts` (unix ms when written), `instance`
+//! (the id of the imgate that wrote it: `[store] instance_id`, default the host name), `prev`
 //! (the `hash` of the previous record; 64 `0`s for seq 1), then the [`AuditEvent`] fields
 //! `kind`, `request_id`, `user`, `route`, `method`, `operation_ids`, `outcome`, `status`,
 //! `latency_ms`, `reason`, `detail` (absent values are `null`, never omitted; a non-finite
@@ -23,6 +24,18 @@
 //! `,"hash":"<hex>"` inserted before the final `}`. A verifier re-serializes each parsed record,
 //! recomputes the hash, and also requires the line to equal the canonical line byte for byte, so
 //! added, dropped, reordered or reformatted keys are detected too.
+//!
+//! **Instance ids and files from before them.** Several gateways may share one Redis, each with
+//! its own file; `instance` says which gateway wrote a record, and is hashed like every other
+//! key. Records written before instance ids existed have no `instance` key (never `null`): they
+//! are canonical, hashed and verified without it, so an old file still verifies, and an upgraded
+//! gateway continues it (its new records carry `instance`). A file is therefore a run of records
+//! without `instance` followed by records with it; a record without one after a record with one
+//! fails verification (no imgate writes that: an older imgate reads the new records as modified
+//! and refuses to continue the file). A file may change instance id between records (a gateway
+//! renamed, or its host name changed on a restart: see `writer::open_file` for why that is
+//! allowed); `imgate audit verify A B …` fails when one id appears in two files, the mark of a
+//! copied or forked file, or when two files start with the same record.
 //!
 //! **Injection (attacks.md E21).** Every string goes through serde_json's escaping: a newline,
 //! an ANSI escape (`\u001b`) or a quote in a user id stays inside its JSON string, so a field can
@@ -75,7 +88,7 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot};
 
-pub use verify::{verify_file, verify_file_with_head, VerifyError};
+pub use verify::{verify_chain, verify_file, verify_file_with_head, ChainSummary, VerifyError};
 
 use record::Chain;
 use writer::{FileSink, Msg, Shared, Sink, Writer};
@@ -84,6 +97,8 @@ use writer::{FileSink, Msg, Shared, Sink, Writer};
 pub const CHANNEL_CAPACITY: usize = 10_000;
 /// An in-memory log keeps at most this many records (the oldest go first); `seq` keeps counting.
 pub const MEMORY_CAPACITY: usize = 100_000;
+/// The instance id of [`AuditLog::memory`] (`[store] instance_id`'s last fallback too).
+pub const DEFAULT_INSTANCE: &str = "imgate";
 
 /// The `outcome` values of `api_call` records (see the module documentation).
 pub mod outcome {
@@ -186,6 +201,7 @@ enum Inner {
 /// An in-memory log: chained synchronously, so `records()` is current right after `record()`.
 struct MemoryLog {
     chain: Chain,
+    instance: String,
     records: VecDeque<serde_json::Value>,
     head_gauge: Option<Gauge>,
 }
@@ -205,20 +221,38 @@ impl AuditLog {
     /// file (the operator decides what to do with it, imgate does not paper over it). The file is
     /// locked for this log's lifetime: if another log (another imgate) holds it, this is an error
     /// naming the file, of kind [`std::io::ErrorKind::WouldBlock`].
-    pub async fn open(path: &Path) -> std::io::Result<AuditLog> {
+    ///
+    /// Every record is written with `instance` (`[store] instance_id`). A file from before
+    /// instance ids is continued; so is one whose last record has another id, with a warning
+    /// (see the module documentation).
+    pub async fn open(path: &Path, instance: &str) -> std::io::Result<AuditLog> {
         let owned = path.to_path_buf();
-        let (file, chain, len) =
-            tokio::task::spawn_blocking(move || writer::open_file(&owned)).await.map_err(std::io::Error::other)??;
-        let (log, writer) = AuditLog::channel(Box::new(FileSink::new(file, len)), chain, CHANNEL_CAPACITY);
+        let id = instance.to_owned();
+        let (file, chain, len) = tokio::task::spawn_blocking(move || writer::open_file(&owned, &id))
+            .await
+            .map_err(std::io::Error::other)??;
+        let (log, writer) =
+            AuditLog::channel(Box::new(FileSink::new(file, len)), chain, instance.to_owned(), CHANNEL_CAPACITY);
         writer.spawn()?;
         Ok(log)
     }
 
     /// A log that keeps records in memory only (tests, and configs without an audit file);
     /// `records()` returns them. Each record is also emitted as a tracing event (target
-    /// `imgate::audit`, field `record` = the JSON line), so it reaches the process log.
+    /// `imgate::audit`, field `record` = the JSON line), so it reaches the process log. Its
+    /// records carry the instance id [`DEFAULT_INSTANCE`]; [`AuditLog::memory_as`] names another.
     pub fn memory() -> AuditLog {
-        let log = MemoryLog { chain: Chain::genesis(), records: VecDeque::new(), head_gauge: None };
+        AuditLog::memory_as(DEFAULT_INSTANCE)
+    }
+
+    /// [`AuditLog::memory`] whose records carry `instance`.
+    pub fn memory_as(instance: &str) -> AuditLog {
+        let log = MemoryLog {
+            chain: Chain::genesis(),
+            instance: instance.to_owned(),
+            records: VecDeque::new(),
+            head_gauge: None,
+        };
         AuditLog { inner: Inner::Memory(Arc::new(Mutex::new(log))) }
     }
 
@@ -232,10 +266,10 @@ impl AuditLog {
     }
 
     /// A channel-backed log whose writer has not started yet (tests start it when they want).
-    fn channel(sink: Box<dyn Sink>, chain: Chain, capacity: usize) -> (AuditLog, Writer) {
+    fn channel(sink: Box<dyn Sink>, chain: Chain, instance: String, capacity: usize) -> (AuditLog, Writer) {
         let (tx, rx) = mpsc::channel(capacity);
         let shared = Arc::new(Shared::new(&chain));
-        let writer = Writer::new(sink, chain, shared.clone(), rx);
+        let writer = Writer::new(sink, chain, instance, shared.clone(), rx);
         (AuditLog { inner: Inner::Channel { tx, shared } }, writer)
     }
 
@@ -349,7 +383,7 @@ impl AuditLog {
 /// Chains `event` onto an in-memory log.
 fn memory_record(log: &Mutex<MemoryLog>, event: &AuditEvent) -> Result<(), AuditError> {
     let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let sealed = log.chain.next(event, record::now_ms()).map_err(AuditError::Encode)?;
+    let sealed = log.chain.next(&log.instance, event, record::now_ms()).map_err(AuditError::Encode)?;
     let value = serde_json::from_str(&sealed.line).map_err(AuditError::Encode)?;
     tracing::info!(target: "imgate::audit", record = %sealed.line, "audit");
     log.chain.advance(&sealed);

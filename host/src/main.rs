@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "imgate", version, about = "The gateway in front of OpenIM")]
@@ -51,12 +51,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check an audit file's hash chain; name the first edited, removed or reordered record's line.
-    /// Reads only (works while a gateway writes the file).
+    /// Check audit files' hash chains; name the first edited, removed or reordered record's line.
+    /// With several files (one per gateway), also check that no instance id appears in two of them
+    /// and that no two start with the same record (a copied or forked file). Reads only (works
+    /// while gateways write the files).
     Verify {
-        file: PathBuf,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
         /// A head read earlier (`GET /v1/admin/audit/head`, as `SEQ:HASH`): the file must still
-        /// hold that record, so records cut off its end are detected too.
+        /// hold that record, so records cut off its end are detected too. Only with one FILE.
         #[arg(long, value_name = "SEQ:HASH")]
         head: Option<host::audit::AuditHead>,
     },
@@ -65,9 +68,12 @@ enum AuditCmd {
 fn main() -> ExitCode {
     return_large_blocks_to_the_system();
     let cli = Cli::parse();
+    if let Err(e) = check_args(&cli) {
+        e.exit();
+    }
     match cli.command {
         Command::Keygen => keygen(),
-        Command::Audit { cmd: AuditCmd::Verify { file, head } } => audit_verify(&file, head.as_ref()),
+        Command::Audit { cmd: AuditCmd::Verify { files, head } } => audit_verify(&files, head.as_ref()),
         Command::CheckConfig { config } => check_config(&config),
         Command::Plugin { cmd } => match runtime().block_on(host::cli_plugin::run(cmd)) {
             Ok(out) => {
@@ -106,6 +112,24 @@ fn dev(_port: Option<u16>, _dir: PathBuf, _example_plugins: Option<PathBuf>) -> 
          default): cargo build -p host --features emulator"
     );
     ExitCode::FAILURE
+}
+
+/// What clap cannot say in attributes: a head anchor belongs to one chain, so `--head` takes
+/// exactly one FILE.
+fn check_args(cli: &Cli) -> Result<(), clap::Error> {
+    if let Command::Audit { cmd: AuditCmd::Verify { files, head: Some(_) } } = &cli.command {
+        if files.len() != 1 {
+            let mut cli = Cli::command();
+            cli.build(); // so the subcommand's usage line reads `imgate audit verify ...`
+            let kind = clap::error::ErrorKind::ArgumentConflict;
+            let message = "--head anchors one chain: give exactly one FILE with it";
+            return Err(match cli.find_subcommand_mut("audit").and_then(|a| a.find_subcommand_mut("verify")) {
+                Some(verify) => verify.error(kind, message),
+                None => cli.error(kind, message),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -186,20 +210,99 @@ async fn serve(path: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn audit_verify(file: &std::path::Path, head: Option<&host::audit::AuditHead>) -> ExitCode {
-    match host::audit::verify_file_with_head(file, head) {
-        Ok(n) => {
-            match head {
-                Some(h) => println!("{}: ok ({n} records; holds head {h})", file.display()),
-                None => println!("{}: ok ({n} records)", file.display()),
+/// `imgate audit verify FILE...`: one line per file (`FILE: ok (N records) seq 1..N, instance ID`
+/// on stdout, or `FILE: line L: why` on stderr), then, across files, one line per instance id
+/// (or first record) found in more than one file, and per file named twice. Exit 1 if anything
+/// failed.
+fn audit_verify(files: &[PathBuf], head: Option<&host::audit::AuditHead>) -> ExitCode {
+    let mut failed = false;
+    let mut read = Vec::with_capacity(files.len());
+    for file in files {
+        let (summary, result) = host::audit::verify_chain(file, head);
+        match result {
+            Ok(()) => {
+                let anchor = head.map(|h| format!("; holds head {h}")).unwrap_or_default();
+                let n = summary.records;
+                let records = if n == 1 { "record" } else { "records" };
+                println!("{}: ok ({n} {records}{anchor}){}", file.display(), describe(&summary));
             }
-            ExitCode::SUCCESS
+            Err(e) => {
+                failed = true;
+                let before =
+                    if summary.records > 0 { format!(" [before it:{}]", describe(&summary)) } else { String::new() };
+                eprintln!("{}: {e}{before}", file.display());
+            }
         }
-        Err(e) => {
-            eprintln!("{}: {e}", file.display());
-            ExitCode::FAILURE
+        read.push((file, summary));
+    }
+    // Across files: each key (a file, an instance id, a first record) must belong to one file.
+    let mut same_file: Vec<(PathBuf, Vec<&PathBuf>)> = Vec::new();
+    let mut by_instance: Vec<(&str, Vec<&PathBuf>)> = Vec::new();
+    let mut by_first: Vec<(&str, Vec<&PathBuf>)> = Vec::new();
+    for (file, summary) in &read {
+        if let Ok(real) = std::fs::canonicalize(file) {
+            let again = same_file.iter().any(|(seen, _)| *seen == real);
+            group(&mut same_file, real, file);
+            if again {
+                continue; // its ids and first record are the first naming's, not another file's
+            }
+        }
+        for id in &summary.instances {
+            group(&mut by_instance, id.as_str(), file);
+        }
+        if let Some(first) = &summary.first_hash {
+            group(&mut by_first, first.as_str(), file);
         }
     }
+    let list = |files: &[&PathBuf]| files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+    for (_, files) in same_file.iter().filter(|(_, files)| files.len() > 1) {
+        failed = true;
+        eprintln!("{}: one file named {} times", list(files), files.len());
+    }
+    for (id, files) in by_instance.iter().filter(|(_, files)| files.len() > 1) {
+        failed = true;
+        eprintln!(
+            "{}: all hold records of instance {id}: {} chains written under one instance id (a copied or forked \
+             file; every imgate writes its own file, under its own [store] instance_id)",
+            list(files),
+            files.len()
+        );
+    }
+    for (_, files) in by_first.iter().filter(|(_, files)| files.len() > 1) {
+        failed = true;
+        eprintln!("{}: all start with the same record (one chain copied into several files)", list(files));
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Adds `file` to `key`'s group (groups stay in order of first appearance).
+fn group<'a, K: PartialEq>(groups: &mut Vec<(K, Vec<&'a PathBuf>)>, key: K, file: &'a PathBuf) {
+    match groups.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, files)) => files.push(file),
+        None => groups.push((key, vec![file])),
+    }
+}
+
+/// ` seq 1..N, instance(s) ID[, ID…][, K without instance (written before instance ids)]`;
+/// empty for an empty chain.
+fn describe(summary: &host::audit::ChainSummary) -> String {
+    if summary.records == 0 {
+        return String::new();
+    }
+    let mut parts = vec![format!("seq 1..{}", summary.records)];
+    match summary.instances.len() {
+        0 => {}
+        1 => parts.push(format!("instance {}", summary.instances[0])),
+        _ => parts.push(format!("instances {}", summary.instances.join(", "))),
+    }
+    if summary.without_instance > 0 {
+        parts.push(format!("{} without instance (written before instance ids)", summary.without_instance));
+    }
+    format!(" {}", parts.join(", "))
 }
 
 fn keygen() -> ExitCode {
@@ -252,11 +355,27 @@ mod tests {
         let hash = "ab".repeat(32);
         let cli = Cli::try_parse_from(["imgate", "audit", "verify", "a.jsonl", "--head", &format!("7:{hash}")])
             .expect("parses");
-        let Command::Audit { cmd: AuditCmd::Verify { file, head } } = cli.command else { panic!("audit verify") };
-        assert_eq!(file, PathBuf::from("a.jsonl"));
+        assert!(check_args(&cli).is_ok());
+        let Command::Audit { cmd: AuditCmd::Verify { files, head } } = cli.command else { panic!("audit verify") };
+        assert_eq!(files, [PathBuf::from("a.jsonl")]);
         assert_eq!(head, Some(host::audit::AuditHead { seq: 7, hash }));
         for bad in ["7", "x:ab", &format!("7:{}", "g".repeat(64)), "7:abcd"] {
             assert!(Cli::try_parse_from(["imgate", "audit", "verify", "a.jsonl", "--head", bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn verify_takes_several_files_but_a_head_only_with_one() {
+        let cli = Cli::try_parse_from(["imgate", "audit", "verify", "a.jsonl", "b.jsonl"]).expect("parses");
+        assert!(check_args(&cli).is_ok());
+        let Command::Audit { cmd: AuditCmd::Verify { files, .. } } = &cli.command else { panic!("audit verify") };
+        assert_eq!(files.len(), 2);
+        assert!(Cli::try_parse_from(["imgate", "audit", "verify"]).is_err(), "a FILE is required");
+        let head = format!("7:{}", "ab".repeat(32));
+        let cli =
+            Cli::try_parse_from(["imgate", "audit", "verify", "a.jsonl", "b.jsonl", "--head", &head]).expect("parses");
+        let err = check_args(&cli).expect_err("--head with two files");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(err.to_string().contains("exactly one FILE"), "{err}");
     }
 }

@@ -68,16 +68,20 @@ pub struct Services {
 
 impl AppState {
     /// Opens `[audit] file` (relative to `base_dir`), continuing its chain; a corrupt file is an
-    /// error, and so is a file another imgate holds (locked for the log's lifetime). Either way the
-    /// head's seq is exported as the `imgate_audit_head_seq` gauge.
+    /// error, and so is a file another imgate holds (locked for the log's lifetime). Either way
+    /// records carry `[store] instance_id`, and the head's seq is exported as the
+    /// `imgate_audit_head_seq` gauge.
     pub async fn open_audit(self, base_dir: &Path) -> Result<AppState, ConfigErrors> {
         let mut services = Arc::try_unwrap(self.0)
             .map_err(|_| ConfigErrors(vec!["audit.file: the audit log is opened once, before serving".into()]))?;
+        let instance = services.config.store.instance_id();
         if let Some(file) = &services.config.audit.file {
             let path = resolve(base_dir, file);
-            services.audit = AuditLog::open(&path)
+            services.audit = AuditLog::open(&path, &instance)
                 .await
                 .map_err(|e| ConfigErrors(vec![format!("audit.file: {}: {e}", path.display())]))?;
+        } else {
+            services.audit = AuditLog::memory_as(&instance);
         }
         let this = AppState(Arc::new(services));
         this.audit.export_head_seq(this.metrics.audit_head_seq.clone());

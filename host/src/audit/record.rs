@@ -5,6 +5,11 @@
 //! line; `detail` objects are written with their keys sorted (recursively), so the bytes do not
 //! depend on how a `serde_json::Map` happens to order keys. The hash covers the record serialized
 //! without its `hash` key; the line on disk is the same serialization with `"hash"` appended last.
+//!
+//! `instance` (the id of the imgate that wrote the record) is written right after `ts` and is
+//! covered by the hash. Records written before instance ids existed have no `instance` key: they
+//! are read, hashed and checked without it, so files from before the upgrade still verify and
+//! are continued; every record written now has one.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -21,6 +26,9 @@ pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000
 struct Canonical<'a> {
     seq: u64,
     ts: u64,
+    /// Absent only in records written before instance ids (see the module documentation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<&'a str>,
     prev: &'a str,
     kind: &'a str,
     request_id: &'a Option<String>,
@@ -42,6 +50,10 @@ struct Canonical<'a> {
 struct Stored {
     seq: u64,
     ts: u64,
+    /// `None` for a record without the key (the old format). An explicit `null` also reads as
+    /// `None`, but the canonical check then fails: `null` is never written.
+    #[serde(default)]
+    instance: Option<String>,
     prev: String,
     #[serde(flatten)]
     event: AuditEvent,
@@ -81,10 +93,12 @@ pub(crate) struct Sealed {
     pub line: String,
 }
 
-/// Serializes `event` as record `seq`, with `hash` appended if given.
+/// Serializes `event` as record `seq` written by `instance` (`None`: the old format), with
+/// `hash` appended if given.
 fn serialize(
     seq: u64,
     ts: u64,
+    instance: Option<&str>,
     prev: &str,
     event: &AuditEvent,
     hash: Option<&str>,
@@ -92,6 +106,7 @@ fn serialize(
     let canonical = Canonical {
         seq,
         ts,
+        instance,
         prev,
         kind: &event.kind,
         request_id: &event.request_id,
@@ -115,9 +130,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Seals `event` as record `seq` following `prev`: computes its hash and its line.
-pub(crate) fn seal(seq: u64, ts: u64, prev: &str, event: &AuditEvent) -> Result<Sealed, serde_json::Error> {
-    let mut line = serialize(seq, ts, prev, event, None)?;
+/// Seals `event` as record `seq` written by `instance` following `prev`: computes its hash and
+/// its line. (`instance` is `None` only to build old-format records in tests.)
+pub(crate) fn seal(
+    seq: u64,
+    ts: u64,
+    instance: Option<&str>,
+    prev: &str,
+    event: &AuditEvent,
+) -> Result<Sealed, serde_json::Error> {
+    let mut line = serialize(seq, ts, instance, prev, event, None)?;
     let hash = sha256_hex(line.as_bytes());
     // The line is the hashed body with `hash` as its last key: what `serialize(.., Some(hash))`
     // writes, without serializing the record a second time (checked by the tests).
@@ -132,6 +154,8 @@ pub(crate) fn seal(seq: u64, ts: u64, prev: &str, event: &AuditEvent) -> Result<
 #[derive(Debug)]
 pub(crate) struct Checked {
     pub seq: u64,
+    /// The instance that wrote the record; `None` for a record from before instance ids.
+    pub instance: Option<String>,
     pub prev: String,
     pub hash: String,
 }
@@ -140,13 +164,14 @@ pub(crate) struct Checked {
 /// its content, and it is byte-for-byte canonical (no added, missing, reordered or respaced keys).
 pub(crate) fn check_line(line: &str) -> Result<Checked, String> {
     let stored: Stored = serde_json::from_str(line).map_err(|e| format!("not a valid audit record: {e}"))?;
-    let body = serialize(stored.seq, stored.ts, &stored.prev, &stored.event, None)
+    let instance = stored.instance.as_deref();
+    let body = serialize(stored.seq, stored.ts, instance, &stored.prev, &stored.event, None)
         .map_err(|e| format!("cannot re-serialize record: {e}"))?;
     let recomputed = sha256_hex(body.as_bytes());
     if recomputed != stored.hash {
         return Err(format!("record seq {} was modified: its hash does not match its content", stored.seq));
     }
-    let canonical = serialize(stored.seq, stored.ts, &stored.prev, &stored.event, Some(&stored.hash))
+    let canonical = serialize(stored.seq, stored.ts, instance, &stored.prev, &stored.event, Some(&stored.hash))
         .map_err(|e| format!("cannot re-serialize record: {e}"))?;
     if canonical != line {
         return Err(format!(
@@ -154,7 +179,7 @@ pub(crate) fn check_line(line: &str) -> Result<Checked, String> {
             stored.seq
         ));
     }
-    Ok(Checked { seq: stored.seq, prev: stored.prev, hash: stored.hash })
+    Ok(Checked { seq: stored.seq, instance: stored.instance, prev: stored.prev, hash: stored.hash })
 }
 
 /// The chain's head: the last record written (seq 0 and [`GENESIS`] before the first).
@@ -169,10 +194,11 @@ impl Chain {
         Chain { seq: 0, hash: GENESIS.to_owned() }
     }
 
-    /// Seals `event` as the next record; the head moves only when [`Chain::advance`] is called
-    /// (after the line was written), so a failed write does not leave a gap in `seq`.
-    pub(crate) fn next(&self, event: &AuditEvent, ts: u64) -> Result<Sealed, serde_json::Error> {
-        seal(self.seq + 1, ts, &self.hash, event)
+    /// Seals `event` as the next record, written by `instance`; the head moves only when
+    /// [`Chain::advance`] is called (after the line was written), so a failed write does not
+    /// leave a gap in `seq`.
+    pub(crate) fn next(&self, instance: &str, event: &AuditEvent, ts: u64) -> Result<Sealed, serde_json::Error> {
+        seal(self.seq + 1, ts, Some(instance), &self.hash, event)
     }
 
     pub(crate) fn advance(&mut self, sealed: &Sealed) {
@@ -206,10 +232,13 @@ mod tests {
         };
         event.detail.insert("z".into(), serde_json::json!({"b": 1, "a": [2, {"d": 3, "c": 4}]}));
         event.detail.insert("a".into(), serde_json::json!(null));
-        let sealed = seal(7, 1_700_000_000_000, GENESIS, &event).expect("seal");
-        let body = serialize(7, 1_700_000_000_000, GENESIS, &event, None).expect("body");
-        assert_eq!(sealed.hash, sha256_hex(body.as_bytes()));
-        let twice = serialize(7, 1_700_000_000_000, GENESIS, &event, Some(&sealed.hash)).expect("line");
-        assert_eq!(sealed.line, twice);
+        for instance in [Some("gw-a"), None] {
+            let sealed = seal(7, 1_700_000_000_000, instance, GENESIS, &event).expect("seal");
+            let body = serialize(7, 1_700_000_000_000, instance, GENESIS, &event, None).expect("body");
+            assert_eq!(sealed.hash, sha256_hex(body.as_bytes()));
+            let twice = serialize(7, 1_700_000_000_000, instance, GENESIS, &event, Some(&sealed.hash)).expect("line");
+            assert_eq!(sealed.line, twice);
+            assert_eq!(check_line(&sealed.line).expect("checks").instance.as_deref(), instance);
+        }
     }
 }

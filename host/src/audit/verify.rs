@@ -2,7 +2,10 @@
 //! chain, so an edited, removed, inserted or reordered record is found by its line number.
 //!
 //! Each line must check out on its own (JSON, hash of its own content, canonical bytes — see
-//! `record::check_line`) and against its predecessor (`seq` one more, `prev` = its `hash`).
+//! `record::check_line`) and against its predecessor (`seq` one more, `prev` = its `hash`; no
+//! record without `instance` after one with it). [`verify_chain`] also sums up what it read
+//! (records, instance ids, first record), which `imgate audit verify` prints and compares across
+//! files.
 //!
 //! A file alone cannot show that records were cut off its end: what remains is a valid chain.
 //! With a head anchor (`--head SEQ:HASH`, a head read earlier from the running gateway and kept
@@ -15,6 +18,20 @@ use std::path::Path;
 
 use super::record::{self, GENESIS};
 use super::AuditHead;
+
+/// What [`verify_chain`] read from a file: the records that checked out (all of them, or those
+/// before the first bad line). Their `seq`s are 1 to `records`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChainSummary {
+    /// Records that checked out.
+    pub records: u64,
+    /// The `instance` ids of those records, each once, in order of first appearance.
+    pub instances: Vec<String>,
+    /// How many of them have no `instance` (written before instance ids; they come first).
+    pub without_instance: u64,
+    /// The `hash` of record 1: two files that start with the same record are copies of one chain.
+    pub first_hash: Option<String>,
+}
 
 /// Why a file failed verification: the first bad line (1-based; 0 when the file itself could
 /// not be read) and what is wrong with it.
@@ -39,6 +56,19 @@ pub fn verify_file(path: &Path) -> Result<u64, VerifyError> {
 /// and a file that ends before it was cut short (records removed from its end). Seq 0 is the
 /// empty chain's head (hash [`GENESIS`]), contained in every file.
 pub fn verify_file_with_head(path: &Path, head: Option<&AuditHead>) -> Result<u64, VerifyError> {
+    let (summary, result) = verify_chain(path, head);
+    result.map(|()| summary.records)
+}
+
+/// [`verify_file_with_head`], returning what was read along with the verdict: on failure, the
+/// summary covers the records before the bad line.
+pub fn verify_chain(path: &Path, head: Option<&AuditHead>) -> (ChainSummary, Result<(), VerifyError>) {
+    let mut summary = ChainSummary::default();
+    let result = walk(path, head, &mut summary);
+    (summary, result)
+}
+
+fn walk(path: &Path, head: Option<&AuditHead>, summary: &mut ChainSummary) -> Result<(), VerifyError> {
     if let Some(h) = head.filter(|h| h.seq == 0 && h.hash != GENESIS) {
         return Err(VerifyError {
             line: 0,
@@ -51,6 +81,8 @@ pub fn verify_file_with_head(path: &Path, head: Option<&AuditHead>) -> Result<u6
     let mut prev = GENESIS.to_owned();
     let mut buf = Vec::new();
     let mut line_no = 0u64;
+    // The line of the first record with an `instance`: no record without one may follow it.
+    let mut first_named: Option<u64> = None;
     loop {
         buf.clear();
         let n = reader
@@ -67,7 +99,7 @@ pub fn verify_file_with_head(path: &Path, head: Option<&AuditHead>) -> Result<u6
                         h.seq - line_no
                     ),
                 }),
-                _ => Ok(line_no),
+                _ => Ok(()),
             };
         }
         line_no += 1;
@@ -93,6 +125,26 @@ pub fn verify_file_with_head(path: &Path, head: Option<&AuditHead>) -> Result<u6
                 checked.seq, checked.hash, h.hash
             )));
         }
+        match (&checked.instance, first_named) {
+            (Some(id), _) => {
+                first_named.get_or_insert(line_no);
+                if !summary.instances.contains(id) {
+                    summary.instances.push(id.clone());
+                }
+            }
+            (None, Some(named)) => {
+                return Err(fail(format!(
+                    "seq {} has no instance, but line {named} had one (only records written before instance \
+                     ids lack it, and they come first)",
+                    checked.seq
+                )))
+            }
+            (None, None) => summary.without_instance += 1,
+        }
+        if line_no == 1 {
+            summary.first_hash = Some(checked.hash.clone());
+        }
+        summary.records = line_no;
         expected_seq += 1;
         prev = checked.hash;
     }

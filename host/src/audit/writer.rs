@@ -9,6 +9,7 @@
 //!
 //! The file is opened with an exclusive lock (see [`open_file`]) that lives as long as the sink:
 //! two writers continuing one chain from the same head would fork it, and neither could tell.
+//! Every record the writer seals carries its log's instance id.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -175,6 +176,8 @@ impl Sink for FileSink {
 pub(crate) struct Writer {
     sink: Box<dyn Sink>,
     chain: Chain,
+    /// The `instance` of every record this writer seals.
+    instance: String,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Msg>,
     reported_dropped: u64,
@@ -184,10 +187,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(sink: Box<dyn Sink>, chain: Chain, shared: Arc<Shared>, rx: mpsc::Receiver<Msg>) -> Writer {
+    pub(super) fn new(
+        sink: Box<dyn Sink>,
+        chain: Chain,
+        instance: String,
+        shared: Arc<Shared>,
+        rx: mpsc::Receiver<Msg>,
+    ) -> Writer {
         Writer {
             sink,
             chain,
+            instance,
             shared,
             rx,
             reported_dropped: 0,
@@ -295,7 +305,7 @@ impl Writer {
         let mut lines = Vec::with_capacity(events.len() * APPROX_RECORD_BYTES);
         let ts = record::now_ms();
         for event in events {
-            match chain.next(event, ts) {
+            match chain.next(&self.instance, event, ts) {
                 Ok(sealed) => {
                     lines.extend_from_slice(sealed.line.as_bytes());
                     lines.push(b'\n');
@@ -349,7 +359,7 @@ impl Writer {
 
     /// Seals `event` as the next record and appends it; the chain moves only on success.
     fn append(&mut self, event: &AuditEvent) -> Result<(), AuditError> {
-        let sealed = self.chain.next(event, record::now_ms()).map_err(AuditError::Encode)?;
+        let sealed = self.chain.next(&self.instance, event, record::now_ms()).map_err(AuditError::Encode)?;
         let mut line = sealed.line.clone().into_bytes();
         line.push(b'\n');
         match self.sink.append(&line) {
@@ -400,7 +410,17 @@ impl Writer {
 /// returns it with the head of its chain, after checking that the file ends with a complete,
 /// intact record. The lock is taken before the tail is read, so the head read is the one no other
 /// writer can move; it is released when the returned `File` is dropped.
-pub(crate) fn open_file(path: &Path) -> io::Result<(File, Chain, u64)> {
+///
+/// `instance` is the id this log will write. If the last record was written under another id
+/// the file is continued anyway, with a warning. Refusing was considered and rejected: the
+/// default id is the host name, which changes on every restart of a container (a Kubernetes
+/// Deployment's pod, a recreated Docker container), so a refusal would stop a gateway with a
+/// persistent audit volume from starting after each rollout. Nothing is hidden by allowing it:
+/// the lock already keeps two running gateways off one file, the change of id is in the chain
+/// itself (the next record carries the new id, under the hash), `imgate audit verify` lists every
+/// id a file holds, and given several files it fails when an id appears in two of them (a copied
+/// or forked file).
+pub(crate) fn open_file(path: &Path, instance: &str) -> io::Result<(File, Chain, u64)> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).append(true).create(true);
     #[cfg(unix)]
@@ -435,6 +455,16 @@ pub(crate) fn open_file(path: &Path) -> io::Result<(File, Chain, u64)> {
         Some(line) => {
             let line = String::from_utf8(line).map_err(|_| corrupt("its last line is not UTF-8".into()))?;
             let checked = record::check_line(&line).map_err(|why| corrupt(format!("last line: {why}")))?;
+            if let Some(last) = checked.instance.as_deref().filter(|last| *last != instance) {
+                tracing::warn!(
+                    file = %path.display(),
+                    last_instance = last,
+                    instance,
+                    "audit log: continuing a chain last written by another instance id (renamed, or a new \
+                     host name?); a file copied from another gateway shows up in `imgate audit verify` \
+                     with the other gateway's file"
+                );
+            }
             Chain { seq: checked.seq, hash: checked.hash }
         }
     };

@@ -38,6 +38,9 @@ async fn every_call_is_audited_chained_and_free_of_secrets() {
 
     let send = recs.iter().find(|r| r["request_id"] == rid.as_str()).expect("the send is audited");
     assert_eq!(send["kind"], "api_call");
+    // The gateway's `[store] instance_id` (the harness sets none: the host name) names every record.
+    let instance = send["instance"].as_str().expect("records carry the instance id");
+    assert!(!instance.is_empty() && recs.iter().all(|r| r["instance"] == instance), "{send}");
     assert_eq!(send["user"], "alice");
     assert_eq!(send["route"], "/v1/messages/user/{peer}");
     assert_eq!(send["status"], 200);
