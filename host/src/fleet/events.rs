@@ -70,7 +70,7 @@ pub async fn run(state: AppState, fleet: Arc<Fleet>) {
         }
     };
     let resync = Arc::new(AtomicBool::new(true));
-    let mut subscribed = false;
+    let (mut subscribed, mut was_up) = (false, false);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -86,18 +86,26 @@ pub async fn run(state: AppState, fleet: Arc<Fleet>) {
                         }
                     }
                     PushKind::Disconnection => {
-                        // Whatever was published until the resubscription is lost to us.
+                        // Whatever was published until we listen again is lost to us.
+                        subscribed = false;
                         resync.store(true, Ordering::Relaxed);
                     }
                     _ => {}
                 }
             }
             _ = tick.tick() => {
-                if !subscribed {
-                    let sub = fleet.run("subscribe", listener.subscribe(channel(&fleet))).await;
-                    subscribed = sub.is_ok();
+                let up = fleet.ping().await;
+                if up && !was_up {
+                    // Back from an outage (or the first contact): the listening connection may
+                    // have dropped its subscription, and whatever was published meanwhile is lost.
+                    subscribed = false;
+                    resync.store(true, Ordering::Relaxed);
                 }
-                if fleet.ping().await && subscribed && resync.swap(false, Ordering::Relaxed) {
+                was_up = up;
+                if up && !subscribed {
+                    subscribed = fleet.run("subscribe", listener.subscribe(channel(&fleet))).await.is_ok();
+                }
+                if up && subscribed && resync.swap(false, Ordering::Relaxed) {
                     let state = state.clone();
                     let fleet = fleet.clone();
                     let again = resync.clone();

@@ -141,7 +141,15 @@ impl Harness {
     /// listener, audit file (`audit-<instance>.jsonl`) and `[store] instance_id`. With a
     /// `[store] backend = "redis"` config, the two share their state through Redis.
     pub async fn peer(&self, instance: &str) -> Harness {
-        let toml = std::fs::read_to_string(self.dir.join("imgate.toml")).expect("config");
+        self.peer_with(instance, &[]).await
+    }
+
+    /// [`Harness::peer`] with these replacements made in its config (e.g. its own plugin paths).
+    pub async fn peer_with(&self, instance: &str, replace: &[(&str, &str)]) -> Harness {
+        let mut toml = std::fs::read_to_string(self.dir.join("imgate.toml")).expect("config");
+        for (from, to) in replace {
+            toml = toml.replace(from, to);
+        }
         let toml = toml.replace("file = \"audit.jsonl\"", &format!("file = \"audit-{instance}.jsonl\""));
         let toml = toml.replace("instance_id = \"a\"", &format!("instance_id = \"{instance}\""));
         let config = host::Config::parse(&toml).unwrap_or_else(|e| panic!("peer config: {e}"));

@@ -13,6 +13,8 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    /// Every write on disk before it is acknowledged (`appendfsync always`): a restart keeps it.
+    persistent: bool,
 }
 
 fn binary() -> String {
@@ -25,11 +27,22 @@ fn binary() -> String {
 }
 
 impl RedisServer {
+    /// No persistence: what a restart loses is lost.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    /// With an append-only file synced on every write, as docs/deploy.md recommends: sessions,
+    /// nonces and tickets outlive a restart (or a crash) of Redis.
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let dir = std::env::temp_dir().join(format!("imgate-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut r = RedisServer { port, child: None, dir };
+        let mut r = RedisServer { port, child: None, dir, persistent };
         r.restart();
         r
     }
@@ -41,7 +54,8 @@ impl RedisServer {
     /// Starts (again) on the same port; returns once it answers PING.
     pub fn restart(&mut self) {
         let child = Command::new(binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(if self.persistent { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
             .args(["--dir", &self.dir.to_string_lossy(), "--maxmemory-policy", "noeviction"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -15,6 +15,7 @@ mod compat_surface;
 mod connections;
 mod demo_tour;
 mod edge_and_faults;
+mod fleet;
 mod go_json_differential;
 mod object_authorization;
 mod openim_sdk;

@@ -3,7 +3,9 @@
 //! the calls fail (or the plugin is refused at load, since it imports `kv`).
 //!
 //! By default it sets `k` to `v`. Quota tests pick other values with request headers:
-//! `x-kv-key` (the key) and `x-kv-bytes` (a value of that many bytes).
+//! `x-kv-key` (the key) and `x-kv-bytes` (a value of that many bytes). With `x-kv-mode: read` it
+//! only reads the key and proceeds if it holds exactly that value (409 `kv_missing` otherwise):
+//! how the fleet tests see a value written through another imgate instance.
 
 use imgate_plugin_sdk::{kv, HostError, Plugin, Request, RequestVerdict};
 
@@ -24,6 +26,13 @@ impl Plugin for KvUser {
             Some(n) => vec![b'v'; n],
             None => b"v".to_vec(),
         };
+        if request.header("x-kv-mode") == Some("read") {
+            return match kv::get(key) {
+                Ok(Some(read)) if read == value => RequestVerdict::Proceed,
+                Ok(other) => RequestVerdict::reject(409, "kv_missing", format!("read {:?} bytes", other.map(|v| v.len()))),
+                Err(e) => RequestVerdict::reject(409, "kv_error", format!("{e:?}")),
+            };
+        }
         match set_and_get(key, &value) {
             Ok(()) => RequestVerdict::Proceed,
             Err(e) => RequestVerdict::reject(409, "kv_error", format!("{e:?}")),
