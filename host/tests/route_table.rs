@@ -34,7 +34,7 @@ fn route_descriptors_snapshot() {
     assert_eq!(actual, expected, "the route descriptors changed");
 }
 
-/// Only the three public routes go without authentication; every other route authenticates first
+/// Only the four public routes go without authentication; every other route authenticates first
 /// and is rate-limited by the caller (its class), unless it is the `/openim/` catch-all, which
 /// refuses everything it is given once authenticated.
 #[test]
@@ -42,7 +42,7 @@ fn only_public_routes_go_without_authentication() {
     let routes = host::routes::descriptors(&default_routes());
     let public: Vec<_> =
         routes.iter().filter(|r| r.auth == host::routes::Auth::Public).map(|r| r.path.as_str()).collect();
-    assert_eq!(public, ["/healthz", "/v1/auth/gateway-key", "/v1/auth/handshake"]);
+    assert_eq!(public, ["/healthz", "/readyz", "/v1/auth/gateway-key", "/v1/auth/handshake"]);
     for r in routes.iter().filter(|r| r.auth != host::routes::Auth::Public && r.name != "openim.unlisted") {
         assert!(r.class.is_some(), "{} has no rate-limit class", r.name);
     }
