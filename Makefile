@@ -26,6 +26,12 @@ deps:
 	@[ tests/sdk-node/node_modules/.package-lock.json -nt tests/sdk-node/package-lock.json ] || \
 	  npm ci --prefix tests/sdk-node --no-audit --no-fund --loglevel=error >/dev/null
 
+	@# The fleet tests start real redis-server processes (tests/e2e/src/redis_server.rs); the isolation test
+	@# builds network namespaces with iproute2's `ip` (host/tests/isolation.rs).
+	@command -v redis-server >/dev/null && { command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server iproute2 >/dev/null; }
+
 build: deps
 	$(CARGO) build --locked -p host -p e2e --bins
 
@@ -45,12 +51,14 @@ demo: build
 
 ## test: every test of the workspace (unit, emulator, integration, CLI, the Go differential test of the compat
 ## surface; the e2e suites build the Wasm plugins of plugins/ and tests/hostile-plugins/ for wasm32-wasip2),
-## then the example plugins' own unit tests, then `make bench-smoke`.
+## then the example plugins' own unit tests, then `deploy/validate` (the deployment recipes), then `make bench-smoke`.
 test: deps
 	@# A production imgate links no emulator: the release gateway builds without the `emulator` feature.
 	$(CARGO) build --release --locked -p host --no-default-features
 	$(CARGO) test --locked --workspace
 	$(CARGO) test --locked --manifest-path plugins/Cargo.toml
+	@# The deployment recipes (deploy/): schemas, isolation invariants, check-config of their imgate.toml.
+	deploy/validate target/debug/imgate
 	@# The benchmark harness in its 2-second smoke mode (no timing checked): it cannot rot.
 	$(MAKE) bench-smoke
 

@@ -65,8 +65,11 @@ pub struct Config {
 pub struct StoreConfig {
     /// `memory` or `redis`.
     pub backend: String,
-    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS); required for `redis`.
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS); `url` or `url_file` is
+    /// required for `redis`.
     pub url: Option<String>,
+    /// A file holding the URL (it carries the password): keeps the secret out of this file.
+    pub url_file: Option<PathBuf>,
     /// Prefix of every key and channel imgate uses, so several fleets can share one Redis.
     pub key_prefix: String,
     /// How long one Redis command may take before the request it serves fails closed (503).
@@ -80,11 +83,17 @@ impl Default for StoreConfig {
         StoreConfig {
             backend: "memory".into(),
             url: None,
+            url_file: None,
             key_prefix: "imgate:".into(),
             timeout_ms: 1_000,
             instance_id: None,
         }
     }
+}
+
+/// Whether `u` names a Redis server the backend can use.
+pub fn is_redis_url(u: &str) -> bool {
+    u.starts_with("redis://") || u.starts_with("rediss://")
 }
 
 impl StoreConfig {
@@ -107,14 +116,15 @@ impl StoreConfig {
 
     fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        match (self.backend.as_str(), &self.url) {
-            ("memory", _) => {}
-            ("redis", None) => errors.push("store.url: required when store.backend is redis".into()),
-            ("redis", Some(u)) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+        match (self.backend.as_str(), &self.url, &self.url_file) {
+            ("memory", _, _) => {}
+            ("redis", None, None) => errors.push("store.url / store.url_file: one is required when store.backend is redis".into()),
+            ("redis", Some(_), Some(_)) => errors.push("store.url / store.url_file: set only one".into()),
+            ("redis", Some(u), None) if !is_redis_url(u) => {
                 errors.push("store.url: must be a redis:// or rediss:// URL".into())
             }
-            ("redis", Some(_)) => {}
-            (other, _) => errors.push(format!("store.backend: `{other}` is not one of memory, redis")),
+            ("redis", _, _) => {}
+            (other, _, _) => errors.push(format!("store.backend: `{other}` is not one of memory, redis")),
         }
         if self.key_prefix.len() > 64 || self.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             errors.push("store.key_prefix: at most 64 characters, no spaces".into());
@@ -757,6 +767,28 @@ mod tests {
         let all = Config::parse(&text).expect_err("invalid").0.join("\n");
         for needle in ["server.first_byte_timeout_ms", "server.idle_timeout_ms", "server.max_connections"] {
             assert!(all.contains(needle), "{needle} not named in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn the_store_is_memory_unless_redis_is_named_with_a_usable_url() {
+        let c = Config::parse(MINIMAL).expect("valid");
+        assert!(!c.store.is_redis());
+        let ok = format!("[store]\nbackend = \"redis\"\nurl = \"redis://10.0.0.5:6379/2\"\ninstance_id = \"gw-a\"\n{MINIMAL}");
+        let c = Config::parse(&ok).expect("valid");
+        assert_eq!((c.store.is_redis(), c.store.instance_id().as_str()), (true, "gw-a"));
+        for (bad, needle) in [
+            ("backend = \"redis\"", "store.url / store.url_file: one is required"),
+            ("backend = \"redis\"\nurl = \"http://x\"", "store.url: must be a redis://"),
+            ("backend = \"redis\"\nurl = \"redis://x\"\nurl_file = \"u\"", "set only one"),
+            ("backend = \"etcd\"", "store.backend: `etcd`"),
+            ("timeout_ms = 0", "store.timeout_ms"),
+            ("instance_id = \"a b\"", "store.instance_id"),
+            ("key_prefix = \"a b\"", "store.key_prefix"),
+        ] {
+            let text = format!("[store]\n{bad}\n{MINIMAL}");
+            let all = Config::parse(&text).expect_err(bad).0.join("\n");
+            assert!(all.contains(needle), "{bad}: {needle} not in:\n{all}");
         }
     }
 

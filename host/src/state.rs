@@ -139,7 +139,33 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
     // Connecting waits for nothing: imgate starts while Redis is down, and is not ready until
     // Redis answers (`/readyz`).
     let fleet = if config.store.is_redis() {
-        Fleet::connect(&config.store, &metrics).map_err(|e| errors.push(e)).ok()
+        let url = match (&config.store.url, &config.store.url_file) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(file)) => {
+                let path = resolve(base_dir, file);
+                match std::fs::read_to_string(&path) {
+                    Ok(s) if crate::config::is_redis_url(s.trim()) => Some(s.trim().to_owned()),
+                    Ok(_) => {
+                        errors.push(format!("store.url_file: {} does not hold a redis:// or rediss:// URL", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        errors.push(format!("store.url_file: {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        match url {
+            // `imgate check-config` checks the URL and connects to nothing.
+            Some(url) if options.check_only => {
+                let _ = Fleet::check_url(&url).map_err(|e| errors.push(e));
+                None
+            }
+            Some(url) => Fleet::connect(&config.store, &url, &metrics).map_err(|e| errors.push(e)).ok(),
+            None => None,
+        }
     } else {
         None
     };

@@ -71,9 +71,11 @@ impl std::fmt::Debug for Fleet {
 impl Fleet {
     /// Prepares the connection without waiting for Redis: imgate starts (and says it is not ready)
     /// while Redis is down, and connects as soon as it is up. Needs a Tokio runtime.
-    pub fn connect(cfg: &StoreConfig, metrics: &Metrics) -> Result<Arc<Fleet>, String> {
-        let url = cfg.url.as_deref().ok_or("store.url: required when store.backend is redis")?;
-        let info = url.into_connection_info().map_err(|e| format!("store.url: {}", e.category()))?;
+    pub fn connect(cfg: &StoreConfig, url: &str, metrics: &Metrics) -> Result<Arc<Fleet>, String> {
+        let info = Fleet::check_url(url)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("store: the Redis backend needs a Tokio runtime".into());
+        }
         // RESP3: the events channel arrives as push messages on the same kind of connection.
         let redis_info = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(redis_info))
@@ -94,6 +96,12 @@ impl Fleet {
             errors: metrics.store_errors.clone(),
             plugins_seen: Default::default(),
         }))
+    }
+
+    /// Parses a Redis URL (what `imgate check-config` checks without connecting). Never the URL in
+    /// an error: it may hold a password.
+    pub fn check_url(url: &str) -> Result<redis::ConnectionInfo, String> {
+        url.into_connection_info().map_err(|e| format!("store.url: not a usable Redis URL ({})", e.category()))
     }
 
     /// `prefix` + `rest`: every key and channel imgate uses.
