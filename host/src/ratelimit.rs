@@ -82,7 +82,18 @@ pub struct RateKey {
 pub trait Limiter: Send + Sync + 'static {
     /// Ok if the key may go now; otherwise how long until it may.
     async fn check(&self, key: &RateKey) -> Result<(), Duration>;
+
+    /// The key's quota, for a backend that checks it elsewhere in the same step (a signed
+    /// request's store call on Redis: `Store::accept_and_limit`). None: only [`Limiter::check`].
+    fn quota(&self, _key: &RateKey) -> Option<Rate> {
+        None
+    }
 }
+
+/// A request whose rate limit was already checked in the step that authenticated it (one round
+/// trip for nonce, session and limit); the rate-limit stage uses this verdict instead of asking.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitChecked(pub Result<(), Duration>);
 
 /// In-process GCRA limits, one governor limiter per (class, tier), keyed by user.
 pub struct MemoryLimiter {
@@ -164,7 +175,11 @@ pub async fn limit_user(State((state, class)): State<(AppState, Arc<str>)>, req:
     } else {
         return ApiError::internal("rate limit stage without an authenticated caller").into_response();
     };
-    match state.limiter.check(&key).await {
+    let verdict = match req.extensions().get::<LimitChecked>() {
+        Some(LimitChecked(v)) => *v,
+        None => state.limiter.check(&key).await,
+    };
+    match verdict {
         Ok(()) => next.run(req).await,
         Err(wait) => {
             let mut e = ApiError::new(ErrorCode::RateLimited).with_detail(format!("class {class}, tier {}", key.tier));

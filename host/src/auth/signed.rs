@@ -7,6 +7,8 @@
 //! router then routes on); the body is hashed as received. On success the request carries a
 //! [`Caller`] built from the session alone: no header or body field can name the caller.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -20,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::ratelimit::{LimitChecked, RateKey};
 use crate::store::Accepted;
 use crate::telemetry::RequestId;
 
@@ -121,16 +124,17 @@ fn refuse(reason: &'static str) -> ApiError {
 }
 
 /// Pipeline stage "authenticate" for user routes.
-pub async fn require(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match authenticate(&state, req).await {
+/// `class`: the route's rate-limit class, checked in the same store step where the backend can.
+pub async fn require(State((state, class)): State<(AppState, Option<Arc<str>>)>, req: Request, next: Next) -> Response {
+    match authenticate(&state, class.as_deref(), req).await {
         Ok(req) => next.run(req).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiError> {
+async fn authenticate(state: &AppState, class: Option<&str>, req: Request) -> Result<Request, ApiError> {
     let request = req.extensions().get::<RequestId>().cloned();
-    let result = verify_request(state, req).await;
+    let result = verify_request(state, class, req).await;
     if let Some(r) = request {
         match &result {
             Ok(req) => {
@@ -144,7 +148,7 @@ async fn authenticate(state: &AppState, req: Request) -> Result<Request, ApiErro
     result
 }
 
-async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiError> {
+async fn verify_request(state: &AppState, class: Option<&str>, req: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = req.into_parts();
     let h = &parts.headers;
     let sid = single(h, HEADER_SESSION, 64).map_err(refuse)?;
@@ -181,7 +185,24 @@ async fn verify_request(state: &AppState, req: Request) -> Result<Request, ApiEr
     if !verify(&session.session_key, &canonical, signature) {
         return Err(refuse("bad signature"));
     }
-    match state.store.accept_request(sid, nonce, 2 * MAX_SKEW_MS, now, idle_ms).await? {
+    // Where the store can, the route's rate limit is checked in the same step (one round trip).
+    let limit = class.and_then(|class| {
+        let key = RateKey { user_id: session.user_id.clone(), class: class.to_owned(), tier: session.tier.clone() };
+        state.limiter.quota(&key).map(|quota| (key, quota))
+    });
+    let (accepted, verdict) = match &limit {
+        Some((key, quota)) => {
+            match state.store.accept_and_limit(sid, nonce, 2 * MAX_SKEW_MS, now, idle_ms, key, *quota).await? {
+                Some((accepted, verdict)) => (accepted, Some(verdict)),
+                None => (state.store.accept_request(sid, nonce, 2 * MAX_SKEW_MS, now, idle_ms).await?, None),
+            }
+        }
+        None => (state.store.accept_request(sid, nonce, 2 * MAX_SKEW_MS, now, idle_ms).await?, None),
+    };
+    if let Some(verdict) = verdict {
+        parts.extensions.insert(LimitChecked(verdict));
+    }
+    match accepted {
         Accepted::Yes => {}
         Accepted::Replay => return Err(refuse("nonce already used in this session (replay)")),
         Accepted::NoSession => return Err(refuse("no live session")),

@@ -17,18 +17,22 @@ use redis::Script;
 use super::Fleet;
 use crate::ratelimit::{self, ClassConfig, Limiter, MemoryLimiter, Rate, RateKey};
 
-/// `Ok(0)` admitted; `Ok(n)` refused, admitted again in `n` µs.
-const GCRA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = interval * (tonumber(ARGV[2]) - 1)
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if now < tat - tolerance then return tat - tolerance - now end
-local next = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / 1000) + 1)
-return 0";
+/// `gcra(key, interval µs, burst)`: 0 admitted (and recorded); n > 0 refused, admitted again in
+/// n µs. A Lua function, so a signed request's accept script can call it in the same step.
+pub(super) const GCRA_FN: &str = r"
+local function gcra(key, interval, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  interval = tonumber(interval)
+  local tolerance = interval * (tonumber(burst) - 1)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  if now < tat - tolerance then return math.ceil(tat - tolerance - now) end
+  local next = tat + interval
+  redis.call('SET', key, string.format('%.0f', next), 'PX', math.ceil((next - now) / 1000) + 1)
+  return 0
+end
+";
 
 pub struct RedisLimiter {
     fleet: Arc<Fleet>,
@@ -42,23 +46,35 @@ impl RedisLimiter {
         RedisLimiter {
             fleet,
             quotas: ratelimit::quotas(classes),
-            script: Script::new(GCRA),
+            script: Script::new(&format!("{GCRA_FN}\nreturn gcra(KEYS[1], ARGV[1], ARGV[2])")),
             local: MemoryLimiter::new(classes),
         }
     }
 
-    /// The script invocation of one check (also sent inside a signed request's pipeline).
-    pub(crate) fn invocation(&self, key: &RateKey) -> Option<redis::ScriptInvocation<'_>> {
+    fn invocation(&self, key: &RateKey) -> Option<redis::ScriptInvocation<'_>> {
         let rate = ratelimit::lookup(&self.quotas, &key.class, &key.tier)?;
-        let interval_us = (1_000_000 / u64::from(rate.per_second.max(1))).max(1);
-        let mut inv = self.script.key(self.fleet.key(&format!("rl:{}:{}:{}", key.class, key.tier, key.user_id)));
-        inv.arg(interval_us).arg(rate.burst);
+        let mut inv = self.script.key(rate_key(&self.fleet, key));
+        inv.arg(interval_us(*rate)).arg(rate.burst);
         Some(inv)
     }
 }
 
+/// Where a key's GCRA state lives.
+pub(super) fn rate_key(fleet: &Fleet, key: &RateKey) -> String {
+    fleet.key(&format!("rl:{}:{}:{}", key.class, key.tier, key.user_id))
+}
+
+/// The emission interval of a quota, in µs.
+pub(super) fn interval_us(rate: Rate) -> u64 {
+    (1_000_000 / u64::from(rate.per_second.max(1))).max(1)
+}
+
 #[async_trait]
 impl Limiter for RedisLimiter {
+    fn quota(&self, key: &RateKey) -> Option<Rate> {
+        ratelimit::lookup(&self.quotas, &key.class, &key.tier).copied()
+    }
+
     async fn check(&self, key: &RateKey) -> Result<(), Duration> {
         let Some(inv) = self.invocation(key) else { return Ok(()) };
         let mut c = self.fleet.conn();

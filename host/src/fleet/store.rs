@@ -39,6 +39,7 @@ struct Scripts {
     delete_device: Script,
     advance_ts: Script,
     accept: Script,
+    accept_limit: Script,
     touch: Script,
     revoke: Script,
     revoke_of: Script,
@@ -46,6 +47,23 @@ struct Scripts {
     put_ticket: Script,
     take_ticket: Script,
 }
+
+/// `accept(session key, nonce key, now, idle ms, nonce ttl ms)`: 0 accepted (nonce recorded, idle
+/// timeout restarted), 1 replayed nonce, 2 no live session. Only called after the MAC verified.
+const ACCEPT_FN: &str = r"
+local function accept(sk, nk, now, idle, ttl)
+  local l = redis.call('HGET', sk, 'l')
+  if not l then return 2 end
+  now = tonumber(now)
+  if now - tonumber(l) >= tonumber(idle) then
+    redis.call('DEL', sk)
+    return 2
+  end
+  if not redis.call('SET', nk, '1', 'NX', 'PX', ttl) then return 1 end
+  if now > tonumber(l) then redis.call('HSET', sk, 'l', tostring(now)) end
+  return 0
+end
+";
 
 impl Scripts {
     fn new() -> Scripts {
@@ -79,19 +97,12 @@ impl Scripts {
                   redis.call('SET', KEYS[1], ARGV[1])
                   return 1",
             ),
-            // 0 accepted, 1 replayed nonce, 2 no live session. Only called after the MAC verified.
-            accept: Script::new(
-                r"local l = redis.call('HGET', KEYS[1], 'l')
-                  if not l then return 2 end
-                  local now = tonumber(ARGV[1])
-                  if now - tonumber(l) >= tonumber(ARGV[2]) then
-                    redis.call('DEL', KEYS[1])
-                    return 2
-                  end
-                  if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return 1 end
-                  if now > tonumber(l) then redis.call('HSET', KEYS[1], 'l', ARGV[1]) end
-                  return 0",
-            ),
+            accept: Script::new(&format!("{ACCEPT_FN}\nreturn accept(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])")),
+            accept_limit: Script::new(&format!(
+                "{ACCEPT_FN}{}\nlocal a = accept(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])\n\
+                 if a ~= 0 then return {{a, 0}} end\nreturn {{0, gcra(KEYS[3], ARGV[4], ARGV[5])}}",
+                super::limiter::GCRA_FN
+            )),
             touch: Script::new(
                 r"local l = redis.call('HGET', KEYS[1], 'l')
                   if l and tonumber(ARGV[1]) > tonumber(l) then redis.call('HSET', KEYS[1], 'l', ARGV[1]) end
@@ -405,6 +416,38 @@ impl Store for RedisStore {
                 Accepted::NoSession
             }
         })
+    }
+
+    async fn accept_and_limit(
+        &self,
+        session_id: &str,
+        nonce: &str,
+        nonce_ttl_ms: i64,
+        now_ms: i64,
+        idle_ms: i64,
+        limit: &crate::ratelimit::RateKey,
+        quota: crate::ratelimit::Rate,
+    ) -> Result<Option<(Accepted, Result<(), std::time::Duration>)>, StoreError> {
+        let mut inv = self.scripts.accept_limit.key(self.k(&format!("sess:{session_id}")));
+        inv.key(self.k(&format!("nonce:{session_id}:{nonce}")))
+            .key(super::limiter::rate_key(&self.fleet, limit))
+            .arg(now_ms)
+            .arg(idle_ms)
+            .arg(nonce_ttl_ms.max(1))
+            .arg(super::limiter::interval_us(quota))
+            .arg(quota.burst);
+        let mut c = self.fleet.conn();
+        let (code, wait_us): (i64, i64) = self.run("accept_and_limit", inv.invoke_async(&mut c)).await?;
+        let accepted = match code {
+            0 => Accepted::Yes,
+            1 => Accepted::Replay,
+            _ => {
+                self.cache.forget(session_id);
+                Accepted::NoSession
+            }
+        };
+        let verdict = if wait_us > 0 { Err(std::time::Duration::from_micros(wait_us as u64)) } else { Ok(()) };
+        Ok(Some((accepted, verdict)))
     }
 
     async fn touch_session(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError> {

@@ -428,7 +428,10 @@ fn stages(state: &AppState, d: &RouteDescriptor, method: MethodRouter<AppState>)
     }
     match d.auth {
         Auth::Public => m,
-        Auth::Signed => m.route_layer(from_fn_with_state(state.clone(), signed::require)),
+        Auth::Signed => {
+            let class: Option<Arc<str>> = d.class.as_deref().map(Arc::from);
+            m.route_layer(from_fn_with_state((state.clone(), class), signed::require))
+        }
         Auth::Admin(scope) => m.route_layer(from_fn_with_state((state.clone(), scope), crate::auth::admin)),
         Auth::Bearer => m.route_layer(from_fn_with_state(state.clone(), compat::authenticate)),
         Auth::WsBearer => m.route_layer(from_fn_with_state(state.clone(), crate::ws::auth::sdk)),

@@ -118,6 +118,22 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         idle_ms: i64,
     ) -> Result<Accepted, StoreError>;
+    /// [`Store::accept_request`] and, only if accepted, one GCRA check of `limit` (its key and
+    /// quota) in the same step: a backend across the network does both in one round trip. `None`
+    /// when the backend has no such step (the caller then checks the limit on its own).
+    #[allow(clippy::too_many_arguments)]
+    async fn accept_and_limit(
+        &self,
+        _session_id: &str,
+        _nonce: &str,
+        _nonce_ttl_ms: i64,
+        _now_ms: i64,
+        _idle_ms: i64,
+        _limit: &crate::ratelimit::RateKey,
+        _quota: crate::ratelimit::Rate,
+    ) -> Result<Option<(Accepted, Result<(), std::time::Duration>)>, StoreError> {
+        Ok(None)
+    }
     /// Marks a request accepted now (the idle timeout restarts).
     async fn touch_session(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Ends a session (and with it its bearer tokens). True if it existed.
