@@ -294,9 +294,9 @@ def check_k8s(objs):
         pod_sc = tmpl["spec"].get("securityContext") or {}
         for c in tmpl["spec"].get("containers") or []:
             sc = c.get("securityContext") or {}
-            for probe in ("readinessProbe", "livenessProbe"):
-                if ((c.get(probe) or {}).get("httpGet") or {}).get("path") != "/healthz":
-                    errors.append(f"k8s: imgate container `{c['name']}` has no {probe} on /healthz")
+            for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+                if ((c.get(probe) or {}).get("httpGet") or {}).get("path") != path:
+                    errors.append(f"k8s: imgate container `{c['name']}` has no {probe} on {path}")
             limits = (c.get("resources") or {}).get("limits") or {}
             if not ("cpu" in limits and "memory" in limits):
                 errors.append(f"k8s: imgate container `{c['name']}` has no cpu and memory limits")
