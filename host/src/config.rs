@@ -118,7 +118,9 @@ impl StoreConfig {
         let mut errors = Vec::new();
         match (self.backend.as_str(), &self.url, &self.url_file) {
             ("memory", _, _) => {}
-            ("redis", None, None) => errors.push("store.url / store.url_file: one is required when store.backend is redis".into()),
+            ("redis", None, None) => {
+                errors.push("store.url / store.url_file: one is required when store.backend is redis".into())
+            }
             ("redis", Some(_), Some(_)) => errors.push("store.url / store.url_file: set only one".into()),
             ("redis", Some(u), None) if !is_redis_url(u) => {
                 errors.push("store.url: must be a redis:// or rediss:// URL".into())
@@ -774,7 +776,9 @@ mod tests {
     fn the_store_is_memory_unless_redis_is_named_with_a_usable_url() {
         let c = Config::parse(MINIMAL).expect("valid");
         assert!(!c.store.is_redis());
-        let ok = format!("[store]\nbackend = \"redis\"\nurl = \"redis://10.0.0.5:6379/2\"\ninstance_id = \"gw-a\"\n{MINIMAL}");
+        let ok = format!(
+            "[store]\nbackend = \"redis\"\nurl = \"redis://10.0.0.5:6379/2\"\ninstance_id = \"gw-a\"\n{MINIMAL}"
+        );
         let c = Config::parse(&ok).expect("valid");
         assert_eq!((c.store.is_redis(), c.store.instance_id().as_str()), (true, "gw-a"));
         for (bad, needle) in [

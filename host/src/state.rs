@@ -146,7 +146,10 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
                 match std::fs::read_to_string(&path) {
                     Ok(s) if crate::config::is_redis_url(s.trim()) => Some(s.trim().to_owned()),
                     Ok(_) => {
-                        errors.push(format!("store.url_file: {} does not hold a redis:// or rediss:// URL", path.display()));
+                        errors.push(format!(
+                            "store.url_file: {} does not hold a redis:// or rediss:// URL",
+                            path.display()
+                        ));
                         None
                     }
                     Err(e) => {

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::now_ms;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::ratelimit::{LimitChecked, RateKey};
+use crate::state::AppState;
 use crate::store::Accepted;
 use crate::telemetry::RequestId;
 

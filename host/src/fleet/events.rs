@@ -156,7 +156,10 @@ async fn resynchronise(state: &AppState, fleet: &Fleet) -> Result<(), Unavailabl
         }
     }
     if !ended.is_empty() {
-        tracing::info!(sessions = ended.len(), "fleet resync: closing sockets of sessions that ended while events were missed");
+        tracing::info!(
+            sessions = ended.len(),
+            "fleet resync: closing sockets of sessions that ended while events were missed"
+        );
         crate::ws::end_here(state, &ended.iter().map(String::as_str).collect::<Vec<_>>(), Ended::Revoked).await;
     }
     super::plugins::catch_up(state, fleet).await

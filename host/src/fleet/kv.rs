@@ -126,7 +126,11 @@ impl RedisKv {
     }
 
     fn keys(&self, ns: &str) -> [String; 3] {
-        [self.fleet.key(&format!("kv:{ns}")), self.fleet.key(&format!("kvx:{ns}")), self.fleet.key(&format!("kvb:{ns}"))]
+        [
+            self.fleet.key(&format!("kv:{ns}")),
+            self.fleet.key(&format!("kvx:{ns}")),
+            self.fleet.key(&format!("kvb:{ns}")),
+        ]
     }
 
     async fn call<T: redis::FromRedisValue>(
@@ -185,7 +189,8 @@ impl PluginKv for RedisKv {
         ttl: Option<Duration>,
         quota: Quota,
     ) -> Result<i64, KvError> {
-        let (d, ttl, mk, mb) = (delta.to_string(), ttl_arg(ttl), quota.max_keys.to_string(), quota.max_bytes.to_string());
+        let (d, ttl, mk, mb) =
+            (delta.to_string(), ttl_arg(ttl), quota.max_keys.to_string(), quota.max_bytes.to_string());
         let args: [&[u8]; 5] = [key.as_bytes(), d.as_bytes(), ttl.as_bytes(), mk.as_bytes(), mb.as_bytes()];
         let reply: Vec<redis::Value> = self.call("kv_increment", &self.incr, ns, &args).await?;
         let code = reply.first().and_then(|v| redis::from_redis_value_ref::<i64>(v).ok());

@@ -124,7 +124,11 @@ impl Fleet {
 
     /// Runs one round trip under the store's deadline. An error or a timeout marks Redis down
     /// until the next success.
-    pub async fn run<T>(&self, what: &'static str, fut: impl Future<Output = RedisResult<T>>) -> Result<T, Unavailable> {
+    pub async fn run<T>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, Unavailable> {
         self.trips.inc();
         let outcome = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => {

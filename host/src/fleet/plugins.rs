@@ -38,7 +38,8 @@ pub async fn announce(fleet: &Fleet, name: &str, hash: &str) -> Result<(), Unava
     let set = redis::cmd("HSET").arg(fleet.key("plugin:active")).arg(name).arg(hash).to_owned();
     fleet.run("plugin_active", set.query_async::<i64>(&mut c)).await?;
     fleet.note_plugin(name, hash);
-    let event = Event::PluginActivated { from: fleet.process().to_owned(), name: name.to_owned(), hash: hash.to_owned() };
+    let event =
+        Event::PluginActivated { from: fleet.process().to_owned(), name: name.to_owned(), hash: hash.to_owned() };
     events::publish(fleet, &event).await
 }
 
@@ -48,7 +49,8 @@ pub async fn fetch(fleet: &Fleet, hash: &str) -> Result<Option<(Vec<u8>, Option<
     pipe.cmd("GET").arg(art_key(fleet, hash));
     pipe.cmd("GET").arg(fleet.key(&format!("plugin:man:{hash}")));
     let mut c = fleet.conn();
-    let (bytes, manifest): (Option<Vec<u8>>, Option<String>) = fleet.run("plugin_fetch", pipe.query_async(&mut c)).await?;
+    let (bytes, manifest): (Option<Vec<u8>>, Option<String>) =
+        fleet.run("plugin_fetch", pipe.query_async(&mut c)).await?;
     let Some(bytes) = bytes else { return Ok(None) };
     if hex::encode(Sha256::digest(&bytes)) != hash {
         tracing::error!(hash, "a plugin artifact in Redis does not match its hash; refused");
@@ -83,12 +85,15 @@ pub async fn follow(state: &AppState, name: &str, hash: &str) {
         },
     };
     let (n, h) = (name.to_owned(), hash.to_owned());
-    let outcome = tokio::task::spawn_blocking(move || manager.activate(&n, &bytes, Source::Fleet, version.as_deref())).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || manager.activate(&n, &bytes, Source::Fleet, version.as_deref())).await;
     match outcome {
         Ok(Ok(_)) => tracing::info!(plugin = name, hash = %h, "plugin version activated by the fleet"),
         // Refused here (a route config this instance has, a limit): reported by the manager
         // (log, metric, audit, status); this instance keeps serving what it had.
-        Ok(Err(e)) => tracing::error!(plugin = name, hash = %h, error = %e, "the fleet's plugin version was refused on this instance"),
+        Ok(Err(e)) => {
+            tracing::error!(plugin = name, hash = %h, error = %e, "the fleet's plugin version was refused on this instance")
+        }
         Err(e) => tracing::error!(plugin = name, error = %e, "plugin activation task failed"),
     }
 }

@@ -388,7 +388,12 @@ impl Store for RedisStore {
         Ok(Some(s))
     }
 
-    async fn session_to_verify(&self, session_id: &str, now_ms: i64, idle_ms: i64) -> Result<Option<Session>, StoreError> {
+    async fn session_to_verify(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> Result<Option<Session>, StoreError> {
         match self.cache.get(session_id, now_ms) {
             // Idle and revocation are checked after the signature, by `accept_request`.
             Some(s) => Ok(Some(s)),
@@ -502,7 +507,12 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let h = hex::encode(ticket_hash);
         let mut inv = self.scripts.put_ticket.key(self.k(&format!("stkt:{session_id}")));
-        inv.key(self.k(&format!("tkt:{h}"))).arg(now_ms).arg(expires_at_ms).arg(max_per_session).arg(&h).arg(session_id);
+        inv.key(self.k(&format!("tkt:{h}")))
+            .arg(now_ms)
+            .arg(expires_at_ms)
+            .arg(max_per_session)
+            .arg(&h)
+            .arg(session_id);
         let mut c = self.fleet.conn();
         let stored: i64 = self.run("put_ticket", inv.invoke_async(&mut c)).await?;
         Ok(stored == 1)

@@ -76,7 +76,8 @@ impl SharedTokens {
 
     async fn read(&self, slot: &str) -> Result<Option<SharedToken>, Unavailable> {
         let mut c = self.fleet.conn();
-        let v: Option<String> = self.fleet.run("token_read", redis::cmd("GET").arg(self.key(slot)).query_async(&mut c)).await?;
+        let v: Option<String> =
+            self.fleet.run("token_read", redis::cmd("GET").arg(self.key(slot)).query_async(&mut c)).await?;
         Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
@@ -155,6 +156,9 @@ impl SharedTokens {
     /// Forgets the slot's token whatever it is (after a `force_logout`).
     pub async fn forget(&self, slot: &str) -> Result<(), Unavailable> {
         let mut c = self.fleet.conn();
-        self.fleet.run("token_forget", redis::cmd("DEL").arg(self.key(slot)).query_async::<i64>(&mut c)).await.map(|_| ())
+        self.fleet
+            .run("token_forget", redis::cmd("DEL").arg(self.key(slot)).query_async::<i64>(&mut c))
+            .await
+            .map(|_| ())
     }
 }

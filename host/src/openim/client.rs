@@ -398,7 +398,8 @@ impl OpenIm {
             let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
             let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
             let op = ops::GET_ADMIN_TOKEN;
-            let resp: ops::TokenResp = self.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
+            let resp: ops::TokenResp =
+                self.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
             Ok::<_, OpenImError>(shared_token(resp))
         };
         let token = match self.inner.shared.get() {

@@ -188,7 +188,10 @@ impl Store for MemoryStore {
 
     async fn token_session(&self, token_hash: &[u8; 32], now_ms: i64) -> Result<Option<String>, StoreError> {
         let g = self.lock();
-        Ok(g.tokens.get(token_hash).filter(|(sid, exp)| *exp > now_ms && g.sessions.contains_key(sid)).map(|(sid, _)| sid.clone()))
+        Ok(g.tokens
+            .get(token_hash)
+            .filter(|(sid, exp)| *exp > now_ms && g.sessions.contains_key(sid))
+            .map(|(sid, _)| sid.clone()))
     }
 
     async fn put_ticket(
@@ -212,7 +215,10 @@ impl Store for MemoryStore {
 
     async fn take_ticket(&self, ticket_hash: &[u8; 32], now_ms: i64) -> Result<Option<String>, StoreError> {
         let mut g = self.lock();
-        Ok(g.tickets.remove(ticket_hash).filter(|(sid, exp)| *exp > now_ms && g.sessions.contains_key(sid)).map(|(sid, _)| sid))
+        Ok(g.tickets
+            .remove(ticket_hash)
+            .filter(|(sid, exp)| *exp > now_ms && g.sessions.contains_key(sid))
+            .map(|(sid, _)| sid))
     }
 }
 
@@ -265,7 +271,11 @@ mod tests {
         s.put_session(session("s2", "u", "d")).await.unwrap();
         assert_eq!(s.accept_request("s1", "n1", 4_000, 1_000, 60_000).await.unwrap(), Accepted::Yes);
         assert_eq!(s.accept_request("s1", "n1", 4_000, 2_000, 60_000).await.unwrap(), Accepted::Replay);
-        assert_eq!(s.accept_request("s2", "n1", 4_000, 2_000, 60_000).await.unwrap(), Accepted::Yes, "nonces are per session");
+        assert_eq!(
+            s.accept_request("s2", "n1", 4_000, 2_000, 60_000).await.unwrap(),
+            Accepted::Yes,
+            "nonces are per session"
+        );
         assert_eq!(s.accept_request("s9", "n2", 4_000, 2_000, 60_000).await.unwrap(), Accepted::NoSession);
         assert_eq!(s.accept_request("s1", "n3", 4_000, 70_000, 60_000).await.unwrap(), Accepted::NoSession, "idle");
     }
@@ -297,8 +307,14 @@ mod tests {
             created_at_ms: 0,
         };
         assert_eq!(s.enroll_device(d.clone()).await.unwrap(), Ok(()));
-        assert_eq!(s.enroll_device(Device { device_id: "e".into(), ..d.clone() }).await.unwrap(), Err(EnrollError::KeyTaken));
-        assert_eq!(s.enroll_device(Device { public_key: [4; 32], ..d.clone() }).await.unwrap(), Err(EnrollError::DeviceExists));
+        assert_eq!(
+            s.enroll_device(Device { device_id: "e".into(), ..d.clone() }).await.unwrap(),
+            Err(EnrollError::KeyTaken)
+        );
+        assert_eq!(
+            s.enroll_device(Device { public_key: [4; 32], ..d.clone() }).await.unwrap(),
+            Err(EnrollError::DeviceExists)
+        );
         s.put_session(session("s1", "u", "d")).await.unwrap();
         s.put_session(session("s2", "u", "other")).await.unwrap();
         assert_eq!(s.revoke_sessions_of("u", Some("d")).await.unwrap().len(), 1);

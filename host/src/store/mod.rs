@@ -105,7 +105,12 @@ pub trait Store: Send + Sync + 'static {
     /// The session whose key checks a signed request's MAC. May come from a cache of this
     /// instance: [`Store::accept_request`], called once the MAC verified, is the authoritative
     /// check that the session still lives.
-    async fn session_to_verify(&self, session_id: &str, now_ms: i64, idle_ms: i64) -> Result<Option<Session>, StoreError> {
+    async fn session_to_verify(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> Result<Option<Session>, StoreError> {
         self.live_session(session_id, now_ms, idle_ms).await
     }
     /// After a request's MAC verified: records its nonce until `now + nonce_ttl_ms` and restarts

@@ -328,7 +328,11 @@ impl Metrics {
         registry.register("ws_closed", "Relayed WebSocket connections ended, by reason", m.ws_closed.clone());
         registry.register("store_up", "1 while the shared store (Redis) answers", m.store_up.clone());
         registry.register("store_round_trips", "Round trips to the shared store (Redis)", m.store_round_trips.clone());
-        registry.register("store_errors", "Shared-store (Redis) commands that failed or timed out", m.store_errors.clone());
+        registry.register(
+            "store_errors",
+            "Shared-store (Redis) commands that failed or timed out",
+            m.store_errors.clone(),
+        );
         m.plugins.register(&mut registry);
         Metrics { registry, ..m }
     }

@@ -55,7 +55,11 @@ impl RedisServer {
     pub fn restart(&mut self) {
         let child = Command::new(binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(if self.persistent { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .args(["--dir", &self.dir.to_string_lossy(), "--maxmemory-policy", "noeviction"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -93,7 +97,10 @@ impl RedisServer {
 
     /// `[store]` TOML for a gateway using this server.
     pub fn store_toml(&self, instance: &str) -> String {
-        format!("[store]\nbackend = \"redis\"\nurl = \"{}\"\ninstance_id = \"{instance}\"\ntimeout_ms = 500\n", self.url())
+        format!(
+            "[store]\nbackend = \"redis\"\nurl = \"{}\"\ninstance_id = \"{instance}\"\ntimeout_ms = 500\n",
+            self.url()
+        )
     }
 }
 

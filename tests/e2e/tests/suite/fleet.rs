@@ -143,7 +143,8 @@ async fn revoking_on_one_instance_closes_a_websocket_held_by_another_within_a_se
 #[tokio::test]
 async fn a_rate_limit_holds_for_the_sum_of_what_all_instances_admit() {
     let redis = RedisServer::start();
-    let limits = "[rate_limits.default]\nper_second = 1\nburst = 5\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n";
+    let limits =
+        "[rate_limits.default]\nper_second = 1\nburst = 5\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n";
     let opts = Options { rate_limits_toml: limits.into(), ..Options::default() };
     let f = fleet(&redis, opts, &["b", "c"]).await;
     let (_, alice) = f[0].session("alice").await;
@@ -230,7 +231,8 @@ async fn a_plugin_version_activated_on_one_instance_serves_on_the_other_within_a
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap_or_default());
     let started = Instant::now();
     assert_eq!(served(&a, &alice).await, Ok(2));
-    let took = within(Duration::from_secs(1), Duration::from_millis(10), async || served(&b, &alice).await == Ok(2)).await;
+    let took =
+        within(Duration::from_secs(1), Duration::from_millis(10), async || served(&b, &alice).await == Ok(2)).await;
     assert!(took.is_some(), "b serves version 2 within 1 s of a's activation (after {:?})", started.elapsed());
     // b wrote it to its own plugin file, so a restart of b serves it too.
     assert_eq!(std::fs::read(work_b.join("plugins/p.wasm")).expect("b's file"), v2);
@@ -265,7 +267,8 @@ async fn a_plugins_kv_value_written_through_one_instance_is_read_through_another
     };
     let write = vec![("x-kv-key", "shared".to_owned()), ("x-kv-bytes", "7".to_owned())];
     assert_eq!(send(&f[0], write).await.0, 200, "written through a");
-    let read = vec![("x-kv-key", "shared".to_owned()), ("x-kv-bytes", "7".to_owned()), ("x-kv-mode", "read".to_owned())];
+    let read =
+        vec![("x-kv-key", "shared".to_owned()), ("x-kv-bytes", "7".to_owned()), ("x-kv-mode", "read".to_owned())];
     let (status, body) = send(&f[1], read).await;
     assert_eq!(status, 200, "read through b: {body}");
     let absent = vec![("x-kv-key", "never-written".to_owned()), ("x-kv-mode", "read".to_owned())];
@@ -277,7 +280,8 @@ async fn a_plugins_kv_value_written_through_one_instance_is_read_through_another
 #[tokio::test]
 async fn redis_killed_mid_traffic_fails_closed_then_everything_recovers_without_a_restart() {
     let mut redis = RedisServer::start_persistent();
-    let limits = "[rate_limits.default]\nper_second = 1000\nburst = 1000\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n\
+    let limits =
+        "[rate_limits.default]\nper_second = 1000\nburst = 1000\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n\
                   [rate_limits.admin]\nper_second = 1\nburst = 3\n";
     let opts = Options { rate_limits_toml: limits.into(), ..Options::default() };
     let f = fleet(&redis, opts, &["b"]).await;
@@ -324,7 +328,9 @@ async fn redis_killed_mid_traffic_fails_closed_then_everything_recovers_without_
     // Redis comes back (with its append-only file): no restart of imgate.
     redis.restart();
     for h in &f {
-        let ready = within(Duration::from_secs(10), Duration::from_millis(50), async || h.get("/readyz", None).await.0 == 200).await;
+        let ready =
+            within(Duration::from_secs(10), Duration::from_millis(50), async || h.get("/readyz", None).await.0 == 200)
+                .await;
         assert!(ready.is_some(), "ready again once Redis answers");
     }
     assert_eq!(me(&f[1], &alice).await.0, 200, "the session outlived the outage");

@@ -79,7 +79,10 @@ async fn privileged_accounts_cannot_be_enrolled_or_registered() {
         let message = body["message"].as_str().expect("message");
         assert!(message.contains("privileged account in OpenIM") && message.contains(user), "{message}");
         assert!(h.state.store.list_devices(user).await.expect("store").is_empty(), "{user}: a device was stored");
-        assert!(h.state.store.device_by_key(&key.public()).await.expect("store").is_none(), "{user}: the key was stored");
+        assert!(
+            h.state.store.device_by_key(&key.public()).await.expect("store").is_none(),
+            "{user}: the key was stored"
+        );
     }
     let (status, body) = enroll(&h, "plain1", &DeviceKey::generate()).await;
     assert_eq!(status, 201, "appMangerLevel 1 is an ordinary user: {body}");
@@ -160,7 +163,10 @@ async fn devices_from_before_the_rule_get_no_session_and_never_send() {
         // The level is read once, then reused (openim.privileged.level_cache_ms, 60 s by default).
         assert_eq!(count(&h, "/user/get_users_info"), lookups + 1, "attempt {attempt}");
     }
-    assert!(h.state.store.revoke_sessions_of("imAdmin", None).await.expect("store").is_empty(), "an imAdmin session exists");
+    assert!(
+        h.state.store.revoke_sessions_of("imAdmin", None).await.expect("store").is_empty(),
+        "an imAdmin session exists"
+    );
     assert!(h.state.store.revoke_sessions_of("sys2", None).await.expect("store").is_empty(), "a sys2 session exists");
 
     let recs = audit_records(&std::fs::read_to_string(h.audit_file().await).expect("audit file"));
@@ -207,7 +213,11 @@ async fn a_session_from_before_the_rule_gets_no_token() {
     };
     h.state.store.put_session(session.clone()).await.expect("store");
     let token = "A".repeat(43);
-    h.state.store.put_token(Sha256::digest(token.as_bytes()).into(), &session.session_id, now + 600_000).await.expect("store");
+    h.state
+        .store
+        .put_token(Sha256::digest(token.as_bytes()).into(), &session.session_id, now + 600_000)
+        .await
+        .expect("store");
 
     let compat = h
         .http
@@ -232,7 +242,13 @@ async fn a_session_from_before_the_rule_gets_no_token() {
         into_json(h.client().call(&client_session, "POST", "/v1/auth/token", None).await.expect("answer")).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "unauthenticated", "{body}");
-    assert!(h.state.store.live_session(&session.session_id, host::auth::now_ms(), 3_600_000).await.expect("store").is_none());
+    assert!(h
+        .state
+        .store
+        .live_session(&session.session_id, host::auth::now_ms(), 3_600_000)
+        .await
+        .expect("store")
+        .is_none());
     let recs = audit_records(&std::fs::read_to_string(h.audit_file().await).expect("audit file"));
     assert!(recs.iter().any(|r| r["reason"]
         .as_str()

@@ -94,7 +94,8 @@ async fn store_conformance(s: &dyn Store) {
     assert_eq!(s.take_ticket(&[2; 32], now).await.unwrap().as_deref(), Some("s2"));
     assert_eq!(s.take_ticket(&[2; 32], now).await.unwrap(), None, "single use");
     assert!(s.put_ticket([4; 32], "s2", now + 30_000, now, 2).await.unwrap(), "a redeemed ticket no longer counts");
-    let ended: Vec<String> = s.revoke_sessions_of("u", Some("a")).await.unwrap().into_iter().map(|x| x.session_id).collect();
+    let ended: Vec<String> =
+        s.revoke_sessions_of("u", Some("a")).await.unwrap().into_iter().map(|x| x.session_id).collect();
     assert_eq!(ended, ["s2"]);
     assert_eq!(s.token_session(&[1; 32], now).await.unwrap(), None, "the token died with its session");
     assert_eq!(s.take_ticket(&[3; 32], now).await.unwrap(), None, "so did the ticket");
@@ -121,7 +122,8 @@ async fn instances_racing_for_one_nonce_ticket_or_handshake_ts_let_exactly_one_w
     for round in 0..20 {
         let nonce = format!("nonce-{round}");
         let accepts = stores.iter().map(|s| s.accept_request("s", &nonce, 4_000, now + round, 60_000));
-        let wins = futures_util::future::join_all(accepts).await.into_iter().filter(|a| *a == Ok(Accepted::Yes)).count();
+        let wins =
+            futures_util::future::join_all(accepts).await.into_iter().filter(|a| *a == Ok(Accepted::Yes)).count();
         assert_eq!(wins, 1, "nonce {nonce}");
         let ticket = [round as u8; 32];
         assert!(stores[1].put_ticket(ticket, "s", now + 30_000, now, 100).await.unwrap());
@@ -180,7 +182,8 @@ async fn the_redis_limiter_has_the_memory_limiters_burst_wait_and_tiers_across_i
     let mut classes = BTreeMap::new();
     classes.insert("default".to_owned(), ClassConfig { per_second: 1, burst: 3, tiers: BTreeMap::new() });
     let redis = RedisServer::start();
-    let shared: Vec<Box<dyn Limiter>> = (0..3).map(|_| Box::new(RedisLimiter::new(fleet(&redis), &classes)) as Box<dyn Limiter>).collect();
+    let shared: Vec<Box<dyn Limiter>> =
+        (0..3).map(|_| Box::new(RedisLimiter::new(fleet(&redis), &classes)) as Box<dyn Limiter>).collect();
     let memory = MemoryLimiter::new(&classes);
     let key = |u: &str| RateKey { user_id: u.into(), class: "default".into(), tier: String::new() };
     for _ in 0..3 {
@@ -188,8 +191,8 @@ async fn the_redis_limiter_has_the_memory_limiters_burst_wait_and_tiers_across_i
     }
     assert!(memory.check(&key("a")).await.is_err());
     // The same quota held by three instances together.
-    for i in 0..3 {
-        assert_eq!(shared[i].check(&key("a")).await, Ok(()), "burst request {i}");
+    for (i, l) in shared.iter().enumerate() {
+        assert_eq!(l.check(&key("a")).await, Ok(()), "burst request {i}");
     }
     for l in &shared {
         let wait = l.check(&key("a")).await.expect_err("over the burst on every instance");

@@ -323,7 +323,10 @@ async fn revocation_takes_effect_at_once() {
     let res = h.client().call(&s1, "POST", "/v1/auth/logout", None).await.expect("answer");
     assert_eq!(res.status(), 204);
     assert_eq!(me(&h, &s1).await.0, 401);
-    assert!(host::auth::bearer::authenticate(&h.state, &token).await.expect("store").is_none(), "bearer token useless after logout");
+    assert!(
+        host::auth::bearer::authenticate(&h.state, &token).await.expect("store").is_none(),
+        "bearer token useless after logout"
+    );
 
     // R13: admin revokes one session.
     let key = h.user_with_device("kim", "phone", 2).await;

@@ -29,7 +29,9 @@ impl Plugin for KvUser {
         if request.header("x-kv-mode") == Some("read") {
             return match kv::get(key) {
                 Ok(Some(read)) if read == value => RequestVerdict::Proceed,
-                Ok(other) => RequestVerdict::reject(409, "kv_missing", format!("read {:?} bytes", other.map(|v| v.len()))),
+                Ok(other) => {
+                    RequestVerdict::reject(409, "kv_missing", format!("read {:?} bytes", other.map(|v| v.len())))
+                }
                 Err(e) => RequestVerdict::reject(409, "kv_error", format!("{e:?}")),
             };
         }
