@@ -236,6 +236,32 @@ async fn a_plugin_version_activated_on_one_instance_serves_on_the_other_within_a
     assert!(took.is_some(), "b serves version 2 within 1 s of a's activation (after {:?})", started.elapsed());
     // b wrote it to its own plugin file, so a restart of b serves it too.
     assert_eq!(std::fs::read(work_b.join("plugins/p.wasm")).expect("b's file"), v2);
+    // A version only uploaded through a (not activated) is activated by its hash through b: b
+    // fetches it from the fleet, and a follows.
+    let v3 = std::fs::read(version_plugin(3)).expect("v3");
+    let res = a
+        .http
+        .post(a.url("/v1/admin/plugins/p/versions?version=three"))
+        .bearer_auth(a.admin_jwt("plugins:write"))
+        .body(v3.clone())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 201);
+    assert_eq!(served(&a, &alice).await, Ok(2), "uploaded, not activated");
+    let hash = e2e::reload::sha256_hex(&v3);
+    let res = b
+        .http
+        .post(b.url("/v1/admin/plugins/p/activate"))
+        .bearer_auth(b.admin_jwt("plugins:write"))
+        .json(&json!({ "hash": hash }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(served(&b, &alice).await, Ok(3));
+    let took = within(Duration::from_secs(1), Duration::from_millis(10), async || served(&a, &alice).await == Ok(3)).await;
+    assert!(took.is_some(), "a serves version 3 within 1 s of b's activation");
     b.shutdown().await;
     a.shutdown().await;
     let _ = std::fs::remove_dir_all(work_a);
