@@ -130,6 +130,16 @@ impl Fleet {
         fut: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, Unavailable> {
         self.trips.inc();
+        self.run_uncounted(what, fut).await
+    }
+
+    /// [`Fleet::run`] without counting the round trip (the health ping: the count is what
+    /// requests cost).
+    async fn run_uncounted<T>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, Unavailable> {
         let outcome = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => {
                 self.up.store(true, Ordering::Relaxed);
@@ -181,7 +191,7 @@ impl Fleet {
     /// Redis, and how a connection that went down is brought back when no request is asking.
     pub async fn ping(&self) -> bool {
         let mut c = self.conn();
-        let r: Result<String, _> = self.run("PING", redis::cmd("PING").query_async(&mut c)).await;
+        let r: Result<String, _> = self.run_uncounted("PING", redis::cmd("PING").query_async(&mut c)).await;
         if r.is_ok() && !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!("redis reachable");
         }
@@ -204,5 +214,19 @@ fn describe(e: &redis::RedisError) -> String {
     match e.code() {
         Some(code) => format!("{} ({code})", e.category()),
         None => e.category().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_showing_them() {
+        for ok in ["redis://127.0.0.1:6379/0", "redis://user:pw@redis:6379/2", "rediss://redis.example:6380/"] {
+            assert!(Fleet::check_url(ok).is_ok(), "{ok}");
+        }
+        let e = Fleet::check_url("redis://user:s3cret@host:notaport/").expect_err("bad port");
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }
