@@ -5,7 +5,8 @@
 //! - `dev:<key hex>` the device (JSON); `udev:<user>` hash device id → key hex; `hts:<key hex>` the
 //!   last accepted handshake ts of the device.
 //! - `sess:<id>` hash {`d` the session (JSON, with its HMAC key), `u` user, `v` device, `l` last
-//!   use}, expiring at the session's absolute end; `usess:<user>` the set of the user's session ids.
+//!   use}, expiring at the session's absolute end; `usess:<user>` the user's session ids (a sorted
+//!   set by end, pruned as sessions are added, expiring with the last of them).
 //! - `nonce:<session>:<nonce>` (SET NX, expiring with the signature window).
 //! - `tok:<hash hex>` → session (bearer tokens, by SHA-256); `tkt:<hash hex>` → session (tickets)
 //!   and `stkt:<session>` the session's unredeemed tickets (a sorted set by expiry).
@@ -112,19 +113,19 @@ impl Scripts {
                 r"local u = redis.call('HGET', KEYS[1], 'u')
                   if not u then return 0 end
                   redis.call('DEL', KEYS[1])
-                  redis.call('SREM', ARGV[1] .. 'usess:' .. u, ARGV[2])
+                  redis.call('ZREM', ARGV[1] .. 'usess:' .. u, ARGV[2])
                   return 1",
             ),
             revoke_of: Script::new(
                 r"local out = {}
-                  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+                  for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
                     local k = ARGV[1] .. 'sess:' .. sid
                     local h = redis.call('HMGET', k, 'd', 'v')
                     if not h[1] then
-                      redis.call('SREM', KEYS[1], sid)
+                      redis.call('ZREM', KEYS[1], sid)
                     elseif ARGV[2] == '' or h[2] == ARGV[2] then
                       redis.call('DEL', k)
-                      redis.call('SREM', KEYS[1], sid)
+                      redis.call('ZREM', KEYS[1], sid)
                       table.insert(out, h[1])
                     end
                   end
@@ -360,8 +361,26 @@ impl Store for RedisStore {
             )
             .ignore()
             .pexpire_at(&key, session.expires_at_ms)
+            .ignore();
+        // The user's index: this session, minus those past their end; it lives as long as the
+        // longest of them (NX sets a first expiry, GT only ever extends it).
+        let index = self.k(&format!("usess:{}", session.user_id));
+        pipe.zadd(&index, &session.session_id, session.expires_at_ms)
             .ignore()
-            .sadd(self.k(&format!("usess:{}", session.user_id)), &session.session_id)
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&index)
+            .arg("-inf")
+            .arg(session.created_at_ms)
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&index)
+            .arg(session.expires_at_ms)
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&index)
+            .arg(session.expires_at_ms)
+            .arg("GT")
             .ignore();
         let mut c = self.fleet.conn();
         self.run("put_session", pipe.query_async::<()>(&mut c)).await?;
