@@ -65,7 +65,9 @@ test: deps
 ## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification, plugin call fresh vs reused
 ## instance, the route engine per request without the OpenIM call), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached),
 ## then imgate-bench (tests/bench): the OpenIM emulator direct, nginx proxy_pass, imgate /openim, imgate /v1 + plugins,
-## imgate /openim + plugins, interleaved over 3 rounds (about 6 minutes), then the WebSocket relay (10 000 relayed idle
+## imgate /openim + plugins, imgate /v1 signed on the in-memory store and on the Redis store (a redis-server it starts),
+## interleaved over 3 rounds (about 9 minutes), with the Redis store's req/s ÷ the memory store's and its Redis round
+## trips per signed request (imgate_store_round_trips_total over 1000 sequential requests), then the WebSocket relay (10 000 relayed idle
 ## connections held, clamped to the open-file limit: imgate's memory per connection and the time to open them; a 1003
 ## send relayed vs direct to the emulator's msg gateway, with and without a plugin, 3 rounds: under a minute;
 ## `imgate-bench --only ws` runs this part alone), and the instructions per request of the gateway's core paths under

@@ -5,8 +5,9 @@
 //! counted in that window: a number that does not move with the machine's load.
 //!
 //! Measured: case 3 (`/openim` lookup, bearer) and case 4's core path (the `/v1` signed lookup
-//! with identity binding) *without* its plugin chain: the plugin engine's pooling allocator
-//! reserves more address space than valgrind can give, so the plugin gateway cannot run under it.
+//! with identity binding) *without* its plugin chain, i.e. case 6 (in-memory store): the plugin
+//! engine's pooling allocator reserves more address space than valgrind can give, so the plugin
+//! gateway cannot run under it.
 //! What a plugin hook costs is the criterion benchmark `plugin_on_request` in the same report.
 
 use std::path::Path;
@@ -14,12 +15,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use serde_json::json;
-
-use crate::load::{Auth, Check, Target};
-use crate::setup::{Env, PEER};
-use crate::{addr, load, target, Case, Payload, Settings};
+use crate::setup::Env;
+use crate::{load, target, Case, Payload, Settings};
 
 /// One line of the instruction report.
 #[derive(Debug, serde::Serialize)]
@@ -63,14 +60,8 @@ fn dumped_instructions(dir: &Path, pid: u32) -> Result<u64, String> {
 
 pub(crate) async fn measure(env: &mut Env, s: &Settings) -> Result<(), String> {
     let mut rows = Vec::new();
-    let v1 = Target {
-        addr: addr(&env.plain.url),
-        path: "/v1/users/lookup".into(),
-        body: Bytes::from(json!({ "user_ids": [PEER] }).to_string()),
-        auth: Auth::Signed(env.plain.sessions.clone()),
-        check: Check::V1LookupPlain,
-    };
-    let passthrough = target(env, Case::Passthrough, Payload::Lookup).map_err(str::to_owned)?;
+    let v1 = target(env, Case::V1Memory, Payload::Lookup)?;
+    let passthrough = target(env, Case::Passthrough, Payload::Lookup)?;
     let cases = [("3 imgate /openim, no plugin", passthrough), ("4 imgate /v1 signed, without its plugins", v1)];
     let gw = &env.plain;
     let (pid, dir) = (gw.proc.pid(), gw.config_file.parent().map(Path::to_owned).unwrap_or_default());

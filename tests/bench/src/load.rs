@@ -4,8 +4,11 @@
 //! OpenIM's `errCode`, the shape of the /v1 answer) and failures are counted, never timed.
 //!
 //! The same generator serves every case; only the [`Target`] (address, path, body, credentials,
-//! answer check) changes. Case 4 signs every request here (fresh nonce, HMAC over the body hash),
-//! so its client does that work on the same machine.
+//! answer check) changes. Cases 4, 6 and 7 sign every request here (fresh nonce, HMAC over the
+//! body hash), so their client does that work on the same machine.
+//!
+//! [`sequential`] sends a fixed number of requests one after the other (the store round trips
+//! per request of case 7 are counted over such a run).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -197,6 +200,51 @@ fn verify(check: Check, status: u16, body: &[u8]) -> Result<(), (bool, String)> 
     } else {
         Err((false, format!("wrong answer: {}", text())))
     }
+}
+
+/// `n` requests one after the other on one keep-alive connection, request k with the credentials
+/// of client k (every session or token in turn), each answer checked: the right answers and the
+/// failures. A broken connection is replaced (and counted as a transport error).
+pub(crate) async fn sequential(target: &Target, n: u64) -> Result<(u64, Errors), String> {
+    let (mut ok, mut errors) = (0, Errors::default());
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    for k in 0..n {
+        if let Some(s) = sender.as_mut() {
+            if s.ready().await.is_err() {
+                sender = None;
+            }
+        }
+        let s = match sender.as_mut() {
+            Some(s) => s,
+            None => sender.insert(connect(&target.addr).await?),
+        };
+        let req = build(target, k as usize)?;
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let res = s.send_request(req).await.map_err(|e| e.to_string())?;
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok::<_, String>((status, body))
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
+        match answer.map(|(status, body)| verify(target.check, status, &body)) {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err((is_status, msg))) => {
+                if is_status {
+                    errors.status += 1;
+                } else {
+                    errors.answer += 1;
+                }
+                errors.note(msg);
+            }
+            Err(e) => {
+                sender = None;
+                errors.transport += 1;
+                errors.note(e);
+            }
+        }
+    }
+    Ok((ok, errors))
 }
 
 async fn client(i: usize, target: Arc<Target>, t0: Instant, t1: Instant) -> Result<ClientResult, String> {

@@ -3,9 +3,13 @@
 //! session with the cases interleaved round by round so machine drift hits them alike.
 //!
 //! Cases: 1 direct to the emulator, 2 nginx, 3 imgate's `/openim` surface without plugins, 4 imgate
-//! `/v1` signed with a plugin chain, 5 `/openim` with the same chain; payloads: a one-user lookup
-//! and a 4 KiB text send; concurrency 1, 16, 64 by default. Writes `report.md`, `report.json` and
-//! `latency.svg` (issue 12).
+//! `/v1` signed with a plugin chain, 5 `/openim` with the same chain (issue 12); 6 imgate `/v1`
+//! signed without plugins on the in-memory store and 7 the same on the Redis store, against a
+//! `redis-server` the harness starts (issue 14: case 7 ÷ case 6 of the same run, and the store
+//! round trips per signed request, `trips.rs`). Payloads: a one-user lookup and a 4 KiB text send;
+//! concurrency 1, 16, 64 by default. Writes `report.md`, `report.json` and `latency.svg`.
+//! Without a `redis-server` (`--redis-server`, else on `PATH`, else /usr/bin/redis-server) case 7
+//! is n/a, except under `--smoke`, which then fails (`make deps` installs it).
 //!
 //! Then the WebSocket relay section (issue 13, `ws.rs`): N relayed idle connections held at once
 //! (imgate's memory per connection, the time to open them), and the latency a relayed 1003 send
@@ -13,13 +17,15 @@
 //! `--only ws` runs one section.
 //!
 //! `--smoke` is the quick run `make test` uses so the harness cannot rot: it fails on any wrong
-//! answer or any case without a successful answer.
+//! answer, any case without a successful answer, any failed request of the round-trip count, and
+//! when case 7 has no redis-server.
 
 mod instructions;
 mod load;
 mod procs;
 mod report;
 mod setup;
+mod trips;
 mod ws;
 
 use std::path::PathBuf;
@@ -71,7 +77,8 @@ struct Cli {
     /// imgate's `telemetry.log_level` (info, as deployed: one JSON line per request).
     #[arg(long, default_value = "info")]
     imgate_log_level: String,
-    /// Only these cases (1-5), comma-separated (e.g. to profile one).
+    /// Only these cases (1-7), comma-separated (e.g. to profile one). Ratios need cases 1 and 2
+    /// (to the floor and nginx) or 6 and 7 (Redis store ÷ memory store).
     #[arg(long, value_delimiter = ',')]
     cases: Option<Vec<usize>>,
     /// Only this payload: lookup or send.
@@ -94,10 +101,18 @@ struct Cli {
     instructions: bool,
     /// Quick check: one round, concurrency 16, 0.15 s per case, report in target/bench-smoke;
     /// WebSocket: 20 idle connections, 50 sends per case at 1 and 4 connections.
-    /// Fails on any wrong answer or any case without a successful answer.
+    /// Fails on any wrong answer or any case without a successful answer, and when no
+    /// redis-server is found for case 7 (`make deps` installs it).
     #[arg(long)]
     smoke: bool,
-    /// Only one section: `http` (the five cases) or `ws` (the WebSocket relay).
+    /// The redis-server binary of case 7 (default: `redis-server` on PATH, else
+    /// /usr/bin/redis-server; none found: case 7 is n/a, and `--smoke` fails).
+    #[arg(long)]
+    redis_server: Option<String>,
+    /// Signed requests per payload over which case 7's store round trips are counted.
+    #[arg(long)]
+    trips_requests: Option<u64>,
+    /// Only one section: `http` (the seven cases) or `ws` (the WebSocket relay).
     #[arg(long, value_parser = ["http", "ws"])]
     only: Option<String>,
     /// WebSocket: relayed idle connections to hold at once (10000; clamped to what the open-file
@@ -122,7 +137,7 @@ struct Cli {
     ws_concurrency: Option<Vec<usize>>,
 }
 
-/// The five cases of issue 12.
+/// The five cases of issue 12 and the two of issue 14 (the store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub(crate) enum Case {
     Floor,
@@ -130,11 +145,22 @@ pub(crate) enum Case {
     Passthrough,
     V1Plugins,
     CompatPlugins,
+    /// `/v1` signed, no plugin, the in-memory store (the gateway of case 3).
+    V1Memory,
+    /// `/v1` signed, no plugin, `[store] backend = "redis"`.
+    V1Redis,
 }
 
 impl Case {
-    pub(crate) const ALL: [Case; 5] =
-        [Case::Floor, Case::Nginx, Case::Passthrough, Case::V1Plugins, Case::CompatPlugins];
+    pub(crate) const ALL: [Case; 7] = [
+        Case::Floor,
+        Case::Nginx,
+        Case::Passthrough,
+        Case::V1Plugins,
+        Case::CompatPlugins,
+        Case::V1Memory,
+        Case::V1Redis,
+    ];
 
     pub(crate) fn number(self) -> usize {
         self as usize + 1
@@ -147,6 +173,8 @@ impl Case {
             Case::Passthrough => "3 imgate /openim, no plugin",
             Case::V1Plugins => "4 imgate /v1 signed + plugins",
             Case::CompatPlugins => "5 imgate /openim + plugins",
+            Case::V1Memory => "6 imgate /v1 signed, memory store",
+            Case::V1Redis => "7 imgate /v1 signed, Redis store",
         }
     }
 }
@@ -178,12 +206,31 @@ fn addr(url: &str) -> String {
     url.trim_start_matches("http://").to_owned()
 }
 
-fn nginx(env: &Env) -> Result<&setup::Nginx, &'static str> {
-    env.nginx.as_ref().ok_or("n/a: nginx was not started")
+fn nginx(env: &Env) -> Result<&setup::Nginx, String> {
+    env.nginx.as_ref().ok_or_else(|| "n/a: nginx was not started".to_owned())
+}
+
+/// The `/v1` requests (lookup, 4 KiB send) of a gateway's sessions.
+fn v1(gw: &setup::Gateway, payload: Payload, plugins: bool) -> Target {
+    let (path, body, check) = match payload {
+        Payload::Lookup => (
+            "/v1/users/lookup".to_owned(),
+            json!({ "user_ids": [PEER] }),
+            if plugins { Check::V1Lookup } else { Check::V1LookupPlain },
+        ),
+        Payload::Send4k => (format!("/v1/messages/user/{PEER}"), json!({ "text": text_4k() }), Check::V1Send),
+    };
+    Target {
+        addr: addr(&gw.url),
+        path,
+        body: Bytes::from(body.to_string()),
+        auth: Auth::Signed(gw.sessions.clone()),
+        check,
+    }
 }
 
 /// The request of `case` × `payload`, or why there is none.
-fn target(env: &Env, case: Case, payload: Payload) -> Result<Target, &'static str> {
+fn target(env: &Env, case: Case, payload: Payload) -> Result<Target, String> {
     let lookup = Bytes::from(json!({ "userIDs": [PEER] }).to_string());
     let text = text_4k();
     let direct_send = |i: usize| {
@@ -220,22 +267,11 @@ fn target(env: &Env, case: Case, payload: Payload) -> Result<Target, &'static st
             Check::OpenImLookup,
         )),
         (Case::Passthrough | Case::CompatPlugins, Payload::Send4k) => {
-            Err("n/a: /openim/msg/send_msg is refused by design (an OpenIM admin route, contract §10; SDKs send over the WebSocket)")
+            Err("n/a: /openim/msg/send_msg is refused by design (an OpenIM admin route, contract §10; SDKs send over the WebSocket)".into())
         }
-        (Case::V1Plugins, Payload::Lookup) => Ok(Target {
-            addr: addr(&env.plugged.url),
-            path: "/v1/users/lookup".into(),
-            body: Bytes::from(json!({ "user_ids": [PEER] }).to_string()),
-            auth: Auth::Signed(env.plugged.sessions.clone()),
-            check: Check::V1Lookup,
-        }),
-        (Case::V1Plugins, Payload::Send4k) => Ok(Target {
-            addr: addr(&env.plugged.url),
-            path: format!("/v1/messages/user/{PEER}"),
-            body: Bytes::from(json!({ "text": text }).to_string()),
-            auth: Auth::Signed(env.plugged.sessions.clone()),
-            check: Check::V1Send,
-        }),
+        (Case::V1Plugins, _) => Ok(v1(&env.plugged, payload, true)),
+        (Case::V1Memory, _) => Ok(v1(&env.plain, payload, false)),
+        (Case::V1Redis, _) => env.redis.as_ref().map(|r| v1(&r.gateway, payload, false)).map_err(Clone::clone),
     }
 }
 
@@ -244,8 +280,10 @@ fn gateway_pids(env: &Env, case: Case) -> Vec<u32> {
     match case {
         Case::Floor => vec![env.emu.pid()],
         Case::Nginx => env.nginx.as_ref().map(|n| n.pids.clone()).unwrap_or_default(),
-        Case::Passthrough => vec![env.plain.proc.pid()],
+        Case::Passthrough | Case::V1Memory => vec![env.plain.proc.pid()],
         Case::V1Plugins | Case::CompatPlugins => vec![env.plugged.proc.pid()],
+        // Both are what that deployment costs per request.
+        Case::V1Redis => env.redis.as_ref().map(|r| vec![r.gateway.proc.pid(), r.server.pid()]).unwrap_or_default(),
     }
 }
 
@@ -259,6 +297,8 @@ struct Settings {
     concurrency: Vec<usize>,
     /// Run the HTTP cases.
     http: bool,
+    /// Signed requests per payload over which case 7's store round trips are counted.
+    trips_requests: u64,
     /// Run the WebSocket section.
     ws: Option<ws::WsSettings>,
 }
@@ -284,6 +324,7 @@ fn main() -> ExitCode {
         warmup: Duration::from_millis(cli.warmup_ms.unwrap_or(if cli.smoke { 50 } else { 500 })),
         concurrency: cli.concurrency.clone().unwrap_or_else(|| if cli.smoke { vec![16] } else { vec![1, 16, 64] }),
         http: cli.only.as_deref() != Some("ws"),
+        trips_requests: cli.trips_requests.unwrap_or(if cli.smoke { 50 } else { 1000 }).max(1),
         ws: (cli.only.as_deref() != Some("http") && !cli.instructions).then(|| ws::WsSettings {
             idle: cli.ws_idle.unwrap_or(if cli.smoke { 20 } else { 10_000 }),
             open_concurrency: cli.ws_open_concurrency.max(1),
@@ -330,6 +371,12 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
             ));
         }
     }
+    let redis = redis_server(cli, s)?;
+    if let Err(why) = &redis {
+        if s.cases.contains(&Case::V1Redis) && s.http && !cli.instructions {
+            println!("case 7: {why}");
+        }
+    }
     let started = Instant::now();
     // The processes started below inherit it: thousands of WebSockets need as many descriptors in
     // the harness, the emulator and imgate (which raises its own limit only as far as
@@ -357,6 +404,7 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
                 .to_vec()
         }),
         start_nginx: s.http || cli.instructions,
+        redis,
         ws: s.ws.as_ref().map(|w| setup::WsOptions {
             idle_users: cli.ws_users.unwrap_or(if cli.smoke { 4 } else { 64 }).clamp(1, w.idle.max(1)),
             latency_users: w.concurrency.iter().copied().max().unwrap_or(1),
@@ -373,21 +421,39 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
     let setup_secs = started.elapsed().as_secs_f64();
     let nginx_workers = env.nginx.as_ref().map_or(0, |n| n.pids.len().saturating_sub(1));
     println!(
-        "set up in {setup_secs:.1} s: emulator {}, nginx {} ({nginx_workers} workers), imgate plain {}, imgate plugins {}, imgate ws relay {}",
+        "set up in {setup_secs:.1} s: emulator {}, nginx {} ({nginx_workers} workers), imgate plain {}, imgate plugins {}, imgate redis store {}, imgate ws relay {}",
         env.emu_url,
         env.nginx.as_ref().map_or("not started", |n| n.url.as_str()),
         env.plain.url,
         env.plugged.url,
+        env.redis.as_ref().map_or("not started", |r| r.gateway.url.as_str()),
         env.ws.as_ref().map_or("not started", |w| w.gateway.url.as_str()),
     );
     let result = match s.http {
         true => measure(&mut env, s).await,
         false => Ok(Vec::new()),
     };
+    let round_trips = match (&result, &env.redis) {
+        (Ok(_), Ok(r)) if s.cases.contains(&Case::V1Redis) => {
+            println!("store round trips (case 7's gateway)");
+            let targets = s.payloads.iter().map(|&p| (p, v1(&r.gateway, p, false))).collect();
+            let idle = Duration::from_millis(if cli.smoke { 1000 } else { 3000 });
+            match trips::measure(&r.metrics_url, targets, r.gateway.sessions.len(), s.trips_requests, idle).await {
+                Ok(t) => t,
+                Err(e) => {
+                    env.stop();
+                    return Err(e);
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
     // Read before the WebSocket section: its 10 000 connections leave their memory in the
     // emulator's allocator.
     let emu_rss = procs::rss_mib(env.emu.pid());
     let imgate_rss = [procs::rss_mib(env.plain.proc.pid()), procs::rss_mib(env.plugged.proc.pid())];
+    let redis_rss =
+        env.redis.as_ref().ok().map(|r| (procs::rss_mib(r.gateway.proc.pid()), procs::rss_mib(r.server.pid())));
     let websocket = match (&result, &s.ws) {
         (Ok(_), Some(w)) => match ws::measure(&mut env, w).await {
             Ok(r) => Some(r),
@@ -400,6 +466,14 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
     };
     env.stop();
     let cases = result?;
+    let (mut audit_files, mut configs) = (
+        vec![env.plain.audit_file.display().to_string(), env.plugged.audit_file.display().to_string()],
+        vec![env.plain.config_file.display().to_string(), env.plugged.config_file.display().to_string()],
+    );
+    if let Ok(r) = &env.redis {
+        audit_files.push(r.gateway.audit_file.display().to_string());
+        configs.push(r.gateway.config_file.display().to_string());
+    }
 
     let report = Report::new(report::Inputs {
         smoke: cli.smoke,
@@ -413,10 +487,13 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
         log_level: cli.imgate_log_level.clone(),
         nginx_workers,
         nginx_conf: env.nginx.as_ref().map(|n| n.conf.display().to_string()).unwrap_or_default(),
-        audit_files: vec![env.plain.audit_file.display().to_string(), env.plugged.audit_file.display().to_string()],
-        configs: vec![env.plain.config_file.display().to_string(), env.plugged.config_file.display().to_string()],
+        audit_files,
+        configs,
         emu_rss_mib: emu_rss,
         imgate_rss_mib: imgate_rss.to_vec(),
+        redis_version: env.redis.as_ref().ok().map(|r| r.version.clone()),
+        redis_rss_mib: redis_rss,
+        round_trips,
         setup_secs,
         total_secs: started.elapsed().as_secs_f64(),
         cases,
@@ -445,6 +522,23 @@ async fn run(cli: &Cli, s: &Settings) -> Result<bool, String> {
     Ok(failures.is_empty())
 }
 
+/// Case 7's redis-server: `Ok(path)`, or `Ok(Err(why))` when case 7 is not run (its cells say
+/// why); an error when `--redis-server` names no executable, or when `--smoke` (which `make test`
+/// runs) finds none.
+fn redis_server(cli: &Cli, s: &Settings) -> Result<Result<PathBuf, String>, String> {
+    if !s.http || cli.instructions || !s.cases.contains(&Case::V1Redis) {
+        return Ok(Err("n/a: not started".into()));
+    }
+    if let Some(p) = &cli.redis_server {
+        return procs::which(p, &[]).map(Ok).ok_or_else(|| format!("--redis-server {p}: no such executable"));
+    }
+    match procs::which("redis-server", &["/usr/bin/redis-server"]) {
+        Some(p) => Ok(Ok(p)),
+        None if cli.smoke => Err("case 7 (the Redis store) needs redis-server: none on PATH nor at /usr/bin/redis-server; `make deps` installs it (Debian package redis-server), or pass --redis-server PATH".into()),
+        None => Ok(Err("n/a: no redis-server on PATH nor at /usr/bin/redis-server (`make deps` installs it, or pass --redis-server PATH)".into())),
+    }
+}
+
 /// Every round runs every (payload, concurrency, case) once; the case order rotates per round.
 async fn measure(env: &mut Env, s: &Settings) -> Result<Vec<CaseResult>, String> {
     let ticks = procs::clock_ticks();
@@ -453,7 +547,7 @@ async fn measure(env: &mut Env, s: &Settings) -> Result<Vec<CaseResult>, String>
     for &payload in &s.payloads {
         for &conc in &s.concurrency {
             for &case in &s.cases {
-                let na = target(env, case, payload).err().map(str::to_owned);
+                let na = target(env, case, payload).err();
                 results.push(CaseResult::new(case, payload, conc, na));
             }
         }
@@ -479,7 +573,7 @@ async fn measure(env: &mut Env, s: &Settings) -> Result<Vec<CaseResult>, String>
                     };
                     let rr = RoundResult::new(round, &r, [delta(0), delta(1), delta(2)], ticks);
                     println!(
-                        "  {:<36} c={conc:<3} {:<30} {:>9.0} req/s  p50 {:>7} µs  p99 {:>7} µs  errors {}",
+                        "  {:<36} c={conc:<3} {:<34} {:>9.0} req/s  p50 {:>7} µs  p99 {:>7} µs  errors {}",
                         payload.label(),
                         case.label(),
                         rr.throughput,

@@ -1,6 +1,6 @@
-//! The processes under test (OpenIM emulator, imgate, nginx) as children of the harness, and what
-//! the harness reads about them and the machine from /proc: CPU time, memory, open files and their
-//! limit, cores, load.
+//! The processes under test (OpenIM emulator, imgate, nginx, redis-server) as children of the
+//! harness, how their binaries are found, and what the harness reads about them and the machine
+//! from /proc: CPU time, memory, open files and their limit, cores, load.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -69,6 +69,21 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(3));
     }
+}
+
+/// `name` as a path: itself if it names a file (absolute, or relative with a `/`), else the first
+/// executable file of that name in a folder of `PATH`, else the first of `fallbacks` that exists.
+pub(crate) fn which(name: &str, fallbacks: &[&str]) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if name.contains('/') {
+        return executable(Path::new(name)).then(|| Path::new(name).to_owned());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .chain(fallbacks.iter().map(std::path::PathBuf::from))
+        .find(|p| executable(p))
 }
 
 /// A loopback port nobody listens on right now (bound, then released).
@@ -217,5 +232,14 @@ mod tests {
         assert!(open_file_limit(me).is_some_and(|(soft, hard)| soft > 0 && soft <= hard));
         assert!(open_fds(me).is_some_and(|n| n >= 3));
         assert!(rss_kib(me).is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn finds_binaries_on_path_or_at_a_fallback() {
+        assert!(which("sh", &[]).is_some_and(|p| p.is_absolute() && p.ends_with("sh")));
+        assert_eq!(which("/bin/sh", &[]), Some("/bin/sh".into()));
+        assert_eq!(which("no-such-binary-imgate-bench", &[]), None);
+        assert_eq!(which("no-such-binary-imgate-bench", &["/nonexistent/x", "/bin/sh"]), Some("/bin/sh".into()));
+        assert_eq!(which("/nonexistent/redis-server", &["/bin/sh"]), None, "an explicit path has no fallback");
     }
 }

@@ -1,8 +1,10 @@
 //! Brings up what the benchmark measures, on loopback: the OpenIM emulator, two imgate gateways
-//! (one without plugins for the passthrough case, one with the plugin chain), nginx in front of
-//! the emulator (HTTP cases only) and, for the WebSocket section, a third gateway without plugins
-//! that only relays WebSockets (so its memory is the relay's); then seeds users, devices,
-//! sessions, bearer tokens and OpenIM tokens.
+//! (one without plugins for cases 3 and 6, one with the plugin chain for cases 4 and 5), nginx in
+//! front of the emulator (HTTP cases only), for case 7 a `redis-server` (no persistence) and a
+//! gateway without plugins whose `[store]` is that Redis (with a metrics listener: its store round
+//! trips are counted), and, for the WebSocket section, a gateway without plugins that only relays
+//! WebSockets (so its memory is the relay's); then seeds users, devices, sessions, bearer tokens
+//! and OpenIM tokens.
 //!
 //! The three parties that hold OpenIM tokens use disjoint users, because OpenIM's default
 //! multi-login policy keeps one token per (user, platform) and a new one kicks the old (contract
@@ -43,6 +45,9 @@ pub(crate) struct SetupOptions {
     pub(crate) wrap: Option<Vec<String>>,
     /// Start nginx (the HTTP cases' peer).
     pub(crate) start_nginx: bool,
+    /// The `redis-server` binary of case 7 (a Redis server and a gateway on it are started), or
+    /// why case 7 does not run (the reason its cells give).
+    pub(crate) redis: Result<PathBuf, String>,
     /// The WebSocket section's gateway and users.
     pub(crate) ws: Option<WsOptions>,
 }
@@ -84,6 +89,16 @@ pub(crate) struct WsEnv {
     pub(crate) emu_ws_addr: String,
 }
 
+/// Case 7: a redis-server and the plugin-less gateway whose store it is.
+pub(crate) struct RedisEnv {
+    pub(crate) server: Proc,
+    /// `redis-server --version`.
+    pub(crate) version: String,
+    pub(crate) gateway: Gateway,
+    /// The gateway's metrics listener (`imgate_store_round_trips_total`).
+    pub(crate) metrics_url: String,
+}
+
 /// One imgate process and its seeded clients.
 pub(crate) struct Gateway {
     pub(crate) proc: Proc,
@@ -104,6 +119,8 @@ pub(crate) struct Env {
     pub(crate) nginx: Option<Nginx>,
     pub(crate) plain: Gateway,
     pub(crate) plugged: Gateway,
+    /// Case 7's Redis and gateway, or why they were not started.
+    pub(crate) redis: Result<RedisEnv, String>,
     pub(crate) ws: Option<WsEnv>,
     /// OpenIM user tokens of the direct users (emulator and nginx cases).
     pub(crate) direct_tokens: Vec<String>,
@@ -122,16 +139,24 @@ impl Env {
         if let Some(ws) = self.ws.as_mut() {
             ws.gateway.proc.check_alive()?;
         }
+        if let Ok(r) = self.redis.as_mut() {
+            r.server.check_alive()?;
+            r.gateway.proc.check_alive()?;
+        }
         self.plain.proc.check_alive()?;
         self.plugged.proc.check_alive()
     }
 
-    /// Stops every process: gateways first (they drain), then nginx, then the emulator.
+    /// Stops every process: gateways first (they drain), then Redis, nginx, the emulator.
     pub(crate) fn stop(&mut self) {
         self.plain.proc.stop(Duration::from_secs(5));
         self.plugged.proc.stop(Duration::from_secs(5));
         if let Some(ws) = self.ws.as_mut() {
             ws.gateway.proc.stop(Duration::from_secs(5));
+        }
+        if let Ok(r) = self.redis.as_mut() {
+            r.gateway.proc.stop(Duration::from_secs(5));
+            r.server.stop(Duration::from_secs(5));
         }
         if let Some(n) = self.nginx.as_mut() {
             n.proc.stop(Duration::from_secs(5));
@@ -201,6 +226,8 @@ pub(crate) async fn start(opts: &SetupOptions) -> Result<Env, String> {
     let n = opts.users.max(1);
     let names = |prefix: &str| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
     let (direct_users, plain_users, plugged_users) = (names("benchdirect"), names("benchplain"), names("benchplugged"));
+    // Case 7's users: their own, so no session or token is shared with another gateway.
+    let redis_users = if opts.redis.is_ok() { names("benchredis") } else { Vec::new() };
     // The WebSocket section's users: disjoint from the HTTP parties' (their OpenIM tokens stay
     // theirs) and from each other (a send is pushed to every connection of its sender).
     let ws_names = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
@@ -216,7 +243,10 @@ pub(crate) async fn start(opts: &SetupOptions) -> Result<Env, String> {
     let mut users = vec![
         json!({"userID": PEER, "nickname": "Bench Peer", "faceURL": "https://example.invalid/avatar/benchpeer.png"}),
     ];
-    for u in direct_users.iter().chain(&plain_users).chain(&plugged_users).chain(&ws_idle).chain(&ws_relay) {
+    for u in direct_users.iter().chain(&plain_users).chain(&plugged_users).chain(&redis_users) {
+        users.push(json!({"userID": u, "nickname": u, "faceURL": ""}));
+    }
+    for u in ws_idle.iter().chain(&ws_relay) {
         users.push(json!({"userID": u, "nickname": u, "faceURL": ""}));
     }
     for u in ws_plugged.iter().chain(&ws_direct) {
@@ -248,6 +278,10 @@ pub(crate) async fn start(opts: &SetupOptions) -> Result<Env, String> {
     let plugged =
         start_gateway(opts, &http, &dir.join("imgate-plugins"), &upstream, Kind::Plugins, &plugged_users, &ws_plugged)
             .await?;
+    let redis = match &opts.redis {
+        Ok(bin) => Ok(start_redis_case(opts, &http, &dir, bin, &upstream, &redis_users).await?),
+        Err(why) => Err(why.clone()),
+    };
     let ws = match &opts.ws {
         Some(_) => {
             let metrics_port = procs::free_port()?;
@@ -283,7 +317,62 @@ pub(crate) async fn start(opts: &SetupOptions) -> Result<Env, String> {
         false => None,
     };
 
-    Ok(Env { emu, emu_url, nginx, plain, plugged, ws, direct_tokens, direct_users, admin_token })
+    Ok(Env { emu, emu_url, nginx, plain, plugged, redis, ws, direct_tokens, direct_users, admin_token })
+}
+
+/// Case 7: `redis-server` on a free loopback port without persistence (`--save "" --appendonly
+/// no`), then a plugin-less gateway with `[store] backend = "redis"` on it and a metrics listener,
+/// with sessions for `users` (made on this gateway: its session cache is warm).
+async fn start_redis_case(
+    opts: &SetupOptions,
+    http: &reqwest::Client,
+    dir: &Path,
+    bin: &Path,
+    upstream: &Upstream<'_>,
+    users: &[String],
+) -> Result<RedisEnv, String> {
+    let version = Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .map_err(|e| format!("{} --version: {e}", bin.display()))?;
+    let redis_dir = dir.join("redis");
+    std::fs::create_dir_all(&redis_dir).map_err(|e| format!("{}: {e}", redis_dir.display()))?;
+    let port = procs::free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&redis_dir);
+    let mut server = Proc::spawn("redis-server", cmd, &dir.join("redis-server.log"))?;
+    wait_for(Duration::from_secs(10), &mut server, || redis_ping(port)).await?;
+    let metrics_port = procs::free_port()?;
+    let gateway = start_gateway(
+        opts,
+        http,
+        &dir.join("imgate-redis"),
+        upstream,
+        Kind::Redis { metrics_port, redis_port: port },
+        users,
+        &[],
+    )
+    .await?;
+    Ok(RedisEnv { server, version, gateway, metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics") })
+}
+
+/// `PING` answered `+PONG` on `127.0.0.1:port`.
+async fn redis_ping(port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    s.write_all(b"PING\r\n").await.map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf))
+        .await
+        .map_err(|_| "no answer to PING".to_owned())?
+        .map_err(|e| e.to_string())?;
+    match buf[..n].starts_with(b"+PONG") {
+        true => Ok(()),
+        false => Err(format!("PING answered {:?}", String::from_utf8_lossy(&buf[..n]))),
+    }
 }
 
 /// Retries `f` every 50 ms until it succeeds, `proc` dies or `limit` passes.
@@ -343,12 +432,14 @@ struct Upstream<'a> {
 /// Which of the bench's gateways.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// Cases 3 (and the instruction counts): no plugin.
+    /// Cases 3 and 6 (and the instruction counts): no plugin, the in-memory store.
     Plain,
     /// Cases 4 and 5, and the WebSocket send through a plugin chain.
     Plugins,
     /// The WebSocket section's relay: no plugin, a metrics listener.
     Relay { metrics_port: u16 },
+    /// Case 7: no plugin, `[store] backend = "redis"` on `127.0.0.1:redis_port`, a metrics listener.
+    Redis { metrics_port: u16, redis_port: u16 },
 }
 
 impl Kind {
@@ -357,6 +448,7 @@ impl Kind {
             Kind::Plain => "imgate (plain)",
             Kind::Plugins => "imgate (plugins)",
             Kind::Relay { .. } => "imgate (ws relay)",
+            Kind::Redis { .. } => "imgate (redis store)",
         }
     }
 }
@@ -381,6 +473,7 @@ fn gateway_config(
     plugins: Option<&Path>,
     ws_max_connections: usize,
     metrics_port: Option<u16>,
+    redis_port: Option<u16>,
 ) -> String {
     let (emu_url, emu_ws, secret) = (upstream.api, upstream.ws, upstream.secret);
     let metrics = metrics_port.map(|p| format!("metrics_listen = \"127.0.0.1:{p}\"\n")).unwrap_or_default();
@@ -427,6 +520,17 @@ log_format = "json"
 log_level = "{log_level}"
 {metrics}{ws}{NO_LIMITS}"#
     );
+    if let Some(p) = redis_port {
+        c.push_str(&format!(
+            r#"
+# Case 7: sessions, nonces and rate limits in Redis (a signed request: one round trip).
+[store]
+backend = "redis"
+url = "redis://127.0.0.1:{p}/"
+instance_id = "bench"
+"#
+        ));
+    }
     if let Some(dir) = plugins {
         let cf = dir.join("content_filter.wasm");
         let rr = dir.join("response_reshaper.wasm");
@@ -478,9 +582,10 @@ async fn start_gateway(
 ) -> Result<Gateway, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let plugins = matches!(kind, Kind::Plugins).then_some(opts.plugins_dir.as_path());
-    let metrics_port = match kind {
-        Kind::Relay { metrics_port } => Some(metrics_port),
-        _ => None,
+    let (metrics_port, redis_port) = match kind {
+        Kind::Relay { metrics_port } => (Some(metrics_port), None),
+        Kind::Redis { metrics_port, redis_port } => (Some(metrics_port), Some(redis_port)),
+        Kind::Plain | Kind::Plugins => (None, None),
     };
     if let Some(p) = plugins {
         for f in ["content_filter.wasm", "response_reshaper.wasm"] {
@@ -501,7 +606,7 @@ async fn start_gateway(
     let port = procs::free_port()?;
     let config_file = dir.join("imgate.toml");
     let ws_max = opts.ws.as_ref().map_or(WS_DEFAULT_MAX_CONNECTIONS, |w| w.max_connections);
-    write(&config_file, &gateway_config(port, upstream, &opts.log_level, plugins, ws_max, metrics_port))?;
+    write(&config_file, &gateway_config(port, upstream, &opts.log_level, plugins, ws_max, metrics_port, redis_port))?;
     let name = kind.name();
     let mut cmd = match opts.wrap.as_ref().filter(|_| matches!(kind, Kind::Plain)) {
         Some(wrap) => {
