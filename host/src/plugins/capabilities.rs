@@ -33,6 +33,21 @@ const INERT_WASI: &[&str] = &[
     "wasi:io/streams",
 ];
 const RANDOM_WASI: &[&str] = &["wasi:random/random", "wasi:random/insecure", "wasi:random/insecure-seed"];
+/// WASI interfaces linked to stubs (capability `wasi-stubs`): clocks that read 0, a filesystem
+/// with no directory opened, sockets that refuse every address and name.
+const STUB_WASI: &[&str] = &[
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+];
 
 /// Checks every import of the component against the allow-list and the plugin's grants; names
 /// every import refused, not just the first.
@@ -58,6 +73,13 @@ fn import_allowed(name: &str, grants: &BTreeSet<Capability>) -> Result<(), Strin
     let unversioned = name.split('@').next().unwrap_or(name);
     if INERT_WASI.contains(&unversioned) {
         return Ok(());
+    }
+    if STUB_WASI.contains(&unversioned) {
+        return if grants.contains(&Capability::WasiStubs) {
+            Ok(())
+        } else {
+            Err("plugins get no WASI capability (files, sockets, clocks); a language runtime that imports them needs capability `wasi-stubs` (they stay empty)".into())
+        };
     }
     if RANDOM_WASI.contains(&unversioned) {
         return if grants.contains(&Capability::Random) {

@@ -47,7 +47,8 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             max_concurrent_calls: 32,
             queue_timeout_ms: 200,
-            max_component_bytes: 16 * 1024 * 1024,
+            // Python components (componentize-py) are ~18 MB, JavaScript ones (componentize-js) ~12 MB.
+            max_component_bytes: 32 * 1024 * 1024,
             compile_timeout_ms: 20_000,
             max_memory_bytes: 64 * 1024 * 1024,
             max_response_bytes: 1024 * 1024,
@@ -61,7 +62,8 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// A host capability a plugin may be granted (the WIT interfaces of `imgate:plugin`, plus WASI random).
+/// A host capability a plugin may be granted (the WIT interfaces of `imgate:plugin`, WASI random,
+/// and the empty WASI stubs language runtimes import).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
@@ -77,16 +79,23 @@ pub enum Capability {
     Openim,
     /// `wasi:random/*`: random bytes (Rust's `HashMap` seeds itself from them).
     Random,
+    /// `wasi:clocks/*`, `wasi:filesystem/*`, `wasi:sockets/*` linked with nothing behind them, for
+    /// language runtimes that import them whether or not the plugin uses them (a Python component
+    /// built by componentize-py imports all of them): both clocks read 0, no directory is opened,
+    /// every socket operation is refused. Grants no file, network or time.
+    #[serde(rename = "wasi-stubs")]
+    WasiStubs,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Log,
         Capability::Clock,
         Capability::Config,
         Capability::Kv,
         Capability::Openim,
         Capability::Random,
+        Capability::WasiStubs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +106,7 @@ impl Capability {
             Capability::Kv => "kv",
             Capability::Openim => "openim",
             Capability::Random => "random",
+            Capability::WasiStubs => "wasi-stubs",
         }
     }
 }

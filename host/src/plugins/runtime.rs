@@ -9,8 +9,9 @@
 //!   pooling allocator's slot size refuses instances that *declare* more (P3);
 //! - `max_wasm_stack`: recursion traps instead of aborting the process (P4);
 //! - no WASI capability: the WASI interfaces Rust's std links are present but empty (no
-//!   environment, arguments, stdin; stdout/stderr discarded); files, sockets and clocks are not
-//!   linked at all, so a component importing them fails at load (P14);
+//!   environment, arguments, stdin; stdout/stderr discarded); a component importing files,
+//!   sockets or clocks fails at load (P14) unless granted `wasi-stubs`, and then finds them
+//!   empty: no directory opened, every socket refused, both clocks frozen at 0;
 //! - only `.wasm` from the config is compiled, off the request path, with a size cap and a time
 //!   budget (P11); precompiled artifacts are refused (P12);
 //! - [`Runtime::new`] runs a self-check and refuses to start when interruption or the memory
@@ -21,7 +22,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasData, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     AsContextMut, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
@@ -249,9 +250,39 @@ impl CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         // Built only when the guest touches WASI at all; empty: no env, args, preopens, stdin;
-        // stdout/stderr are sinks.
-        let ctx = self.wasi.get_or_insert_with(|| WasiCtxBuilder::new().build());
+        // stdout/stderr are sinks; no TCP, UDP or name lookup (and every address refused); the
+        // clocks read 0 (the `clock` capability is the plugins' clock).
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtxBuilder::new()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .wall_clock(FrozenClock)
+                .monotonic_clock(FrozenClock)
+                .build()
+        });
         WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+/// The clocks a plugin's WASI sees: always 0 (no time, no timing).
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }
 
@@ -295,19 +326,6 @@ impl Ticker {
         })?;
         Ok(Ticker)
     }
-}
-
-struct HasWasi;
-impl HasData for HasWasi {
-    type Data<'a> = WasiCtxView<'a>;
-}
-struct HasTable;
-impl HasData for HasTable {
-    type Data<'a> = &'a mut ResourceTable;
-}
-struct HasRandom;
-impl HasData for HasRandom {
-    type Data<'a> = &'a mut wasmtime_wasi::random::WasiRandomCtx;
 }
 
 /// The engine configuration every plugin runs under.
@@ -666,26 +684,11 @@ fn ticks(d: Duration) -> u64 {
 }
 
 fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
-    use wasmtime_wasi::p2::bindings::{cli, io, random, sync};
     let mut l = Linker::new(engine);
     bindings::Plugin::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(&mut l, |s| s)?;
-    let exit = cli::exit::LinkOptions::default();
-    cli::exit::add_to_linker::<CallState, HasWasi>(&mut l, &exit, CallState::ctx)?;
-    cli::environment::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::stdin::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::stdout::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::stderr::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::terminal_input::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::terminal_output::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::terminal_stdin::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::terminal_stdout::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    cli::terminal_stderr::add_to_linker::<CallState, HasWasi>(&mut l, CallState::ctx)?;
-    io::error::add_to_linker::<CallState, HasTable>(&mut l, |s| s.ctx().table)?;
-    sync::io::poll::add_to_linker::<CallState, HasTable>(&mut l, |s| s.ctx().table)?;
-    sync::io::streams::add_to_linker::<CallState, HasTable>(&mut l, |s| s.ctx().table)?;
-    random::random::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
-    random::insecure::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
-    random::insecure_seed::add_to_linker::<CallState, HasRandom>(&mut l, |s| s.ctx().ctx.random())?;
+    // All of WASI p2, backed by the empty context of `CallState::ctx`: which of it a plugin may
+    // import is decided at load (`capabilities::check_imports`), not here.
+    wasmtime_wasi::p2::add_to_linker_sync(&mut l)?;
     Ok(l)
 }
 

@@ -325,6 +325,16 @@ async fn p14_imports_not_granted_are_refused_at_load() {
     assert!(err.contains("wasi:filesystem") && err.contains("no WASI capability"), "{err}");
 }
 
+/// `wasi-stubs` lets a component that imports files, sockets and clocks load (language runtimes
+/// import them all), and gives it nothing: the file read fails, so `fsuser` lets the send pass.
+#[tokio::test]
+async fn p14_wasi_stubs_load_but_open_no_file() {
+    let (h, alice) = on_send("fsuser", &["log", "kv", "wasi-stubs"], "", "", "").await;
+    let (status, body) = send(&h, &alice, "hi").await;
+    assert_eq!(status, 200, "the plugin could not read /etc/passwd: {body}");
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn p15_nothing_survives_from_one_call_to_the_next() {
     let h = gateway(plugin("leak", &[], "") + &chain("send_text_to_user", "leak", "{}", "")).await;
