@@ -32,6 +32,14 @@ deps:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server iproute2 >/dev/null; }
 
+	@# The plugins in other languages (plugins/content-filter-js, plugins/group-join-policy-py) and their toolchains:
+	@# componentize-js from the npm registry (pinned by package-lock.json), componentize-py from PyPI (requirements.txt).
+	@[ plugins/content-filter-js/node_modules/.package-lock.json -nt plugins/content-filter-js/package-lock.json ] || \
+	  npm ci --prefix plugins/content-filter-js --no-audit --no-fund --loglevel=error >/dev/null
+	@[ plugins/group-join-policy-py/.venv/bin/componentize-py -nt plugins/group-join-policy-py/requirements.txt ] || { \
+	  python3 -m venv plugins/group-join-policy-py/.venv && \
+	  plugins/group-join-policy-py/.venv/bin/pip install --quiet -r plugins/group-join-policy-py/requirements.txt; }
+
 build: deps
 	$(CARGO) build --locked -p host -p e2e --bins
 

@@ -1,5 +1,7 @@
 //! Builds the Wasm plugins the suites load: the examples (`plugins/`) and the hostile ones
-//! (`tests/hostile-plugins/`), each its own Cargo workspace built for `wasm32-wasip2`.
+//! (`tests/hostile-plugins/`), each its own Cargo workspace built for `wasm32-wasip2`, and the
+//! examples in other languages (`plugins/*-js` with componentize-js, `plugins/*-py` with
+//! componentize-py; `make deps` installs both toolchains).
 //!
 //! Each workspace is built once per test process; several processes building at once are
 //! serialised by cargo's lock on the workspace's target directory.
@@ -100,5 +102,85 @@ fn versioned(krate: &str, n: u32) -> PathBuf {
     let out = build_into(&dir, &target, &["-p", krate], &[("PLUGIN_VERSION", n.to_string())]);
     let path = wasm(&out, krate);
     built.push((krate.to_string(), n, path.clone()));
+    path
+}
+
+/// The JavaScript content filter (`plugins/content-filter-js`), built with componentize-js.
+pub fn js_content_filter() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = repo_root().join("plugins/content-filter-js");
+        foreign(&dir, "content_filter_js.wasm", |out| {
+            let mut c = Command::new("node");
+            c.arg(dir.join("build.mjs")).arg(out);
+            c
+        })
+    })
+    .clone()
+}
+
+/// The Python group-join policy (`plugins/group-join-policy-py`), built with componentize-py.
+pub fn py_group_join_policy() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = repo_root().join("plugins/group-join-policy-py");
+        foreign(&dir, "group_join_policy_py.wasm", |out| {
+            let mut c = Command::new(dir.join("build.sh"));
+            c.arg(out);
+            c
+        })
+    })
+    .clone()
+}
+
+/// Builds a plugin with its own toolchain into `plugins/target/foreign/OUT`, again only when its
+/// sources (every file of `dir` but installed packages) or the contract (`wit/plugin.wit`) changed
+/// since the last build (a stamp of their SHA-256 beside the output): these toolchains take 10-20 s.
+fn foreign(dir: &Path, out: &str, command: impl Fn(&Path) -> Command) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())).flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "node_modules" || name == ".venv" || name == "__pycache__" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.push(repo_root().join("wit/plugin.wit"));
+    files.sort();
+    let mut h = Sha256::new();
+    for f in &files {
+        h.update(f.strip_prefix(repo_root()).unwrap_or(f).to_string_lossy().as_bytes());
+        h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+    }
+    let stamp = hex::encode(h.finalize());
+    let target = repo_root().join("plugins/target/foreign");
+    std::fs::create_dir_all(&target).expect("plugins/target/foreign");
+    let path = target.join(out);
+    let stamp_file = target.join(format!("{out}.sha256"));
+    if path.is_file() && std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
+        return path;
+    }
+    // Built beside, then renamed: a test process that races this one never reads half a file.
+    let tmp = target.join(format!("{out}.{}.tmp", std::process::id()));
+    let output = command(&tmp).output().unwrap_or_else(|e| panic!("building {}: {e} (make deps installs the toolchain)", dir.display()));
+    if !output.status.success() {
+        panic!(
+            "building {} failed (make deps installs its toolchain):\n{}{}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::rename(&tmp, &path).expect("rename the built component");
+    std::fs::write(&stamp_file, &stamp).expect("stamp");
     path
 }

@@ -1,5 +1,7 @@
 //! The example plugins of `plugins/` through the real gateway: each is built for wasm32-wasip2,
-//! configured on a route the way an operator would, and exercised with signed requests.
+//! configured on a route the way an operator would, and exercised with signed requests. The
+//! content filter and the group-join policy have twins in JavaScript and Python that must pass
+//! the very same tests.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -10,12 +12,43 @@ use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
 fn plugin(name: &str, caps: &[&str]) -> String {
+    plugin_at(name, &example(name), caps)
+}
+
+/// `[[plugin]]` TOML for the component at `path` (a twin in another language keeps the name).
+fn plugin_at(name: &str, path: &std::path::Path, caps: &[&str]) -> String {
     let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
-    format!(
-        "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ncapabilities = [{}]\n",
-        example(name).display(),
-        caps.join(", ")
-    )
+    format!("[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ncapabilities = [{}]\n", path.display(), caps.join(", "))
+}
+
+/// The content filter in each language it is written in: Rust, and JavaScript (componentize-js).
+fn content_filters() -> [(&'static str, String); 2] {
+    [
+        ("rust", plugin("content-filter", &["config"])),
+        ("js", FOREIGN.to_owned() + &plugin_at("content-filter", &e2e::plugins::js_content_filter(), &["config"])),
+    ]
+}
+
+/// `[plugins]` for the twins in other languages: their 12-18 MB components take several seconds
+/// of Cranelift each, so the gateways of this process share one precompiled cache (imgate's own
+/// store, keyed by hash) and allow a slow machine more than the default 20 s to compile.
+const FOREIGN: &str = "[plugins]\ncompile_timeout_ms = 120000\nstore_dir = \"../imgate-e2e-foreign-store\"\n";
+
+/// The group-join policy in Rust and in Python (componentize-py, whose runtime imports WASI clocks,
+/// files and sockets: `wasi-stubs`, and `random` for its hash seed).
+fn group_join_policies() -> [(&'static str, String); 2] {
+    [
+        ("rust", plugin("group-join-policy", &["openim", "config", "log"])),
+        (
+            "python",
+            FOREIGN.to_owned()
+                + &plugin_at(
+                    "group-join-policy",
+                    &e2e::plugins::py_group_join_policy(),
+                    &["openim", "config", "random", "wasi-stubs"],
+                ),
+        ),
+    ]
 }
 
 fn chain(route: &str, plugin: &str, config: &str) -> String {
@@ -36,8 +69,14 @@ fn denied(status: u16, body: &Value) -> (u16, Option<&str>, Option<&str>) {
 }
 
 #[tokio::test]
-async fn content_filter_masks_or_blocks_configured_words() {
-    let extra = plugin("content-filter", &["config"])
+async fn content_filter_masks_or_blocks_configured_words_in_every_language() {
+    for (lang, plugin) in content_filters() {
+        content_filter_masks_or_blocks(lang, plugin).await;
+    }
+}
+
+async fn content_filter_masks_or_blocks(lang: &str, plugin: String) {
+    let extra = plugin
         + &chain("send_text_to_user", "content-filter", "{ words = [\"spam\", \"scam\"], action = \"mask\" }")
         + &chain("send_text_to_group", "content-filter", "{ words = [\"spam\"], action = \"block\" }");
     let h = gateway(extra).await;
@@ -45,17 +84,17 @@ async fn content_filter_masks_or_blocks_configured_words() {
     let (_, bob) = h.session("bob").await;
     let (status, body) =
         call(&h, &alice, "POST", "/v1/messages/user/bob", Some(json!({"text": "no SPAM, no Scam"}))).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "{lang}: {body}");
     let (_, hist) = call(&h, &bob, "GET", "/v1/conversations/user/alice/messages?from=1&to=10", None).await;
     let content = B64.decode(hist["messages"][0]["content"].as_str().expect("content")).expect("base64");
-    assert_eq!(serde_json::from_slice::<Value>(&content).unwrap(), json!({"content": "no ****, no ****"}));
+    assert_eq!(serde_json::from_slice::<Value>(&content).unwrap(), json!({"content": "no ****, no ****"}), "{lang}");
     // Blocking: the message never reaches OpenIM.
     let (status, _) =
         call(&h, &alice, "POST", "/v1/groups", Some(json!({"name": "g", "group_id": "g1", "verification": 2}))).await;
     assert_eq!(status, 200);
     let before = h.emu.seen().iter().filter(|r| r.path == "/msg/send_msg").count();
     let (status, body) = call(&h, &alice, "POST", "/v1/messages/group/g1", Some(json!({"text": "buy spam"}))).await;
-    assert_eq!(denied(status, &body), (422, Some("policy_denied"), Some("content_blocked")), "{body}");
+    assert_eq!(denied(status, &body), (422, Some("policy_denied"), Some("content_blocked")), "{lang}: {body}");
     assert_eq!(h.emu.seen().iter().filter(|r| r.path == "/msg/send_msg").count(), before);
     let (status, body) = call(&h, &alice, "POST", "/v1/messages/group/g1", Some(json!({"text": "hello"}))).await;
     assert_eq!(status, 200, "{body}");
@@ -73,20 +112,28 @@ async fn content_filter_masks_or_blocks_configured_words() {
 }
 
 #[tokio::test]
-async fn a_configuration_the_plugin_refuses_never_serves() {
-    let extra = plugin("content-filter", &["config"])
-        + &chain("send_text_to_user", "content-filter", "{ words = [\"spam\"], action = \"explode\" }");
-    let err =
-        Harness::try_start_with(Options { extra_toml: extra, ..Options::default() }).await.err().expect("refused");
-    assert!(
-        err.contains("route `send_text_to_user`: plugin `content-filter`: init refused the configuration"),
-        "{err}"
-    );
+async fn a_configuration_the_plugin_refuses_never_serves_in_every_language() {
+    for (lang, plugin) in content_filters() {
+        let extra =
+            plugin + &chain("send_text_to_user", "content-filter", "{ words = [\"spam\"], action = \"explode\" }");
+        let err =
+            Harness::try_start_with(Options { extra_toml: extra, ..Options::default() }).await.err().expect("refused");
+        assert!(
+            err.contains("route `send_text_to_user`: plugin `content-filter`: init refused the configuration"),
+            "{lang}: {err}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn group_join_policy_keeps_private_groups_to_allowed_users() {
-    let extra = plugin("group-join-policy", &["openim", "config", "log"])
+async fn group_join_policy_keeps_private_groups_to_allowed_users_in_every_language() {
+    for (lang, plugin) in group_join_policies() {
+        group_join_policy_keeps_private_groups(lang, plugin).await;
+    }
+}
+
+async fn group_join_policy_keeps_private_groups(lang: &str, plugin: String) {
+    let extra = plugin
         + &chain("join_group", "group-join-policy", "{ allowed_users = [\"carol\"] }");
     let h = gateway(extra).await;
     let (_, alice) = h.session("alice").await;
@@ -108,9 +155,9 @@ async fn group_join_policy_keeps_private_groups_to_allowed_users() {
         .await;
     assert_eq!((status, body["errCode"].as_i64()), (200, Some(0)), "{body}");
     let (status, body) = call(&h, &bob, "POST", "/v1/groups/private1/join", None).await;
-    assert_eq!(denied(status, &body), (403, Some("policy_denied"), Some("group_private")), "{body}");
-    assert_eq!(call(&h, &carol, "POST", "/v1/groups/private1/join", None).await.0, 204);
-    assert_eq!(call(&h, &bob, "POST", "/v1/groups/public1/join", None).await.0, 204);
+    assert_eq!(denied(status, &body), (403, Some("policy_denied"), Some("group_private")), "{lang}: {body}");
+    assert_eq!(call(&h, &carol, "POST", "/v1/groups/private1/join", None).await.0, 204, "{lang}");
+    assert_eq!(call(&h, &bob, "POST", "/v1/groups/public1/join", None).await.0, 204, "{lang}");
     h.shutdown().await;
 }
 
