@@ -171,7 +171,9 @@ fn foreign(dir: &Path, out: &str, command: impl Fn(&Path) -> Command) -> PathBuf
     }
     // Built beside, then renamed: a test process that races this one never reads half a file.
     let tmp = target.join(format!("{out}.{}.tmp", std::process::id()));
-    let output = command(&tmp).output().unwrap_or_else(|e| panic!("building {}: {e} (make deps installs the toolchain)", dir.display()));
+    let output = command(&tmp)
+        .output()
+        .unwrap_or_else(|e| panic!("building {}: {e} (make deps installs the toolchain)", dir.display()));
     if !output.status.success() {
         panic!(
             "building {} failed (make deps installs its toolchain):\n{}{}",

@@ -260,7 +260,8 @@ async fn a_plugin_version_activated_on_one_instance_serves_on_the_other_within_a
         .expect("answer");
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
     assert_eq!(served(&b, &alice).await, Ok(3));
-    let took = within(Duration::from_secs(1), Duration::from_millis(10), async || served(&a, &alice).await == Ok(3)).await;
+    let took =
+        within(Duration::from_secs(1), Duration::from_millis(10), async || served(&a, &alice).await == Ok(3)).await;
     assert!(took.is_some(), "a serves version 3 within 1 s of b's activation");
     b.shutdown().await;
     a.shutdown().await;

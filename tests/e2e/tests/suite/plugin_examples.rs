@@ -133,8 +133,7 @@ async fn group_join_policy_keeps_private_groups_to_allowed_users_in_every_langua
 }
 
 async fn group_join_policy_keeps_private_groups(lang: &str, plugin: String) {
-    let extra = plugin
-        + &chain("join_group", "group-join-policy", "{ allowed_users = [\"carol\"] }");
+    let extra = plugin + &chain("join_group", "group-join-policy", "{ allowed_users = [\"carol\"] }");
     let h = gateway(extra).await;
     let (_, alice) = h.session("alice").await;
     let (_, bob) = h.session("bob").await;
