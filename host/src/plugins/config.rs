@@ -40,6 +40,10 @@ pub struct RuntimeConfig {
     /// How long a quarantined version may not come back from the watched file; doubles each
     /// time the same version is quarantined again (at most one hour).
     pub quarantine_backoff_ms: u64,
+    /// Instances all plugins together may keep prepared (`limits.prepared_instances`): slots of
+    /// the instance pool set aside for them. A plugin that finds the budget spent runs its calls
+    /// on fresh instances (and says so in the log).
+    pub max_prepared_instances: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -58,6 +62,7 @@ impl Default for RuntimeConfig {
             quarantine_failures: 20,
             quarantine_window_ms: 10_000,
             quarantine_backoff_ms: 60_000,
+            max_prepared_instances: 16,
         }
     }
 }
@@ -138,6 +143,7 @@ pub struct LimitsSpec {
     pub host_call_timeout_ms: Option<u64>,
     pub kv_max_keys: Option<u64>,
     pub kv_max_bytes: Option<u64>,
+    pub prepared_instances: Option<usize>,
 }
 
 /// The effective limits of one plugin.
@@ -157,6 +163,11 @@ pub struct Limits {
     pub kv_max_keys: u64,
     /// Bytes (keys + values) the plugin may keep in `kv`.
     pub kv_max_bytes: u64,
+    /// Instances kept ready for this plugin's calls (0: each call instantiates its own). Each is
+    /// instantiated off the request path, serves exactly one call, and is dropped off the request
+    /// path: a call still gets an instance nothing ran in before (P15), without waiting for a large
+    /// component's memory image to be copied. From `[plugins] max_prepared_instances`.
+    pub prepared_instances: usize,
 }
 
 impl Default for Limits {
@@ -169,6 +180,7 @@ impl Default for Limits {
             host_call_timeout_ms: 250,
             kv_max_keys: 10_000,
             kv_max_bytes: 4 * 1024 * 1024,
+            prepared_instances: 0,
         }
     }
 }
@@ -185,7 +197,14 @@ impl LimitsSpec {
             host_call_timeout_ms: self.host_call_timeout_ms.unwrap_or(d.host_call_timeout_ms),
             kv_max_keys: self.kv_max_keys.unwrap_or(d.kv_max_keys),
             kv_max_bytes: self.kv_max_bytes.unwrap_or(d.kv_max_bytes),
+            prepared_instances: self.prepared_instances.unwrap_or(d.prepared_instances),
         };
+        if l.prepared_instances > 8 || l.prepared_instances > runtime.max_prepared_instances {
+            errors.push(format!(
+                "{what}.limits.prepared_instances: at most 8 and at most plugins.max_prepared_instances ({})",
+                runtime.max_prepared_instances
+            ));
+        }
         if l.memory_bytes < 64 * 1024 || l.memory_bytes > runtime.max_memory_bytes {
             errors.push(format!(
                 "{what}.limits.memory_bytes: must be between 65536 and plugins.max_memory_bytes ({})",

@@ -57,6 +57,8 @@ pub struct PluginMetrics {
     pub cpu_seconds: Family<PluginLabels, Counter<f64, AtomicU64>>,
     pub memory_high_water: Family<PluginLabels, Gauge>,
     pub duration: Histograms,
+    /// Hook calls served by a prepared instance (`limits.prepared_instances`).
+    pub prepared: Family<PluginLabels, Counter>,
 }
 
 impl PluginMetrics {
@@ -70,6 +72,7 @@ impl PluginMetrics {
             cpu_seconds: Family::default(),
             memory_high_water: Family::default(),
             duration: Family::new_with_constructor(latency),
+            prepared: Family::default(),
         }
     }
 
@@ -106,6 +109,11 @@ impl PluginMetrics {
             "Plugin hook call latency (fresh instance included)",
             self.duration.clone(),
         );
+        registry.register(
+            "plugin_prepared_calls",
+            "Plugin hook calls that ran in a prepared instance (instantiated ahead, used once)",
+            self.prepared.clone(),
+        );
     }
 
     pub fn reload(&self, plugin: &str, outcome: &str) {
@@ -122,6 +130,9 @@ impl PluginMetrics {
         self.calls.get_or_create(&HookLabels { plugin: plugin.to_owned(), hook: hook.to_owned() }).inc();
         self.cpu_seconds.get_or_create(&p).inc_by(stats.cpu.as_secs_f64());
         self.duration.get_or_create(&p).observe(stats.wall.as_secs_f64());
+        if stats.prepared {
+            self.prepared.get_or_create(&p).inc();
+        }
         let g = self.memory_high_water.get_or_create(&p);
         let hw = i64::try_from(stats.memory_high_water).unwrap_or(i64::MAX);
         // Gauges have no atomic max; a lost race only delays the mark to the next call.

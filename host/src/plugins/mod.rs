@@ -35,6 +35,7 @@ pub mod host;
 pub mod kv;
 pub mod metrics;
 mod output;
+mod prepared;
 pub mod reload;
 pub mod runtime;
 pub mod store;

@@ -149,6 +149,8 @@ pub struct Runtime {
     linker: Linker<CallState>,
     pub(crate) config: RuntimeConfig,
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// Prepared instances left to hand out (`plugins.max_prepared_instances`).
+    prepared_budget: Arc<std::sync::atomic::AtomicUsize>,
     _ticker: Ticker,
 }
 
@@ -169,6 +171,8 @@ pub struct LoadedPlugin {
     pub hooks: Hooks,
     pre: bindings::PluginPre<CallState>,
     exports: Exports,
+    /// Instances kept ready (`limits.prepared_instances`), started at the first call.
+    prepared: std::sync::OnceLock<Option<super::prepared::Prepared>>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -199,6 +203,8 @@ pub struct CallStats {
     /// CPU time of the calling thread, host calls excluded.
     pub cpu: Duration,
     pub memory_high_water: u64,
+    /// The call ran in a prepared instance (instantiated ahead of it, off the request path).
+    pub prepared: bool,
 }
 
 /// The data of one call's `Store`.
@@ -227,14 +233,26 @@ pub struct CallState {
 
 impl CallState {
     fn new(plugin: &LoadedPlugin, io: &Arc<HostIo>, config: Arc<str>, request_id: Arc<str>, in_init: bool) -> Self {
+        CallState::of(Arc::from(plugin.name.as_str()), &plugin.grants, plugin.limits, io, config, request_id, in_init)
+    }
+
+    fn of(
+        plugin: Arc<str>,
+        grants: &BTreeSet<Capability>,
+        limits: Limits,
+        io: &Arc<HostIo>,
+        config: Arc<str>,
+        request_id: Arc<str>,
+        in_init: bool,
+    ) -> Self {
         CallState {
-            limiter: MemoryCap { max: plugin.limits.memory_bytes, used: 0, high_water: 0, hit: false },
+            limiter: MemoryCap { max: limits.memory_bytes, used: 0, high_water: 0, hit: false },
             wasi: None,
             table: ResourceTable::new(),
             io: io.clone(),
-            plugin: Arc::from(plugin.name.as_str()),
-            grants: plugin.grants.clone(),
-            limits: plugin.limits,
+            plugin,
+            grants: grants.clone(),
+            limits,
             config,
             request_id,
             host_calls: 0,
@@ -330,7 +348,8 @@ impl Ticker {
 
 /// The engine configuration every plugin runs under.
 pub(crate) fn engine_config(rt: &RuntimeConfig) -> wasmtime::Config {
-    let slots = (rt.max_concurrent_calls + 8) as u32;
+    // Calls in flight, prepared instances and used ones waiting to be dropped, and a margin.
+    let slots = (rt.max_concurrent_calls + rt.max_prepared_instances + 16) as u32;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .total_core_instances(slots * 16)
@@ -372,6 +391,7 @@ impl Runtime {
         let linker = build_linker(&engine).map_err(|e| format!("plugins: linker: {e:#}"))?;
         let rt = Runtime {
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls)),
+            prepared_budget: Arc::new(std::sync::atomic::AtomicUsize::new(config.max_prepared_instances)),
             engine,
             linker,
             config: config.clone(),
@@ -444,6 +464,7 @@ impl Runtime {
             hooks: Hooks::ALL,
             pre,
             exports,
+            prepared: std::sync::OnceLock::new(),
         };
         // An instance must fit its limits before the plugin is accepted (declared memory or
         // tables beyond the caps fail here, not on a request: attacks.md P3).
@@ -483,22 +504,84 @@ impl Runtime {
         request_id: &Arc<str>,
         hook: Hook<'_>,
     ) -> (Result<HookAnswer, Failure>, CallStats) {
+        if let (Some(pool), false) = (self.prepared(plugin, io), matches!(hook, Hook::Init(_))) {
+            if let Some(mut ready) = pool.take() {
+                let data = ready.store.data_mut();
+                data.config = config.clone();
+                data.request_id = request_id.clone();
+                data.started = Instant::now();
+                let started = data.started;
+                let instance = ready.instance;
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    call_instance(&mut ready.store, &instance, &plugin.exports, hook)
+                }));
+                let (result, mut stats) = finish(&ready.store, started, result);
+                stats.prepared = true;
+                pool.retire(ready);
+                return (result, stats);
+            }
+        }
         let state = CallState::new(plugin, io, config.clone(), request_id.clone(), matches!(hook, Hook::Init(_)));
         let started = state.started;
         let mut store = new_store(&self.engine, state, plugin.limits.cpu_ms);
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| run_hook(&mut store, &plugin.pre, &plugin.exports, hook)));
-        let data = store.data();
-        let stats =
-            CallStats { wall: started.elapsed(), cpu: data.wasm_cpu(), memory_high_water: data.limiter.high_water };
-        let hit = data.limiter.hit;
-        let result = match result {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(classify(e, hit)),
-            Err(_) => Err(Failure::HostPanic),
-        };
-        (result, stats)
+        finish(&store, started, result)
     }
+
+    /// The plugin's prepared instances, started at its first call (when it has any).
+    fn prepared<'p>(&self, plugin: &'p LoadedPlugin, io: &Arc<HostIo>) -> Option<&'p super::prepared::Prepared> {
+        if plugin.limits.prepared_instances == 0 {
+            return None;
+        }
+        plugin
+            .prepared
+            .get_or_init(|| {
+                let (engine_cpu, name) = (plugin.limits.cpu_ms, Arc::<str>::from(plugin.name.as_str()));
+                let (grants, limits, io) = (plugin.grants.clone(), plugin.limits, io.clone());
+                super::prepared::Prepared::start(
+                    &plugin.name,
+                    plugin.limits.prepared_instances,
+                    &self.prepared_budget,
+                    plugin.pre.instance_pre().clone(),
+                    move |engine| {
+                        let state = CallState::of(
+                            name.clone(),
+                            &grants,
+                            limits,
+                            &io,
+                            Arc::from("{}"),
+                            Arc::from("prepared"),
+                            false,
+                        );
+                        new_store(engine, state, engine_cpu)
+                    },
+                )
+            })
+            .as_ref()
+    }
+}
+
+/// A call's answer and figures, from its store.
+fn finish(
+    store: &Store<CallState>,
+    started: Instant,
+    result: std::thread::Result<Result<HookAnswer, HookError>>,
+) -> (Result<HookAnswer, Failure>, CallStats) {
+    let data = store.data();
+    let stats = CallStats {
+        wall: started.elapsed(),
+        cpu: data.wasm_cpu(),
+        memory_high_water: data.limiter.high_water,
+        prepared: false,
+    };
+    let hit = data.limiter.hit;
+    let result = match result {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(classify(e, hit)),
+        Err(_) => Err(Failure::HostPanic),
+    };
+    (result, stats)
 }
 
 /// One instance kept across calls. Only for measuring what a fresh instance costs (the
@@ -537,12 +620,22 @@ fn run_hook(
     exports: &Exports,
     hook: Hook<'_>,
 ) -> Result<HookAnswer, HookError> {
-    use super::output::{RawRequestVerdict, RawResponseVerdict, Reader};
-    use wasmtime::component::WasmStr;
     // Instantiation (the guest's start functions included) runs under the CPU budget; the hook
     // then gets the whole budget again, so a slow instantiation on a loaded machine (pool pages
     // faulted in, counted in the thread's CPU time) never eats into the hook's own time.
     let instance = pre.instance_pre().instantiate(&mut *store).map_err(HookError::Instantiate)?;
+    call_instance(store, &instance, exports, hook)
+}
+
+/// One hook on an instance nothing ran in yet, under the whole CPU budget.
+fn call_instance(
+    store: &mut Store<CallState>,
+    instance: &wasmtime::component::Instance,
+    exports: &Exports,
+    hook: Hook<'_>,
+) -> Result<HookAnswer, HookError> {
+    use super::output::{RawRequestVerdict, RawResponseVerdict, Reader};
+    use wasmtime::component::WasmStr;
     let budget = Duration::from_millis(store.data().limits.cpu_ms);
     store.data_mut().cpu_start = thread_cpu_time();
     store.set_epoch_deadline(ticks(budget));

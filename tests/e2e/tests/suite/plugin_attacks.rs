@@ -337,16 +337,28 @@ async fn p14_wasi_stubs_load_but_open_no_file() {
 
 #[tokio::test]
 async fn p15_nothing_survives_from_one_call_to_the_next() {
-    let h = gateway(plugin("leak", &[], "") + &chain("send_text_to_user", "leak", "{}", "")).await;
-    let (_, alice) = h.session("alice").await;
-    let (_, bob) = h.session("bob").await;
-    for i in 0..6 {
-        let (who, to) = if i % 2 == 0 { (&alice, "bob") } else { (&bob, "alice") };
-        let (status, body) =
-            call(&h, who, "POST", &format!("/v1/messages/user/{to}"), Some(json!({"text": "x"}))).await;
-        assert_eq!(status, 200, "call {i} saw a previous caller: {body}");
+    // Both ways a call gets its instance: instantiated for it, or prepared ahead of it.
+    for limits in ["", "prepared_instances = 2"] {
+        let h = gateway(plugin("leak", &[], limits) + &chain("send_text_to_user", "leak", "{}", "")).await;
+        let (_, alice) = h.session("alice").await;
+        let (_, bob) = h.session("bob").await;
+        let mut i = 0;
+        loop {
+            let (who, to) = if i % 2 == 0 { (&alice, "bob") } else { (&bob, "alice") };
+            let (status, body) =
+                call(&h, who, "POST", &format!("/v1/messages/user/{to}"), Some(json!({"text": "x"}))).await;
+            assert_eq!(status, 200, "[{limits}] call {i} saw a previous caller: {body}");
+            i += 1;
+            let prepared = h.metric("imgate_plugin_prepared_calls_total{plugin=\"leak\"}").await.unwrap_or(0.0);
+            // Fresh: six calls. Prepared: until at least four calls ran in prepared instances.
+            if (limits.is_empty() && i >= 6) || prepared >= 4.0 {
+                assert!(limits.is_empty() || i < 200, "the prepared instances were used");
+                break;
+            }
+            assert!(i < 200, "[{limits}] prepared instances never served a call");
+        }
+        h.shutdown().await;
     }
-    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,35 +21,36 @@ fn plugin_at(name: &str, path: &std::path::Path, caps: &[&str]) -> String {
     format!("[[plugin]]\nname = \"{name}\"\npath = \"{}\"\ncapabilities = [{}]\n", path.display(), caps.join(", "))
 }
 
-/// The content filter in each language it is written in: Rust, and JavaScript (componentize-js).
-fn content_filters() -> [(&'static str, String); 2] {
+/// The content filter in each language it is written in: Rust, and JavaScript (componentize-js),
+/// the latter also on prepared instances (`limits.prepared_instances`, its recommended mode).
+fn content_filters() -> [(&'static str, String); 3] {
+    let js = e2e::plugins::js_content_filter();
     [
         ("rust", plugin("content-filter", &["config"])),
-        ("js", FOREIGN.to_owned() + &plugin_at("content-filter", &e2e::plugins::js_content_filter(), &["config"])),
+        ("js", FOREIGN.to_owned() + &plugin_at("content-filter", &js, &["config"])),
+        ("js prepared", FOREIGN.to_owned() + &plugin_at("content-filter", &js, &["config"]) + PREPARED),
     ]
 }
+
+/// The group-join policy in Rust and in Python (componentize-py, whose runtime imports WASI clocks,
+/// files and sockets: `wasi-stubs`, and `random` for its hash seed), fresh and prepared.
+fn group_join_policies() -> [(&'static str, String); 3] {
+    let py = e2e::plugins::py_group_join_policy();
+    let caps = ["openim", "config", "random", "wasi-stubs"];
+    [
+        ("rust", plugin("group-join-policy", &["openim", "config", "log"])),
+        ("python", FOREIGN.to_owned() + &plugin_at("group-join-policy", &py, &caps)),
+        ("python prepared", FOREIGN.to_owned() + &plugin_at("group-join-policy", &py, &caps) + PREPARED),
+    ]
+}
+
+/// `[[plugin]]` limits: two instances kept ready.
+const PREPARED: &str = "limits = { prepared_instances = 2 }\n";
 
 /// `[plugins]` for the twins in other languages: their 12-18 MB components take several seconds
 /// of Cranelift each, so the gateways of this process share one precompiled cache (imgate's own
 /// store, keyed by hash) and allow a slow machine more than the default 20 s to compile.
 const FOREIGN: &str = "[plugins]\ncompile_timeout_ms = 120000\nstore_dir = \"../imgate-e2e-foreign-store\"\n";
-
-/// The group-join policy in Rust and in Python (componentize-py, whose runtime imports WASI clocks,
-/// files and sockets: `wasi-stubs`, and `random` for its hash seed).
-fn group_join_policies() -> [(&'static str, String); 2] {
-    [
-        ("rust", plugin("group-join-policy", &["openim", "config", "log"])),
-        (
-            "python",
-            FOREIGN.to_owned()
-                + &plugin_at(
-                    "group-join-policy",
-                    &e2e::plugins::py_group_join_policy(),
-                    &["openim", "config", "random", "wasi-stubs"],
-                ),
-        ),
-    ]
-}
 
 fn chain(route: &str, plugin: &str, config: &str) -> String {
     format!("[[route_plugins]]\nroute = \"{route}\"\nplugins = [{{ plugin = \"{plugin}\", config = {config} }}]\n")
