@@ -90,12 +90,14 @@ bench: deps
 	$(CARGO) bench --locked -p host --bench auth --bench plugins --bench engine
 	@mkdir -p target/bench
 	set -o pipefail; $(CARGO) bench --locked -p e2e --bench reload | tee target/bench/reload.txt
+	$(CARGO) bench --locked -p e2e --bench languages
 	./target/release/imgate-bench --instructions --imgate target/release/imgate --emu target/release/openim-emu \
 	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench/instructions
 	./target/release/imgate-bench --imgate target/release/imgate --emu target/release/openim-emu \
 	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench \
 	  --include "Plugin swap times (cargo bench -p e2e --bench reload)=target/bench/reload.txt" \
-	  --include "Instructions per request (valgrind callgrind; imgate-bench --instructions)=target/bench/instructions/instructions.md"
+	  --include "Instructions per request (valgrind callgrind; imgate-bench --instructions)=target/bench/instructions/instructions.md" \
+	  --include "Plugins by language (cargo bench -p e2e --bench languages)=target/bench/languages.md"
 
 ## bench-smoke: the same harness in a few seconds with debug builds (one round, concurrency 16, 0.15 s per case; the
 ## WebSocket section with 20 idle connections and 50 sends per case), report in target/bench-smoke/; fails if a case has
