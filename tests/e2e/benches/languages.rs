@@ -58,7 +58,13 @@ fn us(d: Duration) -> String {
 }
 
 /// p50, p99 of the wall time and p50 of the guest CPU of `calls` hook calls.
-fn hook_latency(rt: &Runtime, io: &Arc<HostIo>, twin: &Twin, limits: Limits, store: &ArtifactStore) -> (Duration, Duration, Duration, usize) {
+fn hook_latency(
+    rt: &Runtime,
+    io: &Arc<HostIo>,
+    twin: &Twin,
+    limits: Limits,
+    store: &ArtifactStore,
+) -> (Duration, Duration, Duration, usize) {
     let bytes = std::fs::read(&twin.path).unwrap();
     let grants: BTreeSet<Capability> = twin.grants.iter().copied().collect();
     let plugin = rt.load_cached(twin.label, &bytes, &grants, limits, Some(store)).expect("loads");
