@@ -23,6 +23,7 @@
 //! - `server`    — the accept loop: connection deadlines and cap, graceful drain.
 //! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
 //! - `cli_plugin` — `imgate plugin ...`: the admin API's plugin routes from the command line.
+//! - `plugin_kit` — `imgate plugin new|test`: scaffolds plugins, runs their hooks without a gateway.
 
 pub mod audit;
 pub mod auth;
@@ -37,6 +38,7 @@ pub mod ids;
 pub mod keys;
 pub mod openim;
 pub mod pipeline;
+pub mod plugin_kit;
 pub mod plugins;
 pub mod ratelimit;
 pub mod routes;

@@ -23,6 +23,7 @@ mod plugin_admin_errors;
 mod plugin_attacks;
 mod plugin_cli;
 mod plugin_examples;
+mod plugin_kit;
 mod plugin_reload;
 mod plugin_reload_inflight;
 mod plugin_reload_load;
