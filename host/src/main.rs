@@ -42,7 +42,8 @@ enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
-    /// A running gateway's plugins, through its admin API: ls, status, push, activate, rollback.
+    /// Plugins: scaffold one (new) and run its hooks on a recorded request without a gateway (test);
+    /// a running gateway's plugins through its admin API (ls, status, push, activate, rollback).
     Plugin {
         #[command(subcommand)]
         cmd: host::cli_plugin::PluginCmd,
