@@ -26,7 +26,7 @@ use super::report::{
 };
 use crate::plugins::config::{Capability, Limits, RuntimeConfig};
 use crate::plugins::kv::{KvError, MemoryKv, PluginKv, Quota};
-use crate::plugins::runtime::{Header, Hook, HookAnswer, Hooks, LoadError, RequestVerdict, Response, ResponseVerdict};
+use crate::plugins::runtime::{Hook, HookAnswer, Hooks, LoadError, RequestVerdict, Response, ResponseVerdict};
 use crate::plugins::store::{embedded_config_schema, embedded_hooks, ArtifactStore};
 use crate::plugins::{HostIo, LoadedPlugin, Runtime};
 
@@ -552,103 +552,21 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
     }
 }
 
-// ---- The checks the gateway's chain applies to every verdict (`plugins/chain.rs`), so that an
-// ---- answer this run shows is one the gateway would take. A failing check is `invalid_output`.
-
-/// Headers a plugin may not set (`chain.rs` FORBIDDEN_SET).
-const FORBIDDEN_SET: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "x-request-id",
-    "token",
-];
-/// `plugins/output.rs`: headers per answer, bytes of a name and a value, characters of a message.
-const MAX_HEADERS: usize = 32;
-const MAX_HEADER_NAME: usize = 64;
-const MAX_HEADER_VALUE: usize = 1024;
-const MAX_MESSAGE: usize = 512;
-
-fn check_headers(headers: &[Header], hook: &str) -> Result<(), FailureOut> {
-    if headers.len() > MAX_HEADERS {
-        return Err(FailureOut::invalid(&format!("more than {MAX_HEADERS} headers"), hook));
-    }
-    for h in headers {
-        let name_ok = !h.name.is_empty()
-            && h.name.len() <= MAX_HEADER_NAME
-            && h.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !name_ok || http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
-            return Err(FailureOut::invalid(&format!("header name {:?} is not a lowercase token", h.name), hook));
-        }
-        if FORBIDDEN_SET.contains(&h.name.as_str()) || h.name.starts_with("x-imgate-") {
-            return Err(FailureOut::invalid(&format!("header `{}` may not be set by a plugin", h.name), hook));
-        }
-        if h.value.len() > MAX_HEADER_VALUE || http::HeaderValue::from_str(&h.value).is_err() {
-            return Err(FailureOut::invalid(&format!("header `{}` has an invalid value", h.name), hook));
-        }
-    }
-    Ok(())
-}
+// ---- The checks the gateway's chain applies to every verdict, the chain's own functions (so an
+// ---- answer this run shows is one the gateway would take). A failing check is `invalid_output`.
 
 fn check_request_verdict(v: &RequestVerdict) -> Result<(), FailureOut> {
-    const HOOK: &str = "on-request";
-    match v {
-        RequestVerdict::Proceed => Ok(()),
-        RequestVerdict::Modify(m) => {
-            if let Some(b) = &m.body {
-                if serde_json::from_slice::<serde::de::IgnoredAny>(b).is_err() {
-                    return Err(FailureOut::invalid("a modified body that is not JSON", HOOK));
-                }
-            }
-            check_headers(&m.set_headers, HOOK)
-        }
-        RequestVerdict::Reject(r) => {
-            if !(400..=499).contains(&r.status) {
-                return Err(FailureOut::invalid(
-                    &format!("a rejection with status {} (must be 400-499)", r.status),
-                    HOOK,
-                ));
-            }
-            let code_ok = (1..=64).contains(&r.code.len())
-                && r.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
-            if !code_ok {
-                return Err(FailureOut::invalid(
-                    &format!("rejection code {:?} is not 1-64 of a-z 0-9 _ . -", r.code),
-                    HOOK,
-                ));
-            }
-            if r.message.chars().count() > MAX_MESSAGE || r.message.chars().any(char::is_control) {
-                return Err(FailureOut::invalid(
-                    "a rejection message longer than 512 characters or with control characters",
-                    HOOK,
-                ));
-            }
-            Ok(())
-        }
-        RequestVerdict::Respond(r) => check_response(r, HOOK),
-    }
-}
-
-fn check_response(r: &Response, hook: &str) -> Result<(), FailureOut> {
-    if !(200..=599).contains(&r.status) {
-        return Err(FailureOut::invalid(&format!("a response with status {}", r.status), hook));
-    }
-    check_headers(&r.headers, hook)
+    crate::plugins::chain::validate_request_verdict(v).map_err(|f| invalid_output(f, "on-request"))
 }
 
 fn check_response_verdict(v: &ResponseVerdict) -> Result<(), FailureOut> {
-    match v {
-        ResponseVerdict::Proceed => Ok(()),
-        ResponseVerdict::Replace(r) => check_response(r, "on-response"),
+    crate::plugins::chain::validate_response_verdict(v).map_err(|f| invalid_output(f, "on-response"))
+}
+
+fn invalid_output(f: crate::plugins::runtime::Failure, hook: &str) -> FailureOut {
+    match f {
+        crate::plugins::runtime::Failure::InvalidOutput(why) => FailureOut::invalid(&why, hook),
+        other => FailureOut::invalid(&format!("{other:?}"), hook),
     }
 }
 
@@ -658,7 +576,7 @@ mod tests {
 
     #[test]
     fn verdicts_the_gateway_refuses_are_invalid_output() {
-        use crate::plugins::runtime::{Modification, Rejection};
+        use crate::plugins::runtime::{Header, Modification, Rejection};
         let reject = |status: u16, code: &str| {
             RequestVerdict::Reject(Rejection { status, code: code.into(), message: "m".into() })
         };

@@ -368,7 +368,14 @@ fn check_headers(headers: &[Header]) -> Result<(), Failure> {
 }
 
 fn check_request_verdict(v: RequestVerdict) -> Result<RequestVerdict, Failure> {
-    match &v {
+    validate_request_verdict(&v)?;
+    Ok(v)
+}
+
+/// What an `on-request` answer may say (sizes were checked in the guest's memory, `output.rs`):
+/// also what `imgate plugin test` holds an answer to, so both refuse the same answers.
+pub(crate) fn validate_request_verdict(v: &RequestVerdict) -> Result<(), Failure> {
+    match v {
         RequestVerdict::Proceed => {}
         RequestVerdict::Modify(m) => {
             // Sizes (bodies, headers, strings) were checked before the answer left the guest
@@ -396,7 +403,7 @@ fn check_request_verdict(v: RequestVerdict) -> Result<RequestVerdict, Failure> {
         }
         RequestVerdict::Respond(r) => check_response(r)?,
     }
-    Ok(v)
+    Ok(())
 }
 
 fn check_response(r: &PResponse) -> Result<(), Failure> {
@@ -407,10 +414,16 @@ fn check_response(r: &PResponse) -> Result<(), Failure> {
 }
 
 fn check_response_verdict(v: ResponseVerdict) -> Result<ResponseVerdict, Failure> {
-    if let ResponseVerdict::Replace(r) = &v {
+    validate_response_verdict(&v)?;
+    Ok(v)
+}
+
+/// What an `on-response` answer may say (see [`validate_request_verdict`]).
+pub(crate) fn validate_response_verdict(v: &ResponseVerdict) -> Result<(), Failure> {
+    if let ResponseVerdict::Replace(r) = v {
         check_response(r)?;
     }
-    Ok(v)
+    Ok(())
 }
 
 /// A checked plugin response as an HTTP response (JSON unless the plugin says otherwise).
