@@ -43,6 +43,8 @@ pub enum ErrorCode {
     PolicyUnavailable,
     /// The shared state store (Redis) could not answer; what needed it fails closed.
     StoreUnavailable,
+    /// OpenIM refused imgate's own credentials (`openim.secret`, `openim.admin_user_id`).
+    UpstreamAuthFailed,
 }
 
 impl ErrorCode {
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::PolicyUnavailable => "policy_unavailable",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::UpstreamAuthFailed => "upstream_auth_failed",
         }
     }
 
@@ -85,7 +88,10 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamBadResponse | ErrorCode::UpstreamRejected => {
+            ErrorCode::UpstreamUnavailable
+            | ErrorCode::UpstreamBadResponse
+            | ErrorCode::UpstreamRejected
+            | ErrorCode::UpstreamAuthFailed => {
                 StatusCode::BAD_GATEWAY
             }
             ErrorCode::Overloaded | ErrorCode::PolicyUnavailable | ErrorCode::StoreUnavailable => {
@@ -119,6 +125,7 @@ impl ErrorCode {
             ErrorCode::PolicyDenied => "refused by policy",
             ErrorCode::PolicyUnavailable => "the policy for this route could not be evaluated, retry later",
             ErrorCode::StoreUnavailable => "the gateway's state store is unavailable, retry later",
+            ErrorCode::UpstreamAuthFailed => "OpenIM refused the gateway's own credentials",
         }
     }
 
@@ -317,6 +324,7 @@ impl From<crate::openim::OpenImError> for ApiError {
             OpenImError::BadResponse(_) | OpenImError::NoRoute(_) => ErrorCode::UpstreamBadResponse,
             OpenImError::InvalidCall(_) => ErrorCode::BadRequest,
             OpenImError::TokenStore(_) => ErrorCode::StoreUnavailable,
+            OpenImError::AuthFailed(_) => ErrorCode::UpstreamAuthFailed,
             OpenImError::Api { code, .. } => match code {
                 ErrCode::Args => ErrorCode::BadRequest,
                 ErrCode::NoPermission => ErrorCode::Forbidden,

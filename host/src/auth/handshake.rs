@@ -207,6 +207,7 @@ pub async fn handle(
                 OpenImError::BadResponse(_) | OpenImError::NoRoute(_) => ErrorCode::UpstreamBadResponse,
                 OpenImError::Api { .. } | OpenImError::InvalidCall(_) => ErrorCode::UpstreamRejected,
                 OpenImError::TokenStore(_) => ErrorCode::StoreUnavailable,
+                OpenImError::AuthFailed(_) => ErrorCode::UpstreamAuthFailed,
             };
             Err(ApiError::new(code).with_detail(e.to_string()))
         }

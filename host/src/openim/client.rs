@@ -393,15 +393,7 @@ impl OpenIm {
             return Ok(t.clone());
         }
         let reason = if slot.is_some() { "expiring" } else { "missing" };
-        let fetch = || async move {
-            self.inner.metrics.openim_admin_token_fetches.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
-            let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
-            let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
-            let op = ops::GET_ADMIN_TOKEN;
-            let resp: ops::TokenResp =
-                self.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
-            Ok::<_, OpenImError>(shared_token(resp))
-        };
+        let fetch = || fetch_admin_token(ctx, self, reason);
         let token = match self.inner.shared.get() {
             Some(shared) => match shared.get_or_mint("admin", s.refresh_before, None, false, s.timeout, fetch).await {
                 Ok(Minted::Token(t)) => Token::from_shared(&t),
@@ -410,7 +402,7 @@ impl OpenIm {
                 // for OpenIM's 5-minute grace (contract §4.1), and the fleet fetches anew after.
                 Err(e) => {
                     tracing::warn!(error = %e, "fleet token store unavailable; fetching an admin token for this instance");
-                    Token::from_shared(&fetch_local(ctx, self, reason).await?)
+                    Token::from_shared(&fetch_admin_token(ctx, self, reason).await?)
                 }
             },
             None => Token::from_shared(&fetch().await?),
@@ -650,13 +642,37 @@ fn shared_token(resp: ops::TokenResp) -> SharedToken {
     SharedToken { token: resp.token, exp: crate::auth::now_ms().saturating_add(life.saturating_mul(1000)), life }
 }
 
-/// The admin token fetched by this instance alone (the fleet's store is out of reach).
-async fn fetch_local(ctx: &CallCtx, openim: &OpenIm, reason: &'static str) -> Result<SharedToken, OpenImError> {
+/// Asks OpenIM for an admin token. OpenIM refusing it (a wrong `openim.secret`, an
+/// `admin_user_id` it does not list) is imgate's own misconfiguration, never the caller's fault:
+/// [`OpenImError::AuthFailed`] (502 `upstream_auth_failed`), logged at ERROR when it starts and at
+/// INFO when it ends, and exported as `imgate_openim_auth_failed`.
+async fn fetch_admin_token(ctx: &CallCtx, openim: &OpenIm, reason: &'static str) -> Result<SharedToken, OpenImError> {
     let s = &openim.inner.settings;
     openim.inner.metrics.openim_admin_token_fetches.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
     let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
     let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
     let op = ops::GET_ADMIN_TOKEN;
-    let resp: ops::TokenResp = openim.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?.into_data()?;
-    Ok(shared_token(resp))
+    let answer = openim.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?;
+    let resp: Result<ops::TokenResp, _> = answer.into_data();
+    let failed = &openim.inner.metrics.openim_auth_failed;
+    match resp {
+        Ok(resp) => {
+            if failed.set(0) == 1 {
+                tracing::info!("OpenIM accepts imgate's admin credentials again");
+            }
+            Ok(shared_token(resp))
+        }
+        Err(OpenImError::Api { code, msg, .. }) => {
+            let why = format!("get_admin_token answered errCode {} ({msg})", code.code());
+            if failed.set(1) == 0 {
+                tracing::error!(
+                    admin_user_id = %s.admin_user_id,
+                    error = %why,
+                    "OpenIM refuses imgate's admin credentials (openim.secret / openim.admin_user_id): every call that needs them fails with 502 upstream_auth_failed until they are fixed"
+                );
+            }
+            Err(OpenImError::AuthFailed(why))
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -128,6 +128,10 @@ pub enum OpenImError {
     /// The fleet's OpenIM token could not be read or minted through the shared store (Redis).
     #[error("OpenIM token store: {0}")]
     TokenStore(String),
+    /// OpenIM refused imgate's own credentials (its admin token request): a misconfiguration of
+    /// the gateway, never the caller's doing.
+    #[error("OpenIM refused imgate's admin credentials: {0}")]
+    AuthFailed(String),
 }
 
 impl From<crate::fleet::Unavailable> for OpenImError {
@@ -154,6 +158,7 @@ impl OpenImError {
             OpenImError::Api { .. } => "errcode",
             OpenImError::InvalidCall(_) => "invalid_call",
             OpenImError::TokenStore(_) => "token_store",
+            OpenImError::AuthFailed(_) => "auth_failed",
         }
     }
 }

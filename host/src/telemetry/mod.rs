@@ -240,6 +240,8 @@ pub struct Metrics {
     pub openim_duration: HistogramFamily<OperationLabels>,
     pub openim_admin_token_fetches: Family<ReasonLabels, Counter>,
     pub openim_user_token_mints: Counter,
+    /// 1 while OpenIM refuses imgate's admin credentials.
+    pub openim_auth_failed: Gauge,
     pub handshake_dh_operations: Counter,
     /// Open client connections, by listener (`server::serve`).
     pub connections_open: Family<ListenerLabels, Gauge>,
@@ -273,6 +275,7 @@ impl Metrics {
             openim_duration: Family::new_with_constructor(latency_histogram),
             openim_admin_token_fetches: Family::default(),
             openim_user_token_mints: Counter::default(),
+            openim_auth_failed: Gauge::default(),
             handshake_dh_operations: Counter::default(),
             connections_open: Family::default(),
             connections_shed: Family::default(),
@@ -298,6 +301,11 @@ impl Metrics {
             m.openim_admin_token_fetches.clone(),
         );
         registry.register("openim_user_token_mints", "User tokens minted in OpenIM", m.openim_user_token_mints.clone());
+        registry.register(
+            "openim_auth_failed",
+            "1 while OpenIM refuses imgate's own admin credentials (openim.secret, openim.admin_user_id)",
+            m.openim_auth_failed.clone(),
+        );
         registry.register(
             "handshake_dh_operations",
             "X25519 operations spent on handshakes (refusals are padded to the cost of an acceptance)",

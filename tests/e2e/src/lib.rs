@@ -50,6 +50,8 @@ pub struct Options {
     pub files: Vec<(String, String)>,
     /// The plugins' key-value store (default: imgate's in-memory one).
     pub plugin_kv: Option<std::sync::Arc<dyn host::plugins::kv::PluginKv>>,
+    /// `openim.secret` of the gateway when it is not the emulator's (a misconfigured gateway).
+    pub openim_secret: Option<String>,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             rate_limits_toml: "[rate_limits.default]\nper_second = 1000\nburst = 1000\n[rate_limits.send]\nper_second = 1000\nburst = 1000\n".into(),
             files: Vec::new(),
             plugin_kv: None,
+            openim_secret: None,
         }
     }
 }
@@ -402,7 +405,7 @@ file = "audit.jsonl"
         max_body = opts.max_body_bytes,
         req_timeout = opts.request_timeout_ms,
         admin = opts.emu.admin_user_ids.first().map(String::as_str).unwrap_or("imAdmin"),
-        secret = opts.emu.secret,
+        secret = opts.openim_secret.as_deref().unwrap_or(&opts.emu.secret),
         timeout = opts.openim_timeout_ms,
         extra = opts.extra_toml,
         server = opts.server_toml,

@@ -13,6 +13,22 @@ async fn closed_port_url() -> String {
     url
 }
 
+/// Issue 17, behaviour 3: OpenIM refusing imgate's own admin-token request (a wrong
+/// `openim.secret`) is the gateway's misconfiguration: 502 `upstream_auth_failed` on every call
+/// that needs the admin token, health included, and a gauge that says so — never the caller's 403.
+#[tokio::test]
+async fn openim_refusing_imgates_own_credentials_is_502_upstream_auth_failed() {
+    let h = Harness::start_with(Options { openim_secret: Some("not-the-secret".into()), ..Options::default() }).await;
+    let admin = h.admin_jwt("imgate:admin users:write");
+    let (status, body) = h.get("/v1/admin/health", Some(&admin)).await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("upstream_auth_failed")), "{body}");
+    let (status, body) =
+        h.post("/v1/admin/users", Some(&admin), &json!({"users": [{"user_id": "u1", "nickname": "u"}]})).await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("upstream_auth_failed")), "{body}");
+    assert_eq!(h.metric("imgate_openim_auth_failed").await, Some(1.0));
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn openim_down_is_502_upstream_unavailable() {
     let opts = Options { openim_api_url: Some(closed_port_url().await), ..Options::default() };
