@@ -91,9 +91,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable
             | ErrorCode::UpstreamBadResponse
             | ErrorCode::UpstreamRejected
-            | ErrorCode::UpstreamAuthFailed => {
-                StatusCode::BAD_GATEWAY
-            }
+            | ErrorCode::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
             ErrorCode::Overloaded | ErrorCode::PolicyUnavailable | ErrorCode::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
