@@ -384,15 +384,60 @@ impl OpenIm {
         }
     }
 
-    /// The cached admin token, fetched when missing or close to expiry. Concurrent callers wait for
-    /// one fetch: each fetch demotes the previous admin token in OpenIM (§4.1), so fetching is rare.
+    /// The cached admin token. Concurrent callers wait for one fetch (each fetch demotes the
+    /// previous admin token in OpenIM, §4.1) and share its outcome: a failed fetch answers every
+    /// caller at once and is not retried before its backoff (200 ms, doubling to 5 s) has passed. A
+    /// token close to its end but still valid is used while a refresh runs in the background, so
+    /// no request waits for OpenIM while a valid token exists.
     async fn admin_token(&self, ctx: &CallCtx) -> Result<Token, OpenImError> {
         let s = &self.inner.settings;
         let mut slot = self.inner.tokens.admin.lock().await;
-        if let Some(t) = slot.as_ref().filter(|t| t.is_fresh(s.refresh_before)) {
-            return Ok(t.clone());
+        if let Some(t) = slot.token.as_ref() {
+            if t.is_fresh(s.refresh_before) {
+                return Ok(t.clone());
+            }
+            if t.is_valid() {
+                let t = t.clone();
+                if !slot.refreshing && slot.recent_failure().is_none() {
+                    slot.refreshing = true;
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let mut slot = me.inner.tokens.admin.lock().await;
+                        let out = me.fetch_admin_into(&mut slot, &CallCtx::background(), "expiring").await;
+                        slot.refreshing = false;
+                        if let Err(e) = out {
+                            tracing::warn!(error = %e, "refreshing the admin token ahead of its end failed; the current one is used meanwhile");
+                        }
+                    });
+                }
+                return Ok(t);
+            }
         }
-        let reason = if slot.is_some() { "expiring" } else { "missing" };
+        if let Some(e) = slot.recent_failure() {
+            return Err(e);
+        }
+        let reason = if slot.token.is_some() { "expiring" } else { "missing" };
+        self.fetch_admin_into(&mut slot, ctx, reason).await
+    }
+
+    /// One admin-token fetch (through the fleet when there is one) whose outcome goes into the
+    /// slot the caller holds.
+    async fn fetch_admin_into(
+        &self,
+        slot: &mut super::tokens::AdminSlot,
+        ctx: &CallCtx,
+        reason: &'static str,
+    ) -> Result<Token, OpenImError> {
+        let out = self.fetch_admin(ctx, reason).await;
+        match &out {
+            Ok(t) => slot.succeeded(t.clone()),
+            Err(e) => slot.failed(e),
+        }
+        out
+    }
+
+    async fn fetch_admin(&self, ctx: &CallCtx, reason: &'static str) -> Result<Token, OpenImError> {
+        let s = &self.inner.settings;
         let fetch = || fetch_admin_token(ctx, self, reason);
         let token = match self.inner.shared.get() {
             Some(shared) => match shared.get_or_mint("admin", s.refresh_before, None, false, s.timeout, fetch).await {
@@ -407,7 +452,6 @@ impl OpenIm {
             },
             None => Token::from_shared(&fetch().await?),
         };
-        *slot = Some(token.clone());
         Ok(token)
     }
 

@@ -104,8 +104,8 @@ impl ErrCode {
     }
 }
 
-/// Why a call to OpenIM failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a call to OpenIM failed. `Clone`: one failed token fetch is every waiter's answer.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OpenImError {
     /// Connection refused or reset before an answer: OpenIM is down or unreachable.
     #[error("OpenIM unreachable: {0}")]

@@ -29,6 +29,11 @@ impl Token {
         i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX)
     }
 
+    /// Still accepted by OpenIM (before its end), fresh or not.
+    pub(super) fn is_valid(&self) -> bool {
+        Instant::now() < self.expires_at
+    }
+
     pub(super) fn is_fresh(&self, refresh_before: Duration) -> bool {
         let margin = refresh_before.min(self.lifetime / 2);
         Instant::now() + margin < self.expires_at
@@ -37,9 +42,43 @@ impl Token {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Token>>>;
 
+/// The admin token's slot: the token, the last failed fetch (shared by every caller until the
+/// backoff passes), and whether a refresh ahead of expiry is under way.
+#[derive(Default)]
+pub(crate) struct AdminSlot {
+    pub token: Option<Token>,
+    pub failure: Option<(Instant, super::OpenImError)>,
+    pub backoff: Duration,
+    pub refreshing: bool,
+}
+
+/// First wait after a failed fetch before the next one; doubles up to [`MAX_BACKOFF`], so an
+/// OpenIM that stays down sees one fetch every 5 s, and one that comes back is used again within
+/// that.
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl AdminSlot {
+    /// The failure every caller gets while the backoff after it runs.
+    pub(crate) fn recent_failure(&self) -> Option<super::OpenImError> {
+        self.failure.as_ref().filter(|(at, _)| at.elapsed() < self.backoff).map(|(_, e)| e.clone())
+    }
+
+    pub(crate) fn succeeded(&mut self, token: Token) {
+        self.token = Some(token);
+        self.failure = None;
+        self.backoff = Duration::ZERO;
+    }
+
+    pub(crate) fn failed(&mut self, e: &super::OpenImError) {
+        self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        self.failure = Some((Instant::now(), e.clone()));
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    pub admin: tokio::sync::Mutex<Option<Token>>,
+    pub admin: tokio::sync::Mutex<AdminSlot>,
     users: Mutex<HashMap<(String, i32), Slot>>,
 }
 
@@ -54,8 +93,8 @@ impl TokenCache {
     /// already have replaced it).
     pub(super) async fn drop_admin(&self, rejected: &Token) {
         let mut slot = self.admin.lock().await;
-        if slot.as_ref().is_some_and(|t| t.value == rejected.value) {
-            *slot = None;
+        if slot.token.as_ref().is_some_and(|t| t.value == rejected.value) {
+            slot.token = None;
         }
     }
 
@@ -74,5 +113,32 @@ impl TokenCache {
     pub(super) async fn forget_user(&self, user_id: &str, platform_id: i32) {
         let slot = self.user_slot(user_id, platform_id);
         *slot.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_shared_during_its_backoff_which_doubles_up_to_its_cap_and_success_clears_it() {
+        let mut slot = AdminSlot::default();
+        assert!(slot.recent_failure().is_none());
+        let e = crate::openim::OpenImError::Timeout(Duration::from_millis(1500));
+        slot.failed(&e);
+        assert_eq!(slot.backoff, MIN_BACKOFF);
+        assert!(matches!(slot.recent_failure(), Some(crate::openim::OpenImError::Timeout(_))));
+        for _ in 0..10 {
+            slot.failed(&e);
+        }
+        assert_eq!(slot.backoff, MAX_BACKOFF);
+        slot.failure = Some((Instant::now() - MAX_BACKOFF, e.clone()));
+        assert!(slot.recent_failure().is_none(), "past its backoff the next caller fetches");
+        slot.succeeded(Token {
+            value: Arc::from("t"),
+            lifetime: Duration::from_secs(60),
+            expires_at: Instant::now() + Duration::from_secs(60),
+        });
+        assert!(slot.failure.is_none() && slot.backoff == Duration::ZERO && slot.token.is_some());
     }
 }

@@ -13,6 +13,26 @@ async fn closed_port_url() -> String {
     url
 }
 
+/// Issue 17, behaviour 1: one stuck admin-token fetch is every waiter's answer. OpenIM hangs
+/// before imgate has a token; three calls needing it at once all fail after one OpenIM timeout
+/// (504), not one after the other (1.6 s, 3.1 s, 4.1 s before).
+#[tokio::test]
+async fn a_stuck_admin_token_fetch_fails_every_waiter_together() {
+    let opts = Options { openim_timeout_ms: 1_500, request_timeout_ms: 4_000, ..Options::default() };
+    let h = Harness::start_with(opts).await;
+    h.emu.set_fault(Fault::Hang);
+    let admin = h.admin_jwt("users:write");
+    let body = json!({"users": [{"user_id": "u1", "nickname": "u"}]});
+    let started = std::time::Instant::now();
+    let calls = (0..3).map(|_| h.post("/v1/admin/users", Some(&admin), &body));
+    for (status, body) in futures_util::future::join_all(calls).await {
+        assert_eq!((status, body["code"].as_str()), (504, Some("upstream_timeout")), "{body}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2_500), "three waiters answered after {took:?}");
+    h.shutdown().await;
+}
+
 /// Issue 17, behaviour 3: OpenIM refusing imgate's own admin-token request (a wrong
 /// `openim.secret`) is the gateway's misconfiguration: 502 `upstream_auth_failed` on every call
 /// that needs the admin token, health included, and a gauge that says so — never the caller's 403.
@@ -50,10 +70,15 @@ async fn openim_hanging_is_504_upstream_timeout() {
     let (status, body) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["code"], "upstream_timeout");
-    // Once OpenIM answers again, so does the gateway: nothing was left stuck.
+    // Once OpenIM answers again, so does the gateway, within the failed fetch's backoff (200 ms):
+    // nothing was left stuck.
     h.emu.set_fault(Fault::None);
-    let (status, body) = h.get("/v1/admin/health", Some(&h.admin_jwt("imgate:admin"))).await;
-    assert_eq!(status, 200, "{body}");
+    let admin = h.admin_jwt("imgate:admin");
+    let back = e2e::reload::within(Duration::from_secs(2), Duration::from_millis(50), async || {
+        h.get("/v1/admin/health", Some(&admin)).await.0 == 200
+    })
+    .await;
+    assert!(back.is_some(), "the gateway answers again once OpenIM does");
     assert_eq!(h.metric("imgate_http_requests_in_flight").await, Some(0.0));
     h.shutdown().await;
 }
