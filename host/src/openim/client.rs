@@ -472,8 +472,12 @@ impl OpenIm {
     ) -> Result<Token, OpenImError> {
         let slot = self.inner.tokens.user_slot(user_id, platform_id);
         let mut slot = slot.lock().await;
-        if let Some(t) = slot.as_ref().filter(|t| !fresh && t.is_fresh(self.inner.settings.refresh_before)) {
+        if let Some(t) = slot.token.as_ref().filter(|t| !fresh && t.is_fresh(self.inner.settings.refresh_before)) {
             return Ok(t.clone());
+        }
+        // The outcome of the mint the caller waited for (or one within its backoff) is its answer.
+        if let Some(e) = slot.recent_failure() {
+            return Err(e);
         }
         let mint = || async move {
             let req = ops::GetUserTokenReq { platform_id, user_id };
@@ -489,15 +493,19 @@ impl OpenIm {
             Some(shared) => {
                 let slot_name = format!("user:{user_id}:{platform_id}");
                 let s = &self.inner.settings;
-                match shared.get_or_mint(&slot_name, s.refresh_before, None, fresh, s.timeout, mint).await? {
-                    Minted::Token(t) => Token::from_shared(&t),
-                    Minted::Failed(e) => return Err(e),
+                match shared.get_or_mint(&slot_name, s.refresh_before, None, fresh, s.timeout, mint).await {
+                    Ok(Minted::Token(t)) => Ok(Token::from_shared(&t)),
+                    Ok(Minted::Failed(e)) => Err(e),
+                    Err(e) => Err(e.into()),
                 }
             }
-            None => Token::from_shared(&mint().await?),
+            None => mint().await.map(|t| Token::from_shared(&t)),
         };
-        *slot = Some(token.clone());
-        Ok(token)
+        match &token {
+            Ok(t) => slot.succeeded(t.clone()),
+            Err(e) => slot.failed(e),
+        }
+        token
     }
 
     /// The OpenIM token of (user, platform) the HTTP path uses too, for the WebSocket relay's

@@ -40,10 +40,12 @@ impl Token {
     }
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Token>>>;
+/// A user's token slot: the same shared-failure rules as the admin token's.
+type Slot = Arc<tokio::sync::Mutex<AdminSlot>>;
 
-/// The admin token's slot: the token, the last failed fetch (shared by every caller until the
-/// backoff passes), and whether a refresh ahead of expiry is under way.
+/// A token's slot (the admin token's, and each user's): the token, the last failed fetch (shared
+/// by every caller until the backoff passes), and whether a refresh ahead of expiry is under way
+/// (admin token only: a user token minted early would kick the one a relayed socket uses).
 #[derive(Default)]
 pub(crate) struct AdminSlot {
     pub token: Option<Token>,
@@ -105,14 +107,14 @@ impl TokenCache {
     pub(super) async fn drop_user_value(&self, user_id: &str, platform_id: i32, rejected: &str) {
         let slot = self.user_slot(user_id, platform_id);
         let mut slot = slot.lock().await;
-        if slot.as_ref().is_some_and(|t| &*t.value == rejected) {
-            *slot = None;
+        if slot.token.as_ref().is_some_and(|t| &*t.value == rejected) {
+            slot.token = None;
         }
     }
 
     pub(super) async fn forget_user(&self, user_id: &str, platform_id: i32) {
         let slot = self.user_slot(user_id, platform_id);
-        *slot.lock().await = None;
+        slot.lock().await.token = None;
     }
 }
 

@@ -33,6 +33,26 @@ async fn a_stuck_admin_token_fetch_fails_every_waiter_together() {
     h.shutdown().await;
 }
 
+/// Issue 17, behaviour 1, for a user's own OpenIM token: alice has none yet when OpenIM hangs;
+/// three of her calls that need it fail together after one OpenIM timeout.
+#[tokio::test]
+async fn a_stuck_user_token_mint_fails_every_waiter_together() {
+    let opts = Options { openim_timeout_ms: 1_500, request_timeout_ms: 4_000, ..Options::default() };
+    let h = Harness::start_with(opts).await;
+    let (_, alice) = h.session("alice").await;
+    h.emu.set_fault(Fault::Hang);
+    let client = h.client();
+    let started = std::time::Instant::now();
+    let calls = (0..3).map(|_| client.call(&alice, "GET", "/v1/conversations", None));
+    for res in futures_util::future::join_all(calls).await {
+        let (status, body) = into_json(res.expect("answer")).await;
+        assert_eq!((status, body["code"].as_str()), (504, Some("upstream_timeout")), "{body}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2_500), "three waiters answered after {took:?}");
+    h.shutdown().await;
+}
+
 /// Issue 17, behaviour 3: OpenIM refusing imgate's own admin-token request (a wrong
 /// `openim.secret`) is the gateway's misconfiguration: 502 `upstream_auth_failed` on every call
 /// that needs the admin token, health included, and a gauge that says so — never the caller's 403.
