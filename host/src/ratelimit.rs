@@ -83,9 +83,10 @@ pub trait Limiter: Send + Sync + 'static {
     /// Ok if the key may go now; otherwise how long until it may.
     async fn check(&self, key: &RateKey) -> Result<(), Duration>;
 
-    /// The key's quota, for a backend that checks it elsewhere in the same step (a signed
-    /// request's store call on Redis: `Store::accept_and_limit`). None: only [`Limiter::check`].
-    fn quota(&self, _key: &RateKey) -> Option<Rate> {
+    /// The quota of a (class, tier), for a backend that checks it elsewhere in the same step (a
+    /// signed request's store call on Redis: `Store::accept_and_limit`). None: only
+    /// [`Limiter::check`].
+    fn quota(&self, _class: &str, _tier: &str) -> Option<Rate> {
         None
     }
 }

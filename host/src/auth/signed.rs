@@ -186,9 +186,11 @@ async fn verify_request(state: &AppState, class: Option<&str>, req: Request) -> 
         return Err(refuse("bad signature"));
     }
     // Where the store can, the route's rate limit is checked in the same step (one round trip).
+    // (Only then is the key built: the in-memory limiter checks in the rate-limit stage.)
     let limit = class.and_then(|class| {
+        let quota = state.limiter.quota(class, &session.tier)?;
         let key = RateKey { user_id: session.user_id.clone(), class: class.to_owned(), tier: session.tier.clone() };
-        state.limiter.quota(&key).map(|quota| (key, quota))
+        Some((key, quota))
     });
     let (accepted, verdict) = match &limit {
         Some((key, quota)) => {

@@ -71,8 +71,8 @@ pub(super) fn interval_us(rate: Rate) -> u64 {
 
 #[async_trait]
 impl Limiter for RedisLimiter {
-    fn quota(&self, key: &RateKey) -> Option<Rate> {
-        ratelimit::lookup(&self.quotas, &key.class, &key.tier).copied()
+    fn quota(&self, class: &str, tier: &str) -> Option<Rate> {
+        ratelimit::lookup(&self.quotas, class, tier).copied()
     }
 
     async fn check(&self, key: &RateKey) -> Result<(), Duration> {

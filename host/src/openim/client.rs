@@ -424,7 +424,7 @@ impl OpenIm {
     /// slot the caller holds.
     async fn fetch_admin_into(
         &self,
-        slot: &mut super::tokens::AdminSlot,
+        slot: &mut super::tokens::TokenSlot,
         ctx: &CallCtx,
         reason: &'static str,
     ) -> Result<Token, OpenImError> {

@@ -41,13 +41,13 @@ impl Token {
 }
 
 /// A user's token slot: the same shared-failure rules as the admin token's.
-type Slot = Arc<tokio::sync::Mutex<AdminSlot>>;
+type Slot = Arc<tokio::sync::Mutex<TokenSlot>>;
 
 /// A token's slot (the admin token's, and each user's): the token, the last failed fetch (shared
 /// by every caller until the backoff passes), and whether a refresh ahead of expiry is under way
 /// (admin token only: a user token minted early would kick the one a relayed socket uses).
 #[derive(Default)]
-pub(crate) struct AdminSlot {
+pub(crate) struct TokenSlot {
     pub token: Option<Token>,
     pub failure: Option<(Instant, super::OpenImError)>,
     pub backoff: Duration,
@@ -60,7 +60,7 @@ pub(crate) struct AdminSlot {
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(200);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-impl AdminSlot {
+impl TokenSlot {
     /// The failure every caller gets while the backoff after it runs.
     pub(crate) fn recent_failure(&self) -> Option<super::OpenImError> {
         self.failure.as_ref().filter(|(at, _)| at.elapsed() < self.backoff).map(|(_, e)| e.clone())
@@ -80,7 +80,7 @@ impl AdminSlot {
 
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    pub admin: tokio::sync::Mutex<AdminSlot>,
+    pub admin: tokio::sync::Mutex<TokenSlot>,
     users: Mutex<HashMap<(String, i32), Slot>>,
 }
 
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_failure_is_shared_during_its_backoff_which_doubles_up_to_its_cap_and_success_clears_it() {
-        let mut slot = AdminSlot::default();
+        let mut slot = TokenSlot::default();
         assert!(slot.recent_failure().is_none());
         let e = crate::openim::OpenImError::Timeout(Duration::from_millis(1500));
         slot.failed(&e);

@@ -537,7 +537,7 @@ impl Runtime {
         plugin
             .prepared
             .get_or_init(|| {
-                let (engine_cpu, name) = (plugin.limits.cpu_ms, Arc::<str>::from(plugin.name.as_str()));
+                let (cpu_ms, name) = (plugin.limits.cpu_ms, Arc::<str>::from(plugin.name.as_str()));
                 let (grants, limits, io) = (plugin.grants.clone(), plugin.limits, io.clone());
                 super::prepared::Prepared::start(
                     &plugin.name,
@@ -554,7 +554,7 @@ impl Runtime {
                             Arc::from("prepared"),
                             false,
                         );
-                        new_store(engine, state, engine_cpu)
+                        new_store(engine, state, cpu_ms)
                     },
                 )
             })
