@@ -335,6 +335,72 @@ pub struct OpenImConfig {
     /// `[openim.privileged]`: the accounts OpenIM privileges, kept off devices and sessions.
     #[serde(default)]
     pub privileged: PrivilegedConfig,
+    /// `[openim.breaker]`: circuit breaking and the retry budget, per OpenIM service.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// `[openim.breaker]`: each OpenIM service (the first segment of its paths: `msg`, `group`, …)
+/// has a circuit breaker, a cap on its calls in flight and a retry budget (`openim::breaker`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures (no answer, not an envelope, HTTP 5xx, errCode 14 or 4) that open a
+    /// service's circuit; 0 = never open it.
+    pub failures: u32,
+    /// How long an open circuit refuses calls before one probe may go; doubles after each failed
+    /// probe, up to `max_open_ms`.
+    pub open_ms: u64,
+    pub max_open_ms: u64,
+    /// Calls of one service waiting on OpenIM at once; beyond it 503 `upstream_circuit_open` at
+    /// once. 0 = no cap of its own (`server.max_concurrent_requests` still applies).
+    pub max_in_flight: usize,
+    /// Retries of idempotent reads, as a share (percent) of the service's calls over the last
+    /// 10-20 s ...
+    pub retry_budget_percent: u32,
+    /// ... plus this many per second, however few calls there are.
+    pub retry_budget_min_per_sec: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_ms: 1_000,
+            max_open_ms: 30_000,
+            max_in_flight: 512,
+            retry_budget_percent: 20,
+            retry_budget_min_per_sec: 3,
+        }
+    }
+}
+
+impl BreakerConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.open_ms == 0 || self.open_ms > self.max_open_ms {
+            errors.push("openim.breaker.open_ms: at least 1 and at most max_open_ms".into());
+        }
+        if self.max_open_ms > 3_600_000 {
+            errors.push("openim.breaker.max_open_ms: at most an hour (3600000)".into());
+        }
+        if self.retry_budget_percent > 100 {
+            errors.push("openim.breaker.retry_budget_percent: at most 100".into());
+        }
+        errors
+    }
+
+    /// As the OpenIM client uses it.
+    pub fn settings(&self) -> crate::openim::breaker::BreakerSettings {
+        crate::openim::breaker::BreakerSettings {
+            failures: self.failures,
+            open: std::time::Duration::from_millis(self.open_ms),
+            max_open: std::time::Duration::from_millis(self.max_open_ms),
+            max_in_flight: self.max_in_flight,
+            retry_percent: self.retry_budget_percent,
+            retry_min_per_sec: self.retry_budget_min_per_sec,
+        }
+    }
 }
 
 fn default_membership_cache() -> u64 {
@@ -438,6 +504,11 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
+    /// Whether users authenticate here (the Noise handshake, sessions, the user and compat
+    /// routes). `false` is an admin-only gateway: no `[[gateway.keys]]`, and the handshake answers
+    /// 404. With `true` (the default) a config without a gateway key is refused: it would serve
+    /// while every handshake failed.
+    pub users: bool,
     /// A session with no accepted request for this long ends.
     pub session_idle_timeout_secs: u64,
     /// Absolute lifetime of a session (`expires_at`).
@@ -455,6 +526,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
+            users: true,
             session_idle_timeout_secs: 15 * 60,
             session_lifetime_secs: 12 * 3600,
             bearer_token_lifetime_secs: 15 * 60,
@@ -614,6 +686,18 @@ impl Config {
         errors.extend(self.openim.validate());
         errors.extend(self.gateway.validate());
         errors.extend(self.auth.validate());
+        match (self.auth.users, self.gateway.keys.is_empty()) {
+            (true, true) => errors.push(
+                "gateway.keys: none configured, so no user could ever authenticate (every handshake would fail); \
+                 add a [[gateway.keys]] entry (`imgate keygen`), or set [auth] users = false for an admin-only gateway"
+                    .into(),
+            ),
+            (false, false) => errors.push(
+                "auth.users = false (admin-only gateway) but [[gateway.keys]] are configured: remove them, or enable users"
+                    .into(),
+            ),
+            _ => {}
+        }
         errors.extend(self.ws.validate());
         errors.extend(self.browser.validate());
         errors.extend(self.store.validate());
@@ -657,6 +741,7 @@ impl OpenImConfig {
             errors.push("openim.read_retries: at most 5".into());
         }
         errors.extend(self.privileged.validate());
+        errors.extend(self.breaker.validate());
         errors
     }
 
@@ -747,7 +832,27 @@ mod tests {
         api_url = "http://127.0.0.1:10002"
         ws_url = "ws://127.0.0.1:10001"
         secret = "openIM123"
+        [[gateway.keys]]
+        id = "gw-1"
+        private_key_file = "gw.key"
     "#;
+
+    #[test]
+    fn a_gateway_no_user_could_authenticate_with_is_refused_unless_users_are_off() {
+        let no_key = r#"
+            [openim]
+            api_url = "http://127.0.0.1:10002"
+            ws_url = "ws://127.0.0.1:10001"
+            secret = "openIM123"
+        "#;
+        let all = Config::parse(no_key).expect_err("no gateway key").0.join("\n");
+        assert!(all.contains("gateway.keys: none configured") && all.contains("[auth] users = false"), "{all}");
+        let admin_only = format!("[auth]\nusers = false\n{no_key}");
+        assert!(!Config::parse(&admin_only).expect("admin-only gateway").auth.users);
+        let both = format!("[auth]\nusers = false\n{MINIMAL}");
+        let all = Config::parse(&both).expect_err("keys but no users").0.join("\n");
+        assert!(all.contains("auth.users = false") && all.contains("remove them"), "{all}");
+    }
 
     #[test]
     fn minimal_config_gets_safe_defaults() {

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// OpenIM refused imgate's own credentials (`openim.secret`, `openim.admin_user_id`).
     UpstreamAuthFailed,
+    /// Not sent to OpenIM: its service's circuit is open, or too many of its calls are in flight.
+    UpstreamCircuitOpen,
 }
 
 impl ErrorCode {
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::PolicyUnavailable => "policy_unavailable",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::UpstreamAuthFailed => "upstream_auth_failed",
+            ErrorCode::UpstreamCircuitOpen => "upstream_circuit_open",
         }
     }
 
@@ -92,7 +95,10 @@ impl ErrorCode {
             | ErrorCode::UpstreamBadResponse
             | ErrorCode::UpstreamRejected
             | ErrorCode::UpstreamAuthFailed => StatusCode::BAD_GATEWAY,
-            ErrorCode::Overloaded | ErrorCode::PolicyUnavailable | ErrorCode::StoreUnavailable => {
+            ErrorCode::Overloaded
+            | ErrorCode::PolicyUnavailable
+            | ErrorCode::StoreUnavailable
+            | ErrorCode::UpstreamCircuitOpen => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorCode::PolicyDenied => StatusCode::FORBIDDEN,
@@ -124,6 +130,7 @@ impl ErrorCode {
             ErrorCode::PolicyUnavailable => "the policy for this route could not be evaluated, retry later",
             ErrorCode::StoreUnavailable => "the gateway's state store is unavailable, retry later",
             ErrorCode::UpstreamAuthFailed => "OpenIM refused the gateway's own credentials",
+            ErrorCode::UpstreamCircuitOpen => "OpenIM is failing; the gateway spares it for a moment, retry later",
         }
     }
 
@@ -216,7 +223,8 @@ impl IntoResponse for ApiError {
 }
 
 /// Marks a response whose error status and body are another protocol's (OpenIM's envelope on the
-/// admin passthrough and the OpenIM-compatible surface) and must reach the client untouched.
+/// admin passthrough and the OpenIM-compatible surface, the readiness report) and must reach the
+/// client untouched.
 #[derive(Debug, Clone, Copy)]
 pub struct ForeignEnvelope;
 
@@ -232,6 +240,10 @@ pub fn foreign_answer(status: u16, body: bytes::Bytes) -> Response {
 /// The rescue stage: renders every error response in one shape and logs it once.
 pub async fn rescue(req: Request, next: Next) -> Response {
     let request_id = req.extensions().get::<RequestId>().cloned();
+    // The OpenIM-compatible surface (OpenIM's API is POST only) answers every refusal in OpenIM's
+    // envelope, those of the outer stages (deadline, load shedding, header and body limits) too.
+    // The WebSocket door `GET /openim/ws` answers as OpenIM's msg gateway does (`ws::auth`).
+    let compat = req.method() == axum::http::Method::POST && req.uri().path().starts_with("/openim/");
     let res = next.run(req).await;
     let status = res.status();
     if res.extensions().get::<ForeignEnvelope>().is_some() {
@@ -259,7 +271,10 @@ pub async fn rescue(req: Request, next: Next) -> Response {
             "request refused"
         );
     }
-    let mut out = render(&err, rid);
+    let mut out = match (&request_id, compat) {
+        (Some(rid), true) => crate::routes::compat::refusal(rid, &err),
+        _ => render(&err, rid),
+    };
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         // The body was refused unread: the connection cannot carry another request, so say so
         // rather than let a client's pool reuse a connection the server is about to close.
@@ -323,6 +338,11 @@ impl From<crate::openim::OpenImError> for ApiError {
             OpenImError::InvalidCall(_) => ErrorCode::BadRequest,
             OpenImError::TokenStore(_) => ErrorCode::StoreUnavailable,
             OpenImError::AuthFailed(_) => ErrorCode::UpstreamAuthFailed,
+            OpenImError::CircuitOpen { retry_after, .. } => {
+                let mut err = ApiError::new(ErrorCode::UpstreamCircuitOpen).with_detail(detail);
+                err.retry_after_secs = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+                return err;
+            }
             OpenImError::Api { code, .. } => match code {
                 ErrCode::Args => ErrorCode::BadRequest,
                 ErrCode::NoPermission => ErrorCode::Forbidden,

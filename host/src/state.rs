@@ -178,6 +178,7 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
             api_url: o.api_url.clone(),
             admin_user_id: o.admin_user_id.clone(),
             secret,
+            secret_file: o.secret_file.as_ref().filter(|_| o.secret.is_none()).map(|f| resolve(base_dir, f)),
             timeout: Duration::from_millis(o.timeout_ms),
             read_retries: o.read_retries,
             refresh_before: Duration::from_secs(o.admin_token_refresh_before_secs),
@@ -188,6 +189,7 @@ pub fn build_with(config: Config, base_dir: &Path, options: BuildOptions) -> Res
                 allow_user_ids: o.privileged.allow_user_ids.clone(),
                 level_cache: Duration::from_millis(o.privileged.level_cache_ms),
             },
+            breaker: o.breaker.settings(),
         };
         let openim = OpenIm::new(settings, metrics.clone()).map_err(|e| errors.push(format!("openim: {e}"))).ok()?;
         if let Some(fleet) = &fleet {

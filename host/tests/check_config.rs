@@ -63,3 +63,24 @@ keys = [{ kid = "k", file = "nope.pem" }]
         assert!(stderr.contains(needle), "`{needle}` not named in:\n{stderr}");
     }
 }
+
+/// Issue 17: a gateway no user could authenticate with (no `[[gateway.keys]]`) is refused with
+/// what to do about it, unless it says it is admin-only (`[auth] users = false`).
+#[test]
+fn a_config_without_a_gateway_key_is_refused_unless_users_are_off() {
+    let dir = std::env::temp_dir().join(format!("imgate-cc-nokey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let base = "[openim]\napi_url = \"http://127.0.0.1:10002\"\nws_url = \"ws://127.0.0.1:10001\"\nsecret = \"s\"\n";
+    let no_key = dir.join("no-key.toml");
+    std::fs::write(&no_key, base).expect("write");
+    let admin_only = dir.join("admin-only.toml");
+    std::fs::write(&admin_only, format!("[auth]\nusers = false\n{base}")).expect("write");
+    let refused = check(no_key.to_str().expect("utf8"));
+    let accepted = check(admin_only.to_str().expect("utf8"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, _, stderr) = refused;
+    assert!(!ok, "a config without a gateway key must fail");
+    assert!(stderr.contains("gateway.keys") && stderr.contains("users = false"), "{stderr}");
+    let (ok, stdout, stderr) = accepted;
+    assert!(ok, "an admin-only gateway is a valid config\nstdout: {stdout}\nstderr: {stderr}");
+}

@@ -144,6 +144,17 @@ struct Msg2Payload<'a> {
     expires_at: i64,
 }
 
+/// The request body of `POST /v1/auth/handshake` (`{"msg": "<base64>"}`, at most [`MAX_BODY`]
+/// bytes) → message 1's bytes. No curve operation happens before this has passed.
+pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge));
+    }
+    let parsed: HandshakeBody =
+        serde_json::from_slice(body).map_err(|_| ApiError::bad_request("expected {\"msg\": \"<base64>\"}"))?;
+    B64.decode(parsed.msg.as_bytes()).map_err(|_| ApiError::bad_request("msg is not base64"))
+}
+
 /// `POST /v1/auth/handshake`.
 pub async fn handle(
     State(state): State<AppState>,
@@ -151,13 +162,11 @@ pub async fn handle(
     Extension(request): Extension<RequestId>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.handshake_limits.check(peer.ip())?;
-    if body.len() > MAX_BODY {
-        return Err(ApiError::new(ErrorCode::PayloadTooLarge));
+    if !state.config.auth.users {
+        return Err(ApiError::new(ErrorCode::NotFound).with_message("user authentication is disabled on this gateway"));
     }
-    let parsed: HandshakeBody =
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("expected {\"msg\": \"<base64>\"}"))?;
-    let msg = B64.decode(parsed.msg.as_bytes()).map_err(|_| ApiError::bad_request("msg is not base64"))?;
+    state.handshake_limits.check(peer.ip())?;
+    let msg = decode_body(&body)?;
     let counter = DhCounter::default();
     let result = accept(&state, &counter, &msg, &request).await;
     let ops = counter.get();
@@ -208,6 +217,8 @@ pub async fn handle(
                 OpenImError::Api { .. } | OpenImError::InvalidCall(_) => ErrorCode::UpstreamRejected,
                 OpenImError::TokenStore(_) => ErrorCode::StoreUnavailable,
                 OpenImError::AuthFailed(_) => ErrorCode::UpstreamAuthFailed,
+                // Its Retry-After with it.
+                OpenImError::CircuitOpen { .. } => return Err(e.into()),
             };
             Err(ApiError::new(code).with_detail(e.to_string()))
         }

@@ -4,9 +4,11 @@
 //! (`<request id>-<n>`), so a line in OpenIM's log leads back to the imgate request. A call has one
 //! deadline (`openim.timeout_ms`) that includes any retry. Only idempotent reads are retried, and
 //! only after a transport failure (the request may not have arrived); writes such as `send_msg`
-//! are never repeated on a transport failure, because OpenIM does not deduplicate them. The one
-//! repeat every call may get is after a stale-token errCode (1501/1506/1507): OpenIM rejects those
-//! before acting, so the call had no effect and is sent once more with a freshly fetched token.
+//! are never repeated on a transport failure, because OpenIM does not deduplicate them; reads are
+//! repeated only within their service's retry budget, and not at all while its circuit is open
+//! (`breaker.rs`). The one repeat every call may get is after a token errCode (1501-1507): OpenIM
+//! rejects those before acting, so the call had no effect and is sent once more with a freshly
+//! fetched token; a fresh token refused too is `AuthFailed`, never a token errCode for a client.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::breaker::{BreakerSettings, Breakers, Outcome};
 use super::errors::{ErrCode, OpenImError};
 use super::ops::{self, Op};
 use super::privileged::{Privilege, Privileged, PrivilegedSettings};
@@ -71,7 +74,11 @@ impl CallCtx {
 pub struct OpenImSettings {
     pub api_url: String,
     pub admin_user_id: String,
+    /// `openim.secret`, or the content of `openim.secret_file` at start-up ...
     pub secret: String,
+    /// ... which is read again before every admin-token fetch, so a rotated secret is picked up
+    /// without a restart (the last readable one is kept if the file cannot be read).
+    pub secret_file: Option<std::path::PathBuf>,
     pub timeout: Duration,
     pub read_retries: u32,
     pub refresh_before: Duration,
@@ -80,6 +87,21 @@ pub struct OpenImSettings {
     pub membership_cache: Duration,
     /// OpenIM's admin ids, the accounts allowed despite their privilege, the level cache.
     pub privileged: PrivilegedSettings,
+    /// `[openim.breaker]`.
+    pub breaker: BreakerSettings,
+}
+
+/// See [`OpenIm::standing`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Standing {
+    pub credentials_refused: bool,
+    /// `valid`, `expiring` (valid, a refresh is due), `none`, or `fetching`.
+    pub admin_token: &'static str,
+    /// How the last admin-token fetch failed (`timeout`, `unavailable`, `auth_failed`, …) while
+    /// its backoff runs.
+    pub last_failure: Option<&'static str>,
+    /// Services whose circuit is `open` or `half_open`.
+    pub circuits: Vec<(&'static str, &'static str)>,
 }
 
 /// OpenIM's answer to a passthrough call, as it sent it.
@@ -157,6 +179,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     roles: RoleCache,
     privileged: Privileged,
+    breakers: Arc<Breakers>,
+    /// The secret last read (`secret_file`) or configured.
+    secret: std::sync::RwLock<String>,
 }
 
 impl OpenIm {
@@ -173,20 +198,46 @@ impl OpenIm {
         let base = settings.api_url.trim_end_matches('/').to_owned();
         let roles = RoleCache::new(settings.membership_cache);
         let privileged = Privileged::new(&settings.privileged);
+        let breakers = Breakers::new(settings.breaker.clone(), &metrics);
         Ok(OpenIm {
             inner: Arc::new(Inner {
                 http,
                 base,
                 urls: Default::default(),
-                settings,
                 tokens: TokenCache::default(),
                 shared: std::sync::OnceLock::new(),
                 seq: AtomicU64::new(1),
                 metrics,
                 roles,
                 privileged,
+                breakers,
+                secret: std::sync::RwLock::new(settings.secret.clone()),
+                settings,
             }),
         })
+    }
+
+    /// What imgate knows of its standing with OpenIM without asking it (readiness): whether
+    /// OpenIM refuses its credentials, the admin token's state, the last failed fetch while its
+    /// backoff runs, and the services whose circuit is not closed.
+    pub fn standing(&self) -> Standing {
+        let (admin_token, last_failure) = match self.inner.tokens.admin.try_lock() {
+            Err(_) => ("fetching", None),
+            Ok(slot) => {
+                let state = match slot.token.as_ref() {
+                    Some(t) if t.is_fresh(self.inner.settings.refresh_before) => "valid",
+                    Some(t) if t.is_valid() => "expiring",
+                    _ => "none",
+                };
+                (state, slot.recent_failure().map(|e| e.outcome()))
+            }
+        };
+        Standing {
+            credentials_refused: self.inner.metrics.openim_auth_failed.get() == 1,
+            admin_token,
+            last_failure,
+            circuits: self.inner.breakers.not_closed(),
+        }
     }
 
     /// Shares OpenIM tokens with the other instances of a fleet (set once, at start-up).
@@ -342,12 +393,15 @@ impl OpenIm {
         loop {
             let token = self.admin_token(ctx).await?;
             let a = self.exchange(ctx, label, path, idempotent, body, ct, Some(&token.value)).await?;
-            if attempt == 0 && a.err_code().is_stale_token() {
-                tracing::info!(err_code = a.envelope.err_code, "admin token rejected by OpenIM; fetching a new one");
+            if refuses_carried_token(path, &a) {
                 self.inner.tokens.drop_admin(&token).await;
                 self.drop_shared("admin", &token.value).await;
-                attempt += 1;
-                continue;
+                if attempt == 0 {
+                    tracing::info!(err_code = a.envelope.err_code, "admin token rejected by OpenIM; fetching a new one");
+                    attempt += 1;
+                    continue;
+                }
+                return Err(token_refused_twice("admin", &a));
             }
             return Ok(a);
         }
@@ -373,12 +427,15 @@ impl OpenIm {
         loop {
             let token = self.user_token(ctx, user_id, platform_id).await?;
             let a = self.exchange(ctx, label, path, idempotent, body, ct, Some(&token.value)).await?;
-            if attempt == 0 && a.err_code().is_stale_token() {
-                tracing::info!(err_code = a.envelope.err_code, "user token rejected by OpenIM; minting a new one");
+            if refuses_carried_token(path, &a) {
                 self.inner.tokens.drop_user(user_id, platform_id, &token).await;
                 self.drop_shared(&format!("user:{user_id}:{platform_id}"), &token.value).await;
-                attempt += 1;
-                continue;
+                if attempt == 0 {
+                    tracing::info!(err_code = a.envelope.err_code, "user token rejected by OpenIM; minting a new one");
+                    attempt += 1;
+                    continue;
+                }
+                return Err(token_refused_twice("user", &a));
             }
             return Ok(a);
         }
@@ -579,20 +636,30 @@ impl OpenIm {
         let op_id = ctx.operation_id(&self.inner.seq);
         let started = Instant::now();
         let attempts = if idempotent { 1 + s.read_retries } else { 1 };
-        let work = async {
-            let mut attempt = 1;
-            loop {
-                match self.once(path, &op_id, body, ct, token).await {
-                    Err(OpenImError::Unavailable(e)) if attempt < attempts => {
-                        tracing::debug!(operation_id = %op_id, attempt, error = %e, "retrying idempotent OpenIM read");
-                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
-                        attempt += 1;
+        let breakers = &self.inner.breakers;
+        let result = match breakers.admit(path) {
+            Err(refused) => Err(refused),
+            Ok(permit) => {
+                let work = async {
+                    let mut attempt = 1;
+                    loop {
+                        match self.once(path, &op_id, body, ct, token).await {
+                            Err(OpenImError::Unavailable(e)) if attempt < attempts && breakers.may_retry(path) => {
+                                tracing::debug!(operation_id = %op_id, attempt, error = %e, "retrying idempotent OpenIM read");
+                                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                                attempt += 1;
+                            }
+                            other => return other,
+                        }
                     }
-                    other => return other,
-                }
+                };
+                let result =
+                    tokio::time::timeout(s.timeout, work).await.unwrap_or(Err(OpenImError::Timeout(s.timeout)));
+                let code = result.as_ref().map(|a| a.envelope.err_code).map_err(Clone::clone);
+                permit.finish(Outcome::of(&code));
+                result
             }
         };
-        let result = tokio::time::timeout(s.timeout, work).await.unwrap_or(Err(OpenImError::Timeout(s.timeout)));
         let elapsed = started.elapsed();
         let outcome = match &result {
             Ok(a) if a.envelope.err_code == 0 => "ok".to_owned(),
@@ -676,6 +743,25 @@ impl OpenIm {
     }
 }
 
+/// Whether OpenIM refused the token the call carried (imgate's own, see
+/// [`ErrCode::is_token_error`]). `/auth/parse_token` answers token errCodes about the token in its
+/// body: those are its answer.
+fn refuses_carried_token(path: &str, a: &Answer) -> bool {
+    a.err_code().is_token_error() && path != "/auth/parse_token"
+}
+
+/// OpenIM refused a token imgate had just fetched or minted: imgate's standing with OpenIM is at
+/// fault (a secret rotated in OpenIM only, clocks apart), so the caller gets
+/// `upstream_auth_failed`, never OpenIM's token errCode, which an SDK reads as its own logout.
+fn token_refused_twice(whose: &str, a: &Answer) -> OpenImError {
+    tracing::warn!(
+        err_code = a.envelope.err_code,
+        whose,
+        "OpenIM refused a fresh {whose} token too; check openim.secret against OpenIM's share.yml"
+    );
+    OpenImError::AuthFailed(format!("OpenIM refused a fresh {whose} token: errCode {}", a.envelope.err_code))
+}
+
 /// reqwest's error with its causes ("error sending request: connection refused").
 fn error_chain(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
@@ -694,6 +780,24 @@ fn shared_token(resp: ops::TokenResp) -> SharedToken {
     SharedToken { token: resp.token, exp: crate::auth::now_ms().saturating_add(life.saturating_mul(1000)), life }
 }
 
+/// OpenIM's secret as of now: `openim.secret_file` read again (a rotation needs no restart), or
+/// the one configured. A file that cannot be read (or is empty) keeps the last secret read.
+async fn current_secret(openim: &OpenIm) -> String {
+    let inner = &openim.inner;
+    if let Some(path) = &inner.settings.secret_file {
+        match tokio::fs::read_to_string(path).await {
+            Ok(s) if !s.trim().is_empty() => {
+                let s = s.trim_end_matches(['\r', '\n']).to_owned();
+                *inner.secret.write().unwrap_or_else(|e| e.into_inner()) = s.clone();
+                return s;
+            }
+            Ok(_) => tracing::warn!(file = %path.display(), "openim.secret_file is empty; the last secret read is used"),
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "openim.secret_file cannot be read; the last secret read is used"),
+        }
+    }
+    inner.secret.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Asks OpenIM for an admin token. OpenIM refusing it (a wrong `openim.secret`, an
 /// `admin_user_id` it does not list) is imgate's own misconfiguration, never the caller's fault:
 /// [`OpenImError::AuthFailed`] (502 `upstream_auth_failed`), logged at ERROR when it starts and at
@@ -701,7 +805,8 @@ fn shared_token(resp: ops::TokenResp) -> SharedToken {
 async fn fetch_admin_token(ctx: &CallCtx, openim: &OpenIm, reason: &'static str) -> Result<SharedToken, OpenImError> {
     let s = &openim.inner.settings;
     openim.inner.metrics.openim_admin_token_fetches.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
-    let req = ops::GetAdminTokenReq { secret: &s.secret, user_id: &s.admin_user_id };
+    let secret = current_secret(openim).await;
+    let req = ops::GetAdminTokenReq { secret: &secret, user_id: &s.admin_user_id };
     let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| OpenImError::InvalidCall(e.to_string()))?);
     let op = ops::GET_ADMIN_TOKEN;
     let answer = openim.exchange(ctx, op.path, op.path, false, &body, JSON, None).await?;

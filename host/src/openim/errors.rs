@@ -96,11 +96,23 @@ impl ErrCode {
         }
     }
 
-    /// The token imgate used is no longer good: expired, superseded (kicked) or dropped after the
-    /// admin grace period. OpenIM checks the token before it does anything, so the call had no
-    /// effect and may be repeated once with a fresh token — even a non-idempotent one.
-    pub fn is_stale_token(self) -> bool {
-        matches!(self, ErrCode::TokenExpired | ErrCode::TokenKicked | ErrCode::TokenNotExist)
+    /// OpenIM refused the token a call carried (1501-1507). Every OpenIM token is imgate's own,
+    /// never a client's: expired, superseded (kicked), dropped after the admin grace period,
+    /// signed with a secret OpenIM no longer has (1505 after a rotation) or of an unknown state.
+    /// OpenIM checks the token before it does anything, so the call had no effect and may be
+    /// repeated once with a fresh token — even a non-idempotent one — and a refusal that survives
+    /// that is imgate's problem with OpenIM, never shown to a client as its own token's fault.
+    pub fn is_token_error(self) -> bool {
+        matches!(
+            self,
+            ErrCode::TokenExpired
+                | ErrCode::TokenInvalid
+                | ErrCode::TokenMalformed
+                | ErrCode::TokenNotValidYet
+                | ErrCode::TokenUnknown
+                | ErrCode::TokenKicked
+                | ErrCode::TokenNotExist
+        )
     }
 }
 
@@ -132,6 +144,10 @@ pub enum OpenImError {
     /// the gateway, never the caller's doing.
     #[error("OpenIM refused imgate's admin credentials: {0}")]
     AuthFailed(String),
+    /// Not sent: the circuit of OpenIM's service is open (`why` = `open`), or too many of its
+    /// calls are in flight (`max_in_flight`). See `openim::breaker`.
+    #[error("OpenIM's {service} service is not called: circuit {why}")]
+    CircuitOpen { service: &'static str, why: &'static str, retry_after: Duration },
 }
 
 impl From<crate::fleet::Unavailable> for OpenImError {
@@ -159,6 +175,7 @@ impl OpenImError {
             OpenImError::InvalidCall(_) => "invalid_call",
             OpenImError::TokenStore(_) => "token_store",
             OpenImError::AuthFailed(_) => "auth_failed",
+            OpenImError::CircuitOpen { .. } => "circuit_open",
         }
     }
 }

@@ -4,11 +4,13 @@
 //! OpenIM's admin token and the users' OpenIM tokens; none of them ever leaves this module in a
 //! response (they never reach clients, logs or the audit trail). Layout:
 //! - `client.rs`: one call = envelope, `operationID`, timeout, bounded retries for reads, token refresh;
+//! - `breaker.rs`: a circuit breaker, an in-flight cap and a retry budget per OpenIM service;
 //! - `tokens.rs`: the admin token and per-(user, platform) user tokens, cached, single-flight;
 //! - `errors.rs`: `errCode` → [`ErrCode`], transport failures → [`OpenImError`];
 //! - `ops.rs`: the operations imgate uses, with typed request and response bodies;
 //! - `privileged.rs`: OpenIM's admin ids and app managers, which never get devices or sessions.
 
+pub mod breaker;
 mod client;
 mod errors;
 pub mod ops;
@@ -16,7 +18,7 @@ mod privileged;
 mod roles;
 mod tokens;
 
-pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer, PROTOBUF};
+pub use client::{As, CallCtx, OpenIm, OpenImSettings, RawAnswer, Standing, PROTOBUF};
 pub use errors::{ErrCode, OpenImError};
 pub use ops::Op;
 pub use privileged::{Privilege, PrivilegedSettings, PRIVILEGED_LEVEL};

@@ -3,7 +3,7 @@
 //! Tokens are secrets: [`Token`] has no `Debug` output of its value, and nothing here logs one.
 //! Each slot sits behind its own async mutex, so one fetch serves every concurrent caller (a
 //! second fetch would supersede the first in OpenIM). A token is "fresh" until `refresh_before`
-//! (at most half its lifetime) before it expires; stale-token errCodes drop it at once.
+//! (at most half its lifetime) before it expires; a token errCode from OpenIM drops it at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

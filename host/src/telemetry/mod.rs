@@ -224,6 +224,19 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// An OpenIM service (`openim::breaker::SERVICES`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+/// A retry the budget allowed or denied, by OpenIM service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub service: String,
+    pub outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -242,6 +255,14 @@ pub struct Metrics {
     pub openim_user_token_mints: Counter,
     /// 1 while OpenIM refuses imgate's admin credentials.
     pub openim_auth_failed: Gauge,
+    /// 1 while an OpenIM service's circuit is open or half-open (`openim::breaker`).
+    pub openim_breaker_open: Family<ServiceLabels, Gauge>,
+    /// Times a service's circuit opened.
+    pub openim_breaker_trips: Family<ServiceLabels, Counter>,
+    /// Calls refused without reaching OpenIM (circuit open, or the service's in-flight cap).
+    pub openim_breaker_refused: Family<ServiceLabels, Counter>,
+    /// Retries of idempotent reads the retry budget allowed or denied.
+    pub openim_retries: Family<RetryLabels, Counter>,
     pub handshake_dh_operations: Counter,
     /// Open client connections, by listener (`server::serve`).
     pub connections_open: Family<ListenerLabels, Gauge>,
@@ -276,6 +297,10 @@ impl Metrics {
             openim_admin_token_fetches: Family::default(),
             openim_user_token_mints: Counter::default(),
             openim_auth_failed: Gauge::default(),
+            openim_breaker_open: Family::default(),
+            openim_breaker_trips: Family::default(),
+            openim_breaker_refused: Family::default(),
+            openim_retries: Family::default(),
             handshake_dh_operations: Counter::default(),
             connections_open: Family::default(),
             connections_shed: Family::default(),
@@ -305,6 +330,22 @@ impl Metrics {
             "openim_auth_failed",
             "1 while OpenIM refuses imgate's own admin credentials (openim.secret, openim.admin_user_id)",
             m.openim_auth_failed.clone(),
+        );
+        registry.register(
+            "openim_breaker_open",
+            "1 while the circuit of an OpenIM service is open or half-open",
+            m.openim_breaker_open.clone(),
+        );
+        registry.register("openim_breaker_trips", "Times an OpenIM service's circuit opened", m.openim_breaker_trips.clone());
+        registry.register(
+            "openim_breaker_refused",
+            "Calls refused without reaching OpenIM: circuit open or the service's in-flight cap",
+            m.openim_breaker_refused.clone(),
+        );
+        registry.register(
+            "openim_retries",
+            "Retries of idempotent OpenIM reads the retry budget allowed or denied",
+            m.openim_retries.clone(),
         );
         registry.register(
             "handshake_dh_operations",

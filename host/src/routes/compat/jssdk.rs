@@ -15,7 +15,7 @@ use prost::Message as _;
 use serde_json::{Map, Value};
 
 use super::gojson::MAX_LIST as MAX_LIST_ITEMS;
-use super::{envelope, refuse};
+use super::refuse;
 use crate::auth::Caller;
 use crate::openim::{As, CallCtx, PROTOBUF};
 use crate::state::AppState;
@@ -93,9 +93,6 @@ pub(super) async fn forward(
             }
             crate::error::foreign_answer(answer.status, answer.body)
         }
-        Err(e) => {
-            rid.note_failure(&format!("compat: {}", e.outcome()));
-            envelope(500, "ServerInternalError", "OpenIM is unavailable")
-        }
+        Err(e) => super::refusal(rid, &crate::error::ApiError::from(e)),
     }
 }

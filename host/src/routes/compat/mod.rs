@@ -235,25 +235,66 @@ fn as_envelope(rid: &RequestId, res: Response) -> Response {
         return res;
     }
     let Some(err) = res.extensions().get::<ApiError>().cloned() else { return res };
+    refusal(rid, &err)
+}
+
+/// Any imgate refusal of a `/openim/*` request in OpenIM's envelope, with the code OpenIM itself
+/// would answer (contract §3): an unmodified SDK reads nothing else, and never a token errCode
+/// unless its own bearer token is at fault. Recorded in the request's audit record. Used by the
+/// compat stages and, for refusals of the outer stages (deadline, load shedding, header limits),
+/// by the rescue point.
+///
+/// | imgate | OpenIM answer |
+/// |---|---|
+/// | `rate_limited`, `overloaded` | HTTP 429, errCode 429 (OpenIM's own limiter), `Retry-After` |
+/// | `timeout`, `upstream_timeout` | errCode 4 (gRPC DeadlineExceeded) |
+/// | `upstream_unavailable`, `upstream_circuit_open`, `store_unavailable`, `policy_unavailable` | errCode 14 (gRPC Unavailable), `Retry-After` when known |
+/// | other 5xx (`upstream_auth_failed`, `upstream_bad_response`, `internal`, …) | errCode 500 `ServerInternalError` |
+/// | `unauthenticated` | errCode 1505 `TokenUnknownError` (the bearer token) |
+/// | `bad_request`, `payload_too_large`, `headers_too_large`, `unsupported_media_type` | errCode 1001 `ArgsError` |
+/// | other 4xx (`policy_denied`, `forbidden`, …) | errCode 1002 `NoPermissionError` |
+///
+/// errDlt carries imgate's stable code (and a plugin's reason), never internal detail.
+pub fn refusal(rid: &RequestId, err: &ApiError) -> Response {
+    use crate::error::ErrorCode as C;
     let status = err.status();
-    if status == StatusCode::TOO_MANY_REQUESTS {
+    let retry_after = |mut res: Response| {
+        if let Some(v) = err.retry_after_secs.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    };
+    if status == StatusCode::TOO_MANY_REQUESTS || err.code == C::Overloaded {
         // OpenIM's own limiter answers HTTP 429 with errCode 429 (contract §7).
+        rid.note_refusal(&format!("compat: {}", err.code.as_str()));
         let mut out = envelope(429, "too many requests, please try again later", "");
         *out.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        if let Some(v) = err.retry_after_secs.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-            out.headers_mut().insert(header::RETRY_AFTER, v);
+        if err.retry_after_secs.is_none() {
+            out.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        return out;
+        return retry_after(out);
     }
     if status.is_server_error() {
         rid.note_failure(&format!("compat: {}", err.code.as_str()));
-        return envelope(500, "ServerInternalError", err.code.as_str());
+        let (code, name) = match err.code {
+            C::Timeout | C::UpstreamTimeout => (4, "DeadlineExceeded"),
+            C::UpstreamUnavailable | C::UpstreamCircuitOpen | C::StoreUnavailable | C::PolicyUnavailable => {
+                (14, "Unavailable")
+            }
+            _ => (500, "ServerInternalError"),
+        };
+        return retry_after(envelope(code, name, err.code.as_str()));
+    }
+    if err.code == C::Unauthenticated {
+        rid.note_refusal("compat: bearer token unknown, expired or revoked");
+        return envelope(1505, "TokenUnknownError", "token is not valid");
     }
     let why = match &err.reason {
         Some(reason) => format!("{reason}: {}", err.message),
         None => format!("{}: {}", err.code.as_str(), err.message),
     };
-    refuse(rid, 1002, &why)
+    let args = matches!(err.code, C::BadRequest | C::PayloadTooLarge | C::HeadersTooLarge | C::UnsupportedMediaType);
+    refuse(rid, if args { 1001 } else { 1002 }, &why)
 }
 
 /// Stage "canonical body" (inside the rate limit, before the plugin chain): the body decoded
@@ -344,8 +385,8 @@ async fn forward(
     let answer = match state.openim.call_raw(ctx, path, forwarded, who).await {
         Ok(answer) => answer,
         Err(e) => {
-            rid.note_failure(&format!("compat: {}", e.outcome()));
             if matches!(e, OpenImError::NoRoute(_)) {
+                rid.note_failure(&format!("compat: {}", e.outcome()));
                 // As OpenIM itself answers a route it does not have (gin's default).
                 let mut res = Response::new(Body::from("404 page not found"));
                 *res.status_mut() = StatusCode::NOT_FOUND;
@@ -353,12 +394,7 @@ async fn forward(
                 res.extensions_mut().insert(ForeignEnvelope);
                 return res;
             }
-            let code = match e {
-                OpenImError::Timeout(_) => 4,
-                OpenImError::Unavailable(_) => 14,
-                _ => 500,
-            };
-            return envelope(code, "ServerInternalError", "OpenIM is unavailable");
+            return refusal(rid, &ApiError::from(e));
         }
     };
     if answer.err_code != 0 {
