@@ -380,6 +380,32 @@ mod tests {
     }
 
     #[test]
+    fn only_what_says_the_service_is_unwell_counts_as_a_failure() {
+        let t = Duration::from_secs(1);
+        for failed in [
+            Ok(14),
+            Ok(4),
+            Err(OpenImError::Unavailable("reset".into())),
+            Err(OpenImError::Timeout(t)),
+            Err(OpenImError::BadResponse("HTTP status 500".into())),
+        ] {
+            assert_eq!(Outcome::of(&failed), Outcome::Failed, "{failed:?}");
+        }
+        // Answers a caller's input can provoke (500 is any Go error in OpenIM) never open a circuit.
+        for answered in [
+            Ok(0),
+            Ok(500),
+            Ok(1001),
+            Ok(1002),
+            Ok(1505),
+            Err(OpenImError::NoRoute("/x".into())),
+            Err(OpenImError::InvalidCall("platform".into())),
+        ] {
+            assert_eq!(Outcome::of(&answered), Outcome::Answered, "{answered:?}");
+        }
+    }
+
+    #[test]
     fn zero_failures_never_opens() {
         let b = breakers(0, 60_000, 0);
         for _ in 0..100 {
