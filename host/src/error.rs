@@ -98,9 +98,7 @@ impl ErrorCode {
             ErrorCode::Overloaded
             | ErrorCode::PolicyUnavailable
             | ErrorCode::StoreUnavailable
-            | ErrorCode::UpstreamCircuitOpen => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | ErrorCode::UpstreamCircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::PolicyDenied => StatusCode::FORBIDDEN,
             ErrorCode::UpstreamTimeout | ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }

@@ -79,9 +79,7 @@ impl Outcome {
         match result {
             Ok(code) if matches!(ErrCode::from_code(*code), ErrCode::Other(14) | ErrCode::Other(4)) => Outcome::Failed,
             Ok(_) => Outcome::Answered,
-            Err(OpenImError::Unavailable(_) | OpenImError::Timeout(_) | OpenImError::BadResponse(_)) => {
-                Outcome::Failed
-            }
+            Err(OpenImError::Unavailable(_) | OpenImError::Timeout(_) | OpenImError::BadResponse(_)) => Outcome::Failed,
             // A route OpenIM lacks, a call imgate refused to make, a token store: not the service.
             Err(_) => Outcome::Answered,
         }
@@ -90,10 +88,17 @@ impl Outcome {
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant, period: Duration },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+        period: Duration,
+    },
     /// One probe is out; `period` is how long to open again if it fails.
-    HalfOpen { period: Duration },
+    HalfOpen {
+        period: Duration,
+    },
 }
 
 /// Calls and retries of a service in the current and the previous window.
@@ -271,7 +276,11 @@ impl Breakers {
                 let period = (*period * 2).min(s.max_open.max(s.open));
                 *state = State::Open { until: Instant::now() + period, period };
                 svc.trips.inc();
-                tracing::warn!(service = svc.name, open_ms = period.as_millis() as u64, "OpenIM's service still fails: its circuit opens again");
+                tracing::warn!(
+                    service = svc.name,
+                    open_ms = period.as_millis() as u64,
+                    "OpenIM's service still fails: its circuit opens again"
+                );
             }
             // Calls admitted before the breaker opened, finishing after: their verdict is moot.
             _ => {}

@@ -397,7 +397,10 @@ impl OpenIm {
                 self.inner.tokens.drop_admin(&token).await;
                 self.drop_shared("admin", &token.value).await;
                 if attempt == 0 {
-                    tracing::info!(err_code = a.envelope.err_code, "admin token rejected by OpenIM; fetching a new one");
+                    tracing::info!(
+                        err_code = a.envelope.err_code,
+                        "admin token rejected by OpenIM; fetching a new one"
+                    );
                     attempt += 1;
                     continue;
                 }
@@ -791,8 +794,12 @@ async fn current_secret(openim: &OpenIm) -> String {
                 *inner.secret.write().unwrap_or_else(|e| e.into_inner()) = s.clone();
                 return s;
             }
-            Ok(_) => tracing::warn!(file = %path.display(), "openim.secret_file is empty; the last secret read is used"),
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "openim.secret_file cannot be read; the last secret read is used"),
+            Ok(_) => {
+                tracing::warn!(file = %path.display(), "openim.secret_file is empty; the last secret read is used")
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "openim.secret_file cannot be read; the last secret read is used")
+            }
         }
     }
     inner.secret.read().unwrap_or_else(|e| e.into_inner()).clone()

@@ -336,7 +336,11 @@ impl Metrics {
             "1 while the circuit of an OpenIM service is open or half-open",
             m.openim_breaker_open.clone(),
         );
-        registry.register("openim_breaker_trips", "Times an OpenIM service's circuit opened", m.openim_breaker_trips.clone());
+        registry.register(
+            "openim_breaker_trips",
+            "Times an OpenIM service's circuit opened",
+            m.openim_breaker_trips.clone(),
+        );
         registry.register(
             "openim_breaker_refused",
             "Calls refused without reaching OpenIM: circuit open or the service's in-flight cap",
