@@ -98,11 +98,19 @@ pub async fn run(
     });
     let events = state.fleet.clone().map(|fleet| tokio::spawn(fleet::events::run(state.clone(), fleet)));
     let conns = state.metrics.connections("api");
+    let ws = state.ws.clone();
+    let drain = opts.drain;
     let api_task = server::serve(api, pipeline::app(state), opts, conns, stopped());
     let signal = async move {
         shutdown.await;
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
+        // Relayed WebSockets are upgraded connections the HTTP drain does not see: each is told
+        // to close with 1001 "going away" (attacks.md E17), and waited for within the drain time.
+        let told = ws.end_all(ws::Ended::Shutdown);
+        if told > 0 && tokio::time::timeout(drain, ws.drained()).await.is_err() {
+            tracing::warn!(sockets = ws.len(), "relayed WebSockets still open at the end of the drain");
+        }
     };
     tokio::join!(api_task, signal);
     if let Some(t) = events {

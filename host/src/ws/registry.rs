@@ -14,6 +14,9 @@ pub enum Ended {
     Revoked,
     /// The session reached its end (close 4401, OpenIM 1501 for SDK clients).
     Expired,
+    /// The gateway is shutting down (close 1001 "going away"; the session stands, the client
+    /// reconnects to another instance).
+    Shutdown,
 }
 
 struct Live {
@@ -27,6 +30,8 @@ pub struct Registry {
     live: Mutex<HashMap<u64, Live>>,
     /// Sockets held at most (`ws.max_connections`, or less if the open-file limit says so).
     capacity: AtomicUsize,
+    /// Told when the last socket is gone ([`Registry::drained`]).
+    emptied: tokio::sync::Notify,
 }
 
 impl Default for Registry {
@@ -43,7 +48,11 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.id);
+        let mut live = self.registry.lock();
+        live.remove(&self.id);
+        if live.is_empty() {
+            self.registry.emptied.notify_waiters();
+        }
     }
 }
 
@@ -54,7 +63,12 @@ impl Registry {
     }
 
     pub fn with_capacity(capacity: usize) -> Registry {
-        Registry { next: AtomicU64::new(0), live: Mutex::default(), capacity: AtomicUsize::new(capacity) }
+        Registry {
+            next: AtomicU64::new(0),
+            live: Mutex::default(),
+            capacity: AtomicUsize::new(capacity),
+            emptied: tokio::sync::Notify::new(),
+        }
     }
 
     /// Sets how many sockets may be live (`run` fits it to the open-file limit).
@@ -88,6 +102,31 @@ impl Registry {
             }
         }
         told
+    }
+
+    /// Ends every socket (shutdown); returns how many were told. Each stays registered until its
+    /// relay has said goodbye and let go ([`Registry::drained`]).
+    pub fn end_all(&self, why: Ended) -> usize {
+        let mut live = self.lock();
+        let mut told = 0;
+        for l in live.values_mut() {
+            let (tx, _) = oneshot::channel();
+            told += usize::from(std::mem::replace(&mut l.end, tx).send(why).is_ok());
+        }
+        told
+    }
+
+    /// Resolves once no socket is registered.
+    pub async fn drained(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.is_empty() {
+                return;
+            }
+            emptied.await;
+        }
     }
 
     /// The sessions that hold live sockets here (each once).
@@ -125,5 +164,23 @@ mod tests {
         drop(a);
         assert_eq!(r.len(), 1);
         assert!(r.register("s3").is_some());
+    }
+
+    #[tokio::test]
+    async fn shutdown_tells_every_socket_and_drained_waits_for_them_to_let_go() {
+        let r = Arc::new(Registry::with_capacity(4));
+        let (a, mut rx_a) = r.register("s1").expect("room");
+        let (b, mut rx_b) = r.register("s2").expect("room");
+        assert_eq!(r.end_all(Ended::Shutdown), 2);
+        assert_eq!((rx_a.try_recv(), rx_b.try_recv()), (Ok(Ended::Shutdown), Ok(Ended::Shutdown)));
+        let waiting = tokio::spawn({
+            let r = r.clone();
+            async move { r.drained().await }
+        });
+        drop(a);
+        assert!(!waiting.is_finished() || r.is_empty());
+        drop(b);
+        waiting.await.expect("drained once every socket let go");
+        assert!(r.is_empty());
     }
 }

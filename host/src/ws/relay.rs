@@ -219,8 +219,9 @@ async fn run(
     let why: &'static str = loop {
         tokio::select! {
             e = &mut ended => {
-                end_session(&mut client, &up, e.unwrap_or(Ended::Revoked)).await;
-                break "session revoked";
+                let why = e.unwrap_or(Ended::Revoked);
+                end_session(&mut client, &up, why).await;
+                break if why == Ended::Shutdown { "gateway shutdown" } else { "session revoked" };
             }
             () = &mut session_timer => {
                 end_session(&mut client, &up, Ended::Expired).await;
@@ -363,6 +364,12 @@ async fn end_session(client: &mut WebSocket, up: &Upgrade, why: Ended) {
         let (code, name) = match why {
             Ended::Revoked => (1506, "TokenKickedError"),
             Ended::Expired => (1501, "TokenExpiredError"),
+            Ended::Shutdown => {
+                // The session stands, this gateway goes (attacks.md E17): "going away", and the
+                // client reconnects, to another instance, with the token it has.
+                let _ = client.send(close(1001, "gateway shutting down")).await;
+                return;
+            }
         };
         let _ = client.send(Message::Text(envelope_text(code, name, "the imgate session ended").into())).await;
         // OpenIM's kick (2002) too: on it the JS SDK resets instead of redialling with a dead token.
@@ -373,7 +380,9 @@ async fn end_session(client: &mut WebSocket, up: &Upgrade, why: Ended) {
         };
         let _ = client.send(Message::Binary(up.codec.encode_resp(&kick).into())).await;
     }
-    let _ = client.send(close(CLOSE_SESSION_ENDED, "session ended")).await;
+    let code = if why == Ended::Shutdown { 1001 } else { CLOSE_SESSION_ENDED };
+    let reason = if why == Ended::Shutdown { "gateway shutting down" } else { "session ended" };
+    let _ = client.send(close(code, reason)).await;
 }
 
 /// A text frame: `{"type":"ping","body":…}` is answered with a pong carrying the same body

@@ -7,6 +7,7 @@
 mod admin_api;
 mod admin_auth;
 mod admin_pipeline;
+mod attack_gaps;
 mod audit_trail;
 mod client_api;
 mod compat_plugins;

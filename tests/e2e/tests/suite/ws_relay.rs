@@ -544,3 +544,22 @@ async fn the_relay_keeps_openims_read_deadline_and_reports_its_loss() {
     assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Error));
     h.shutdown().await;
 }
+
+/// attacks.md E17: on shutdown every relayed socket, SDK and native alike, is told "going away"
+/// (1001) — no token error, the session stands and the client reconnects — and the gateway waits
+/// for them within its drain time before it stops.
+#[tokio::test]
+async fn shutdown_closes_relayed_sockets_with_1001_going_away() {
+    let mut h = Harness::start().await;
+    let (_, alice) = h.session("alice").await;
+    let (_, bob) = h.session("bob").await;
+    let mut sdk_ws = sdk(&h, "alice", &alice, "js").await;
+    let (_, t) = ticket(&h, &bob).await;
+    let mut native = dial(&format!("{}{}", ws_base(&h), t["url"].as_str().expect("url"))).await;
+    let server = h.begin_shutdown().expect("running");
+    assert_eq!(closed_with(&mut sdk_ws).await, Some(CloseCode::Away), "the SDK's socket");
+    assert_eq!(closed_with(&mut native).await, Some(CloseCode::Away), "the native socket");
+    server.await.expect("server stopped cleanly");
+    assert!(h.state.ws.is_empty(), "no relayed socket outlives the gateway");
+    h.shutdown().await;
+}
