@@ -785,8 +785,9 @@ fn pkcs1_rsa_public_key(der: &[u8]) -> Result<(&[u8], &[u8]), String> {
 }
 
 /// Loads the keys of `family` from a JWKS file: returns the usable keys and one message per
-/// problem. Keys of other families, `use: "enc"` keys and keys whose `alg` the issuer does not
-/// allow are skipped; anything wrong with a key that would be used is a problem.
+/// problem. Keys of other families, `use: "enc"` keys, keys whose `key_ops` (RFC 7517 §4.3) do
+/// not include `verify`, and keys whose `alg` the issuer does not allow are skipped; anything
+/// wrong with a key that would be used is a problem.
 fn load_jwks(
     path: &Path,
     family: AlgorithmFamily,
@@ -821,6 +822,14 @@ fn load_jwks(
         };
         if obj.get("use").is_some_and(|u| u != "sig") {
             continue;
+        }
+        // A key published for other operations (`["encrypt"]`, Wycheproof JWS tc355/356) never
+        // verifies a signature; `key_ops` that is not a list of strings is not a verify key either.
+        if let Some(ops) = obj.get("key_ops") {
+            let verifies = ops.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify"));
+            if !verifies {
+                continue;
+            }
         }
         let key_family = match obj.get("kty").and_then(Value::as_str) {
             Some("OKP") => AlgorithmFamily::Ed,

@@ -88,6 +88,22 @@ fn params() -> snow::params::NoiseParams {
     PROTOCOL.parse().unwrap_or_else(|_| unreachable!("valid Noise pattern"))
 }
 
+/// The gateway's side of the handshake as `snow` is set up for it: imgate's resolver (every DH
+/// counted and contributory only), the gateway's static key, the prologue. [`read_message1`]
+/// builds each responder from it with [`PROTOCOL`] and [`PROLOGUE`]. Public but hidden for the
+/// conformance vectors (host/tests/conformance_vectors.rs, attacks.md V5), which give it the
+/// vectors' protocols and prologues and fix the ephemeral key before building.
+#[doc(hidden)]
+pub fn responder_builder<'a>(
+    params: snow::params::NoiseParams,
+    static_secret: &'a [u8],
+    prologue: &'a [u8],
+    counter: &DhCounter,
+) -> Result<snow::Builder<'a>, snow::Error> {
+    let resolver = Box::new(DalekResolver { counter: counter.clone() });
+    snow::Builder::with_resolver(params, resolver).local_private_key(static_secret)?.prologue(prologue)
+}
+
 /// Decrypts message 1 with the first gateway key that opens it.
 pub fn read_message1(keys: &[GatewayKey], counter: &DhCounter, msg: &[u8]) -> Result<Incoming, Reject> {
     if msg.len() < MSG1_OVERHEAD || msg.len() > MSG1_OVERHEAD + MAX_PAYLOAD {
@@ -101,10 +117,7 @@ pub fn read_message1(keys: &[GatewayKey], counter: &DhCounter, msg: &[u8]) -> Re
     let mut payload = [0u8; MAX_PAYLOAD];
     for key in keys {
         let secret = key.secret.to_bytes();
-        let resolver = Box::new(DalekResolver { counter: counter.clone() });
-        let mut hs = snow::Builder::with_resolver(params(), resolver)
-            .local_private_key(&secret)
-            .and_then(|b| b.prologue(PROLOGUE))
+        let mut hs = responder_builder(params(), &secret, PROLOGUE, counter)
             .and_then(|b| b.build_responder())
             .map_err(|_| Reject::Unauthenticated("noise setup"))?;
         let Ok(n) = hs.read_message(msg, &mut payload) else { continue };
