@@ -22,6 +22,10 @@
 //! places that see a connection's progress: its socket ([`Watched`]) and its service (a request
 //! head was parsed; its answer was sent).
 //!
+//! An HTTP/1 request head whose lines end in a bare LF instead of CRLF is refused (400, then the
+//! connection is closed) before hyper reads it: hyper accepts bare LF as RFC 9112 §2.2 allows, but
+//! a proxy in front that does not would frame the same bytes differently (attacks.md E6).
+//!
 //! Open connections are capped (`max_connections` per listener): beyond the cap new connections
 //! are closed at once (counted as shed), so the ones already open keep being served and the
 //! process keeps file descriptors for OpenIM calls and its files. On shutdown the listener
@@ -156,7 +160,7 @@ fn spawn_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let watch = Arc::new(Watch::new(opts));
-    let io = TokioIo::new(Watched { stream, watch: watch.clone() });
+    let io = TokioIo::new(Watched { stream, watch: watch.clone(), head: HeadScan::default() });
     let svc_watch = watch.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // hyper calls the service once a request head is parsed: the head deadline is met.
@@ -311,9 +315,10 @@ impl Watch {
         self.changed.notify_one();
     }
 
-    /// Bytes arrived from the client.
-    fn read(&self) {
+    /// Bytes arrived from the client; returns whether they begin a request head (HTTP/1).
+    fn read(&self) -> bool {
         let mut s = self.lock();
+        let starts = matches!(s.phase, Phase::FirstByte) || (s.phase == Phase::Idle && !s.h2);
         match s.phase {
             Phase::FirstByte => self.enter(&mut s, Phase::Head),
             // The next HTTP/1 request began. (HTTP/2 peers send frames while idle, pings and
@@ -322,6 +327,7 @@ impl Watch {
             Phase::Busy => s.since = Instant::now(),
             Phase::Head | Phase::Idle | Phase::Closing => {}
         }
+        starts
     }
 
     /// Bytes went to the client.
@@ -391,10 +397,143 @@ impl hyper::body::Body for Answer {
     }
 }
 
-/// The socket, reporting every byte moved to the connection's [`Watch`].
+/// The socket, reporting every byte moved to the connection's [`Watch`], and checking HTTP/1
+/// request heads for bare LF line ends ([`HeadScan`]).
 struct Watched {
     stream: TcpStream,
     watch: Arc<Watch>,
+    head: HeadScan,
+}
+
+/// Where the scan of a connection's HTTP/1 request heads is: from a head's first byte to its
+/// blank line (`\r\n\r\n`); then past its body when its length is known (`Content-Length`,
+/// or none), so a request pipelined behind it in the same read is scanned too. Behind a chunked
+/// body the scan waits for the next read that starts a request. Never on an HTTP/2 connection (its
+/// preface turns it off for good).
+#[derive(Debug, Default)]
+struct HeadScan {
+    state: ScanState,
+    /// The connection is HTTP/2: never scanned again.
+    off: bool,
+    /// The head's last bytes, to see `\r\n` and `\r\n\r\n` across reads.
+    last: [u8; 3],
+    /// The current header line (its first bytes: enough to tell a framing header).
+    line: Vec<u8>,
+    /// The head's `Content-Length`, and whether it has a `Transfer-Encoding`.
+    length: Option<u64>,
+    encoded: bool,
+    /// Bytes of the connection scanned so far (the HTTP/2 preface is at its very start).
+    seen: usize,
+}
+
+#[derive(Debug, Default, PartialEq)]
+enum ScanState {
+    /// Between requests, or behind a body of unknown length.
+    #[default]
+    Waiting,
+    Head,
+    /// This many body bytes before the next head.
+    Body(u64),
+}
+
+/// HTTP/2's connection preface begins so (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Enough of a header line to read a framing header's name and a length.
+const SCAN_LINE_MAX: usize = 64;
+
+/// What a head with a bare LF gets before its connection is closed.
+const BARE_LF_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 86\r\nconnection: close\r\n\r\n{\"code\":\"bad_request\",\"message\":\"request lines must end in CRLF\",\"request_id\":\"\"}";
+
+impl HeadScan {
+    /// Scans bytes just read; `starts` says they begin a new request. `Err` on a bare LF.
+    fn scan(&mut self, mut bytes: &[u8], starts: bool) -> Result<(), ()> {
+        if self.off {
+            return Ok(());
+        }
+        if self.seen < H2_PREFACE.len() {
+            let n = (H2_PREFACE.len() - self.seen).min(bytes.len());
+            if bytes[..n] != H2_PREFACE[self.seen..self.seen + n] {
+                self.seen = usize::MAX;
+            } else {
+                self.seen += n;
+                if self.seen == H2_PREFACE.len() {
+                    self.off = true;
+                    return Ok(());
+                }
+            }
+        }
+        if starts {
+            self.begin_head();
+        }
+        while !bytes.is_empty() {
+            match self.state {
+                ScanState::Waiting => return Ok(()),
+                ScanState::Body(left) => {
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
+                    bytes = &bytes[n..];
+                    self.state = ScanState::Body(left - n as u64);
+                    if left == n as u64 {
+                        self.begin_head();
+                    }
+                }
+                ScanState::Head => {
+                    let b = bytes[0];
+                    bytes = &bytes[1..];
+                    if b == b'\n' {
+                        if self.last[2] != b'\r' {
+                            return Err(());
+                        }
+                        if self.last == [b'\r', b'\n', b'\r'] {
+                            self.end_head();
+                            continue;
+                        }
+                        self.header_line();
+                    } else if self.line.len() < SCAN_LINE_MAX {
+                        self.line.push(b);
+                    }
+                    self.last = [self.last[1], self.last[2], b];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_head(&mut self) {
+        self.state = ScanState::Head;
+        self.last = [0; 3];
+        self.line.clear();
+        self.length = None;
+        self.encoded = false;
+    }
+
+    /// A header line ended: note the framing headers.
+    fn header_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        if let Some(value) = strip_name(line, b"content-length:") {
+            self.length = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
+        } else if strip_name(line, b"transfer-encoding:").is_some() {
+            self.encoded = true;
+        }
+    }
+
+    fn end_head(&mut self) {
+        self.state = match (self.encoded, self.length) {
+            // A chunked body's end is not counted here: the scan waits for the next request.
+            (true, _) => ScanState::Waiting,
+            (false, Some(n)) if n > 0 => ScanState::Body(n),
+            (false, _) => {
+                self.begin_head();
+                return;
+            }
+        };
+    }
+}
+
+/// The value of a header line named `name` (lower case, with its colon), if it is one.
+fn strip_name<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    (line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name)).then(|| &line[name.len()..])
 }
 
 impl AsyncRead for Watched {
@@ -402,7 +541,13 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.watch.read();
+            let starts = self.watch.read();
+            let this = &mut *self;
+            if this.head.scan(&buf.filled()[before..], starts).is_err() {
+                // Answered here, where the bytes are: hyper would take the bare LF as a line end.
+                let _ = this.stream.try_write(BARE_LF_ANSWER);
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "bare LF in a request head")));
+            }
         }
         res
     }
@@ -520,6 +665,28 @@ mod tests {
     fn opts() -> ServeOptions {
         let s = Duration::from_secs;
         ServeOptions { first_byte: s(1), head: s(2), idle: s(3), stall: s(4), max_connections: 10, drain: s(1) }
+    }
+
+    #[test]
+    fn heads_with_bare_lf_are_refused_crlf_heads_and_bodies_and_http2_are_not() {
+        use super::HeadScan;
+        let ok = |parts: &[(&[u8], bool)]| {
+            let mut scan = HeadScan::default();
+            parts.iter().all(|(bytes, starts)| scan.scan(bytes, *starts).is_ok())
+        };
+        assert!(ok(&[(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true)]));
+        // A body after the blank line may hold bare LFs; the head split across reads is still read.
+        assert!(ok(&[(b"POST / HTTP/1.1\r\nContent-Length: 3\r", true), (b"\n\r\na\nb", false)]));
+        assert!(!ok(&[(b"GET / HTTP/1.1\nHost: a\n\n", true)]));
+        assert!(!ok(&[(b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", true)]));
+        assert!(!ok(&[(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true), (b"GET / HTTP/1.1\nHost: a\n\n", true)]));
+        // Pipelined behind a request without a body, or behind a counted body, in the same read.
+        assert!(!ok(&[(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\nHost: a\n\n", true)]));
+        assert!(!ok(&[(b"POST / HTTP/1.1\r\ncontent-LENGTH: 4\r\n\r\na\nb\nGET / HTTP/1.1\n\n", true)]));
+        assert!(ok(&[(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\na\nb\nGET / HTTP/1.1\r\n\r\n", true)]));
+        // HTTP/2: the preface, then binary frames full of 0x0a.
+        assert!(ok(&[(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", true), (b"\x00\x0a\n\n", true)]));
+        assert!(ok(&[(b"PRI * HT", true), (b"TP/2.0\r\n\r\nSM\r\n\r\n\n", true)]));
     }
 
     #[test]

@@ -829,6 +829,18 @@ async fn e6_ambiguous_framing_is_refused_and_nothing_smuggled_behind_it_is_serve
         let answer = exchange(&h, req.as_bytes()).await;
         assert_eq!(statuses(&answer).first(), Some(&400), "{what}: {:?}", String::from_utf8_lossy(&answer));
     }
+    // Bare LF line ends (hyper would accept them, a strict proxy in front would frame the bytes
+    // otherwise): 400 and the connection closed, nothing behind them served.
+    for (what, req) in [
+        ("bare LF throughout", format!("GET /v1/auth/gateway-key HTTP/1.1\nHost: gw\n\n{smuggled}")),
+        ("one bare LF header", format!("GET /healthz HTTP/1.1\r\nHost: gw\nX-A: b\r\n\r\n{smuggled}")),
+        ("the second request's", format!("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\nHost: gw\n\n")),
+    ] {
+        let answer = exchange(&h, req.as_bytes()).await;
+        let got = statuses(&answer);
+        assert_eq!(got.last(), Some(&400), "{what}: {:?}", String::from_utf8_lossy(&answer));
+        assert!(got.len() <= 2 && !got[..got.len() - 1].contains(&400), "{what}: {got:?}");
+    }
     h.shutdown().await;
 }
 
