@@ -269,6 +269,14 @@ pub async fn rescue(req: Request, next: Next) -> Response {
             "request refused"
         );
     }
+    // Every refusal's audit record says why: the stage's own reason if it noted one, else the
+    // stable code (and a plugin's reason code) — never the detail, which can name internals.
+    if let Some(rid) = &request_id {
+        match &err.reason {
+            Some(reason) => rid.note_reason_if_none(&format!("{}: {reason}", err.code.as_str())),
+            None => rid.note_reason_if_none(err.code.as_str()),
+        }
+    }
     let mut out = match (&request_id, compat) {
         (Some(rid), true) => crate::routes::compat::refusal(rid, &err),
         _ => render(&err, rid),

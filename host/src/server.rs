@@ -169,6 +169,10 @@ fn spawn_connection(
         let app = app.clone();
         async move {
             let res = app.oneshot(req.map(axum::body::Body::new)).await;
+            if res.as_ref().is_ok_and(|r| r.status() == hyper::StatusCode::SWITCHING_PROTOCOLS) {
+                // Before the 101 is written, so before the client may send its first frame.
+                busy.0.upgraded.store(true, std::sync::atomic::Ordering::Release);
+            }
             // The request counts as in flight until hyper drops the answer's body: fully sent,
             // or the client went away.
             res.map(|r| r.map(|inner| Answer { inner, _busy: busy }))
@@ -264,6 +268,8 @@ struct Watch {
     state: Mutex<WatchState>,
     /// Wakes the connection task when the deadline may have moved earlier.
     changed: Notify,
+    /// The connection was upgraded (101, the WebSocket relay): its bytes are no HTTP any more.
+    upgraded: std::sync::atomic::AtomicBool,
 }
 
 struct WatchState {
@@ -281,7 +287,7 @@ impl Watch {
     fn new(opts: ServeOptions) -> Watch {
         let state =
             WatchState { phase: Phase::FirstByte, since: Instant::now(), in_flight: 0, h2: false, closing: false };
-        Watch { opts, state: Mutex::new(state), changed: Notify::new() }
+        Watch { opts, state: Mutex::new(state), changed: Notify::new(), upgraded: Default::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
@@ -543,7 +549,8 @@ impl AsyncRead for Watched {
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let starts = self.watch.read();
             let this = &mut *self;
-            if this.head.scan(&buf.filled()[before..], starts).is_err() {
+            let http = !this.watch.upgraded.load(std::sync::atomic::Ordering::Acquire);
+            if http && this.head.scan(&buf.filled()[before..], starts).is_err() {
                 // Answered here, where the bytes are: hyper would take the bare LF as a line end.
                 let _ = this.stream.try_write(BARE_LF_ANSWER);
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "bare LF in a request head")));

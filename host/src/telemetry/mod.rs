@@ -65,6 +65,15 @@ impl RequestId {
         self.trail().reason = Some(reason.to_owned());
     }
 
+    /// [`Self::note_reason`] unless a stage noted one already (the rescue point's fallback: the
+    /// error's stable code, for refusals no stage explained).
+    pub fn note_reason_if_none(&self, reason: &str) {
+        let mut trail = self.trail();
+        if trail.reason.is_none() {
+            trail.reason = Some(reason.to_owned());
+        }
+    }
+
     /// The request is refused, for `reason` (stable text naming the rule, never a token or a
     /// body): its audit record says `refused` even when the answer is HTTP 200 — the
     /// OpenIM-compatible surface answers refusals in OpenIM's envelope, and the status alone

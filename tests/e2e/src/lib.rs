@@ -8,6 +8,7 @@
 pub mod plugins;
 pub mod redis_server;
 pub mod reload;
+pub mod soak;
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,6 +53,11 @@ pub struct Options {
     pub plugin_kv: Option<std::sync::Arc<dyn host::plugins::kv::PluginKv>>,
     /// `openim.secret` of the gateway when it is not the emulator's (a misconfigured gateway).
     pub openim_secret: Option<String>,
+    /// `openim.secret_file` (a name in the gateway's directory, written with the emulator's
+    /// secret unless `files` writes it) instead of an inline `openim.secret`.
+    pub openim_secret_file: Option<String>,
+    /// Extra `key = value` lines of the `[openim]` table.
+    pub openim_toml: String,
 }
 
 impl Default for Options {
@@ -68,6 +74,8 @@ impl Default for Options {
             files: Vec::new(),
             plugin_kv: None,
             openim_secret: None,
+            openim_secret_file: None,
+            openim_toml: String::new(),
         }
     }
 }
@@ -113,6 +121,9 @@ impl Harness {
         std::fs::write(dir.join("hs.secret"), &hs_secret).expect("write");
         let gw = host::keys::GatewayKey::generate("gw-1");
         std::fs::write(dir.join("gw.key"), gw.secret_b64()).expect("write");
+        if let Some(name) = &opts.openim_secret_file {
+            std::fs::write(dir.join(name), opts.openim_secret.as_deref().unwrap_or(&opts.emu.secret)).expect("write");
+        }
         for (name, content) in &opts.files {
             std::fs::write(dir.join(name), content).expect("write");
         }
@@ -371,8 +382,9 @@ request_timeout_ms = {req_timeout}
 api_url = "{api_url}"
 ws_url = "{ws_url}"
 admin_user_id = "{admin}"
-secret = "{secret}"
+{secret}
 timeout_ms = {timeout}
+{openim}
 
 [[gateway.keys]]
 id = "gw-1"
@@ -405,7 +417,11 @@ file = "audit.jsonl"
         max_body = opts.max_body_bytes,
         req_timeout = opts.request_timeout_ms,
         admin = opts.emu.admin_user_ids.first().map(String::as_str).unwrap_or("imAdmin"),
-        secret = opts.openim_secret.as_deref().unwrap_or(&opts.emu.secret),
+        secret = match &opts.openim_secret_file {
+            Some(name) => format!("secret_file = \"{name}\""),
+            None => format!("secret = \"{}\"", opts.openim_secret.as_deref().unwrap_or(&opts.emu.secret)),
+        },
+        openim = opts.openim_toml,
         timeout = opts.openim_timeout_ms,
         extra = opts.extra_toml,
         server = opts.server_toml,

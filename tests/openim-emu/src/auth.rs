@@ -28,7 +28,8 @@ struct AdminTokenReq {
 fn get_admin_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: AdminTokenReq = decode(body)?;
     let cfg = ctx.config();
-    if req.secret != cfg.secret {
+    let ctx_secret = ctx.app.secret();
+    if req.secret != ctx_secret {
         return Err(ApiError::NoPermission("secret invalid".into()));
     }
     if !ctx.app.is_admin_id(&req.user_id) {
@@ -38,7 +39,7 @@ fn get_admin_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     if st.user(&req.user_id).is_none() {
         return Err(ApiError::RecordNotFound(format!("user {} not found", req.user_id)));
     }
-    let tok = token::issue_admin_token(&mut st, &cfg.secret, &req.user_id, cfg.token_expire, cfg.admin_token_grace)?;
+    let tok = token::issue_admin_token(&mut st, &ctx_secret, &req.user_id, cfg.token_expire, cfg.admin_token_grace)?;
     Ok(Some(json!({"token": tok, "expireTimeSeconds": cfg.token_expire.as_secs() as i64})))
 }
 
@@ -61,6 +62,7 @@ fn get_user_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         return Err(ApiError::NoPermission("don't get Admin token".into()));
     }
     let cfg = ctx.config();
+    let ctx_secret = ctx.app.secret();
     let mut st = ctx.lock();
     let level = st.user(&req.user_id).map(|u| u.app_manger_level);
     match level {
@@ -68,7 +70,7 @@ fn get_user_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
         Some(l) if l >= 3 => return Err(ApiError::Args("app account can`t get token".into())),
         Some(_) => {}
     }
-    let tok = token::issue_user_token(&mut st, &cfg.secret, &req.user_id, req.platform_id, cfg.token_expire)?;
+    let tok = token::issue_user_token(&mut st, &ctx_secret, &req.user_id, req.platform_id, cfg.token_expire)?;
     Ok(Some(json!({"token": tok, "expireTimeSeconds": cfg.token_expire.as_secs() as i64})))
 }
 
@@ -81,7 +83,8 @@ struct ParseTokenReq {
 fn parse_token(ctx: &Ctx<'_>, body: &[u8]) -> HResult {
     let req: ParseTokenReq = decode(body)?;
     let cfg = ctx.config();
-    let claims = token::verify(&ctx.lock(), &cfg.secret, &cfg.admin_user_ids, &req.token)?;
+    let ctx_secret = ctx.app.secret();
+    let claims = token::verify(&ctx.lock(), &ctx_secret, &cfg.admin_user_ids, &req.token)?;
     Ok(Some(json!({
         "userID": claims.user_id,
         "platformID": claims.platform_id,

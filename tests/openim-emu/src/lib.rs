@@ -85,6 +85,12 @@ pub enum Fault {
     /// Hold every request until [`Emulator::release`] (how many wait: [`Emulator::held`]), so a
     /// test can keep requests in flight at a moment of its choosing.
     Hold,
+    /// Answer this HTTP status with an empty body, as OpenIM's panic recovery answers 500
+    /// (contract §3.2): a 5xx storm.
+    Status(u16),
+    /// Handle the request (its effects are kept), then drop the connection before answering: a
+    /// crash between doing and saying, the case where a caller cannot know whether a send happened.
+    DropAfterHandling,
 }
 
 /// One POST handled by the API.
@@ -123,8 +129,8 @@ impl Emulator {
         let ws_addr = ws.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(server::serve(api, server::api_router(app.clone()), stop_rx.clone())),
-            tokio::spawn(server::serve(ws, ws::ws_router(app.clone(), stop_rx.clone()), stop_rx)),
+            tokio::spawn(server::serve(api, server::api_router(app.clone()), stop_rx.clone(), app.clone())),
+            tokio::spawn(server::serve(ws, ws::ws_router(app.clone(), stop_rx.clone()), stop_rx, app.clone())),
         ];
         Ok(Emulator { app, api_addr, ws_addr, stop, tasks })
     }
@@ -162,6 +168,56 @@ impl Emulator {
     pub fn release(&self) {
         self.set_fault(Fault::None);
         self.app.release.send_modify(|g| *g += 1);
+    }
+
+    /// HTTP API requests received so far, faulted ones included (a [`SeenRequest`] is recorded only
+    /// for requests that were handled).
+    pub fn received(&self) -> u64 {
+        self.app.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Replaces the secret that signs tokens and guards `get_admin_token`, as an OpenIM restarted
+    /// with another `share.yml secret` (its database kept): tokens signed before fail with 1505.
+    pub fn set_secret(&self, secret: &str) {
+        *self.app.secret.write().unwrap_or_else(|e| e.into_inner()) = secret.to_owned();
+    }
+
+    /// HTTP API requests being processed right now: received (see [`Emulator::received`]) and
+    /// neither answered nor dropped yet — delayed, hung, held or being handled. 0 means no request
+    /// can still change the database.
+    pub fn active(&self) -> usize {
+        self.app.active.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Restarts OpenIM with its database kept, as `docker compose restart` of its services does
+    /// (MongoDB and Redis stay up): every open connection of both listeners (HTTP API and msg
+    /// gateway) is dropped at once without an answer — a request being delayed or hung is never
+    /// handled, one already handled stays done — then both listeners are closed for `down`, so
+    /// connections are refused, then bound to the same addresses again. Users, messages, tokens
+    /// and the fault ([`Emulator::set_fault`]) stay as they were. Returns once both listeners
+    /// accept again; an error if a port could not be bound again (another socket took it). One
+    /// restart at a time.
+    pub async fn restart(&self, down: Duration) -> std::io::Result<()> {
+        let mut rebound = self.app.rebound.subscribe();
+        let back = *rebound.borrow_and_update() + 2;
+        self.app.restarts.send_modify(|r| {
+            r.generation += 1;
+            r.down = down;
+        });
+        let came_back = tokio::time::timeout(down + Duration::from_secs(6), async {
+            rebound.wait_for(|n| *n >= back).await.is_ok()
+        })
+        .await;
+        match came_back {
+            Ok(true) => Ok(()),
+            _ => Err(std::io::Error::other("the emulator's listeners did not come back after a restart")),
+        }
+    }
+
+    /// Every message stored, all conversations (in no particular order): what a look at OpenIM's
+    /// MongoDB `msg` collection would show, e.g. to count how often a send was stored.
+    pub fn stored_messages(&self) -> Vec<state::MsgData> {
+        self.app.lock().messages.values().flatten().cloned().collect()
     }
 
     /// Requests seen so far, in order.

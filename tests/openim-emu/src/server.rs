@@ -4,7 +4,8 @@
 //! emulator feature) → OPTIONS answer → `operationID` header → `token` header and verification
 //! (except the whitelist) → route lookup (404 text) → handler (JSON decode → Check → permission
 //! → business). Connections are served by a hand-written accept loop so that a
-//! [`Fault::CloseConnection`] can drop the TCP connection without answering.
+//! [`Fault::CloseConnection`] can drop the TCP connection without answering, and a restart
+//! ([`crate::Emulator::restart`]) can drop every connection and close the listener for a while.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,7 +49,25 @@ pub struct App {
     pub held: std::sync::atomic::AtomicUsize,
     /// Bumped by [`crate::Emulator::release`]: held requests wait for a change.
     pub release: tokio::sync::watch::Sender<u64>,
+    /// HTTP API requests received (before any fault).
+    pub received: std::sync::atomic::AtomicU64,
+    /// `share.yml secret`: starts as `config.secret`, replaced by [`crate::Emulator::set_secret`].
+    pub secret: std::sync::RwLock<String>,
+    /// HTTP API requests being processed now: received, and neither answered nor dropped yet.
+    pub active: std::sync::atomic::AtomicUsize,
+    /// Restart orders ([`crate::Emulator::restart`]): every listener and connection watches it.
+    pub restarts: watch::Sender<Restart>,
+    /// Bumped by each listener once it accepts again after a restart.
+    pub rebound: watch::Sender<u64>,
     routes: HashMap<&'static str, Handler>,
+}
+
+/// An order to restart ([`crate::Emulator::restart`]): which one, and how long the listeners stay
+/// closed (connections refused) before they are bound again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Restart {
+    pub generation: u64,
+    pub down: std::time::Duration,
 }
 
 impl App {
@@ -77,6 +96,7 @@ impl App {
                 ..Default::default()
             });
         }
+        let secret = config.secret.clone();
         App {
             config,
             state: Mutex::new(st),
@@ -85,6 +105,11 @@ impl App {
             ws: WsRegistry::default(),
             held: std::sync::atomic::AtomicUsize::new(0),
             release: tokio::sync::watch::channel(0).0,
+            received: std::sync::atomic::AtomicU64::new(0),
+            secret: std::sync::RwLock::new(secret),
+            active: std::sync::atomic::AtomicUsize::new(0),
+            restarts: watch::channel(Restart::default()).0,
+            rebound: watch::channel(0).0,
             routes,
         }
     }
@@ -92,6 +117,11 @@ impl App {
     /// Lock the database (a poisoned lock is recovered: the data is plain values).
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The secret tokens are signed with now.
+    pub fn secret(&self) -> String {
+        self.secret.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn is_admin_id(&self, user_id: &str) -> bool {
@@ -173,15 +203,21 @@ fn add_cors(headers: &mut HeaderMap) {
     headers.insert("access-control-max-age", HeaderValue::from_static("172800"));
 }
 
-/// Apply the configured fault. Returns only if the request should be handled.
-async fn apply_fault(app: &App, kill: Option<&ConnKill>) {
+/// Apply the configured fault. Returns only if the request should be handled, or with the
+/// answer that replaces handling it ([`Fault::Status`]).
+async fn apply_fault(app: &App, kill: Option<&ConnKill>) -> Option<Response> {
     // Subscribed before the fault is read: `release` clears the fault, then bumps the counter,
     // so a request that reads `Hold` always sees the bump that releases it.
     let mut release = app.release.subscribe();
     let generation = *release.borrow_and_update();
     let fault = app.fault.lock().map(|f| f.clone()).unwrap_or(Fault::None);
     match fault {
-        Fault::None => {}
+        Fault::None | Fault::DropAfterHandling => {}
+        Fault::Status(code) => {
+            let mut r = Response::new(axum::body::Body::empty());
+            *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Some(r);
+        }
         Fault::Hold => {
             // Counted while waiting, also when the caller gives up and the request is dropped.
             struct Held<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -203,6 +239,7 @@ async fn apply_fault(app: &App, kill: Option<&ConnKill>) {
             std::future::pending::<()>().await
         }
     }
+    None
 }
 
 fn header(headers: &HeaderMap, name: &str) -> String {
@@ -212,7 +249,20 @@ fn header(headers: &HeaderMap, name: &str) -> String {
 /// The whole gin middleware chain plus dispatch.
 async fn api_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
     let kill = req.extensions().get::<ConnKill>().cloned();
-    apply_fault(&app, kill.as_ref()).await;
+    app.received.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // Counted until answered, also when the request is dropped (its connection closed) before.
+    struct Active<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    app.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _active = Active(&app.active);
+    if let Some(answer) = apply_fault(&app, kill.as_ref()).await {
+        return answer;
+    }
+    let drop_after = app.fault.lock().is_ok_and(|f| *f == Fault::DropAfterHandling);
     let (parts, body) = req.into_parts();
     let mut resp = if parts.method == Method::OPTIONS {
         (StatusCode::OK, "Options Request!").into_response()
@@ -225,6 +275,12 @@ async fn api_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
         handle_post(&app, parts.uri.path(), &parts.headers, &body)
     };
     add_cors(resp.headers_mut());
+    if drop_after {
+        if let Some(k) = kill {
+            k.0.notify_one();
+        }
+        std::future::pending::<()>().await
+    }
     resp
 }
 
@@ -279,7 +335,7 @@ fn run_post(
     let tok = header(headers, "token");
     if !tok.is_empty() {
         let st = app.lock();
-        if let Ok(c) = token::verify(&st, &app.config.secret, &app.config.admin_user_ids, &tok) {
+        if let Ok(c) = token::verify(&st, &app.secret(), &app.config.admin_user_ids, &tok) {
             seen.token_user_id = Some(c.user_id.clone());
             seen.token_platform_id = Some(c.platform_id);
         }
@@ -288,7 +344,7 @@ fn run_post(
         if tok.is_empty() {
             return (StatusCode::OK, Some(Err(ApiError::Args("header must have token".into()))));
         }
-        let verified = token::verify(&app.lock(), &app.config.secret, &app.config.admin_user_ids, &tok);
+        let verified = token::verify(&app.lock(), &app.secret(), &app.config.admin_user_ids, &tok);
         match verified {
             Ok(c) => {
                 op_user = c.user_id;
@@ -305,22 +361,68 @@ fn run_post(
 }
 
 /// Accept connections until `shutdown` flips; each connection can be dropped via [`ConnKill`].
-pub async fn serve(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+///
+/// A restart order ([`App::restarts`]) drops every open connection (see [`serve_conn`]; the WS
+/// connections watch it themselves), closes the listener for the order's `down` time, so that
+/// connections are refused, then binds the same address again and bumps [`App::rebound`].
+pub async fn serve(mut listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>, app: Arc<App>) {
     let mut stop = shutdown.clone();
+    let mut restarts = app.restarts.subscribe();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 // Go sets TCP_NODELAY on every TCP connection; so does OpenIM, so does the emulator.
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_conn(stream, router.clone(), shutdown.clone()));
+                tokio::spawn(serve_conn(stream, router.clone(), shutdown.clone(), app.restarts.subscribe()));
             }
             _ = stop.changed() => break,
+            order = restarts.changed() => {
+                if order.is_err() {
+                    break;
+                }
+                let down = restarts.borrow_and_update().down;
+                let Ok(addr) = listener.local_addr() else { break };
+                drop(listener);
+                tokio::select! {
+                    _ = tokio::time::sleep(down) => {}
+                    _ = stop.changed() => break,
+                }
+                let Some(again) = rebind(addr, &mut stop).await else { break };
+                listener = again;
+                app.rebound.send_modify(|n| *n += 1);
+            }
         }
     }
 }
 
-async fn serve_conn(stream: tokio::net::TcpStream, router: Router, mut shutdown: watch::Receiver<bool>) {
+/// Binds `addr` again after a restart. The port was ours a moment ago (`SO_REUSEADDR` is set, so
+/// the closed connections' TIME_WAIT does not hold it); tried for 5 s in case another socket
+/// took it meanwhile. `None` when it could not be bound or the emulator stops.
+async fn rebind(addr: std::net::SocketAddr, stop: &mut watch::Receiver<bool>) -> Option<TcpListener> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Some(l),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                eprintln!("openim-emu: cannot bind {addr} again after a restart: {e}");
+                return None;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    mut restarts: watch::Receiver<Restart>,
+) {
     let kill = ConnKill(Arc::new(Notify::new()));
     let k = kill.clone();
     let svc = router.map_request(move |mut req: Request<hyper::body::Incoming>| {
@@ -334,5 +436,6 @@ async fn serve_conn(stream: tokio::net::TcpStream, router: Router, mut shutdown:
         _ = conn => {}
         _ = kill.0.notified() => {}
         _ = shutdown.changed() => {}
+        _ = restarts.changed() => {}
     }
 }

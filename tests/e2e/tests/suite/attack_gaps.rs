@@ -834,7 +834,10 @@ async fn e6_ambiguous_framing_is_refused_and_nothing_smuggled_behind_it_is_serve
     for (what, req) in [
         ("bare LF throughout", format!("GET /v1/auth/gateway-key HTTP/1.1\nHost: gw\n\n{smuggled}")),
         ("one bare LF header", format!("GET /healthz HTTP/1.1\r\nHost: gw\nX-A: b\r\n\r\n{smuggled}")),
-        ("the second request's", format!("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\nHost: gw\n\n")),
+        (
+            "the second request's",
+            format!("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\nHost: gw\n\n"),
+        ),
     ] {
         let answer = exchange(&h, req.as_bytes()).await;
         let got = statuses(&answer);

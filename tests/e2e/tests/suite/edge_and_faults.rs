@@ -250,3 +250,215 @@ async fn metrics_count_requests_and_openim_calls() {
     assert!(text.contains("imgate_openim_admin_token_fetches_total{reason=\"missing\"} 1"), "{text}");
     h.shutdown().await;
 }
+
+/// A bearer token for the OpenIM-compatible surface (client-auth §5).
+async fn bearer(h: &Harness, s: &imgate_client::Session) -> String {
+    let (status, tok) = into_json(h.client().call(s, "POST", "/v1/auth/token", None).await.expect("answer")).await;
+    assert_eq!(status, 200, "{tok}");
+    tok["token"].as_str().expect("token").to_owned()
+}
+
+/// `POST /openim<path>` as an unmodified OpenIM SDK sends it; the raw response.
+async fn sdk_call(h: &Harness, token: &str, path: &str, body: &str) -> reqwest::Response {
+    h.http
+        .post(h.url(&format!("/openim{path}")))
+        .header("operationID", "sdk-op")
+        .header("token", token)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("answer")
+}
+
+/// Issue 17, E12: OpenIM's msg service answering HTTP 500 to everything. After
+/// `[openim.breaker] failures` (5) failures its circuit opens: calls are refused at once with 503
+/// `upstream_circuit_open` and `Retry-After` (errCode 14 on `/openim/*`) and OpenIM sees none of
+/// them; another service is still called; readiness names the open circuit; once OpenIM answers
+/// again a probe closes it.
+#[tokio::test]
+async fn a_5xx_storm_opens_the_breaker_and_openim_is_spared() {
+    let opts = Options { extra_toml: "[openim.breaker]\nfailures = 5\nopen_ms = 400\n".into(), ..Options::default() };
+    let h = Harness::start_with(opts).await;
+    let admin = h.admin_jwt("openim:call");
+    let (_, alice) = h.session("alice").await;
+    let tok = bearer(&h, &alice).await;
+    let msg = "/v1/admin/openim/msg/get_server_time";
+    assert_eq!(h.post(msg, Some(&admin), &json!({})).await.0, 200, "warm-up: imgate's admin token");
+    let (_, body) = into_json(sdk_call(&h, &tok, "/msg/newest_seq", "{}").await).await;
+    assert_eq!(body["errCode"], 0, "warm-up: alice's OpenIM token {body}");
+
+    h.emu.set_fault(Fault::Status(500));
+    let before = h.emu.received();
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        let res = h.http.post(h.url(msg)).bearer_auth(&admin).json(&json!({})).send().await.expect("answer");
+        let retry_after = res.headers().get("retry-after").is_some();
+        let (status, body) = into_json(res).await;
+        codes.push((status, body["code"].as_str().unwrap_or("").to_owned(), retry_after));
+    }
+    assert_eq!(h.emu.received() - before, 5, "OpenIM saw the 5 failures that opened the circuit, no more: {codes:?}");
+    assert!(codes[..5].iter().all(|(s, c, _)| *s == 502 && c == "upstream_bad_response"), "{codes:?}");
+    assert!(codes[5..].iter().all(|(s, c, ra)| *s == 503 && c == "upstream_circuit_open" && *ra), "{codes:?}");
+    assert_eq!(h.metric("imgate_openim_breaker_open{service=\"msg\"}").await, Some(1.0));
+
+    // The SDK gets OpenIM's own words for "service unavailable", never imgate's JSON.
+    let res = sdk_call(&h, &tok, "/msg/newest_seq", "{}").await;
+    assert!(res.headers().get("retry-after").is_some(), "Retry-After on the compat surface too");
+    let (status, body) = into_json(res).await;
+    assert_eq!(
+        (status, body["errCode"].as_i64(), body["errDlt"].as_str()),
+        (200, Some(14), Some("upstream_circuit_open"))
+    );
+    assert_eq!(h.emu.received() - before, 5, "the SDK's call did not reach OpenIM either");
+
+    // Another OpenIM service is not refused: it is called (and fails on its own).
+    let (status, body) =
+        h.post("/v1/admin/openim/user/get_users_info", Some(&admin), &json!({"userIDs": ["alice"]})).await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("upstream_bad_response")), "{body}");
+    assert_eq!(h.emu.received() - before, 6);
+
+    // Readiness says which circuit is open, and stays ready (every instance shares this OpenIM).
+    let (status, ready) = h.get("/readyz", None).await;
+    assert_eq!((status, ready["ready"].as_bool()), (200, Some(true)), "{ready}");
+    assert_eq!(ready["openim"]["circuits"], json!([{"service": "msg", "state": "open"}]), "{ready}");
+
+    // OpenIM answers again: after the open period one probe goes through and closes the circuit.
+    h.emu.set_fault(Fault::None);
+    let back = e2e::reload::within(Duration::from_secs(5), Duration::from_millis(50), async || {
+        h.post(msg, Some(&admin), &json!({})).await.0 == 200
+    })
+    .await;
+    assert!(back.is_some(), "the circuit closes once OpenIM answers");
+    assert_eq!(h.metric("imgate_openim_breaker_open{service=\"msg\"}").await, Some(0.0));
+    assert_eq!(h.get("/readyz", None).await.1["openim"]["circuits"], json!([]));
+    h.shutdown().await;
+}
+
+/// Issue 17, E12: the retry budget. OpenIM drops every connection (a transport failure, which
+/// idempotent reads retry, `read_retries = 2`) and the breaker is off: without a budget 40 reads
+/// would reach OpenIM 120 times; with 20 % and no per-second allowance, at most 40 + 20 % of the
+/// calls.
+#[tokio::test]
+async fn the_retry_budget_caps_retries_in_a_storm() {
+    let opts = Options {
+        openim_toml: "read_retries = 2".into(),
+        extra_toml: "[openim.breaker]\nfailures = 0\nretry_budget_percent = 20\nretry_budget_min_per_sec = 0\n".into(),
+        ..Options::default()
+    };
+    let h = Harness::start_with(opts).await;
+    let admin = h.admin_jwt("imgate:admin");
+    assert_eq!(h.get("/v1/admin/health", Some(&admin)).await.0, 200, "warm-up: imgate's admin token");
+    h.emu.set_fault(Fault::CloseConnection);
+    let before = h.emu.received();
+    for _ in 0..40 {
+        let (status, body) = h.get("/v1/admin/health", Some(&admin)).await;
+        assert_eq!((status, body["code"].as_str()), (502, Some("upstream_unavailable")), "{body}");
+    }
+    let reached = h.emu.received() - before;
+    // 41 calls counted (the warm-up's too) allow 8 retries; each read reached OpenIM once at least.
+    assert!((40..=40 + 9).contains(&reached), "40 reads reached OpenIM {reached} times");
+    let denied = h.metric("imgate_openim_retries_total{service=\"msg\",outcome=\"denied\"}").await;
+    assert!(denied.is_some_and(|d| d >= 20.0), "the budget denied retries: {denied:?}");
+    h.shutdown().await;
+}
+
+/// Issue 17, behaviour 4: OpenIM's secret rotated (OpenIM restarted with another `share.yml
+/// secret`, its database kept): every token imgate holds now fails with errCode 1505. OpenIM
+/// checks tokens first, so imgate drops the refused token and repeats the call once with a fresh
+/// one — with the rotated secret read again from `openim.secret_file` — and the SDK never sees
+/// 1505, which it would read as its own logout. A secret OpenIM refuses even then is
+/// `upstream_auth_failed`, still never a token errCode.
+#[tokio::test]
+async fn a_rotated_openim_secret_never_reaches_an_sdk_as_its_own_token_error() {
+    let opts = Options { openim_secret_file: Some("openim.secret".into()), ..Options::default() };
+    let h = Harness::start_with(opts).await;
+    let (_, alice) = h.session("alice").await;
+    let tok = bearer(&h, &alice).await;
+    let (_, body) = into_json(sdk_call(&h, &tok, "/msg/newest_seq", "{}").await).await;
+    assert_eq!(body["errCode"], 0, "before the rotation {body}");
+
+    // The rotation, done by the operator in both places.
+    h.emu.set_secret("rotated-secret");
+    std::fs::write(h.dir.join("openim.secret"), "rotated-secret\n").expect("write");
+    let (status, body) = into_json(sdk_call(&h, &tok, "/msg/newest_seq", "{}").await).await;
+    assert_eq!((status, body["errCode"].as_i64()), (200, Some(0)), "served after the rotation: {body}");
+    let rejected: Vec<i64> = h.emu.seen().iter().map(|s| s.err_code).filter(|c| (1501..=1507).contains(c)).collect();
+    assert!(rejected.contains(&1505), "OpenIM did refuse the old tokens with 1505: {rejected:?}");
+    let client = h.client();
+    let (status, body) = into_json(client.call(&alice, "GET", "/v1/conversations", None).await.expect("answer")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Rotated in OpenIM only: imgate cannot get a token OpenIM accepts.
+    h.emu.set_secret("rotated-again");
+    let (status, body) = into_json(sdk_call(&h, &tok, "/msg/newest_seq", "{}").await).await;
+    assert_eq!((status, body["errCode"].as_i64()), (200, Some(500)), "{body}");
+    assert_eq!(body["errDlt"], "upstream_auth_failed", "{body}");
+    let (status, body) = into_json(client.call(&alice, "GET", "/v1/conversations", None).await.expect("answer")).await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("upstream_auth_failed")), "{body}");
+    let (status, ready) = h.get("/readyz", None).await;
+    assert_eq!((status, ready["code"].as_str()), (503, Some("upstream_auth_failed")), "{ready}");
+    assert_eq!(ready["openim"]["credentials"], "refused");
+    h.shutdown().await;
+}
+
+/// Issue 17: what the outer stages refuse on `/openim/*` (the request deadline, load shedding,
+/// header rules) is answered in OpenIM's envelope with OpenIM's codes, as the stages inside do:
+/// an unmodified SDK reads nothing else.
+#[tokio::test]
+async fn the_compat_surface_answers_deadline_overload_and_header_refusals_in_openims_envelope() {
+    let opts = Options {
+        openim_timeout_ms: 1_000,
+        request_timeout_ms: 1_500,
+        server_toml: "max_concurrent_requests = 1".into(),
+        ..Options::default()
+    };
+    let h = Harness::start_with(opts).await;
+    let (_, alice) = h.session("alice").await;
+    let tok = bearer(&h, &alice).await;
+
+    // Every OpenIM call answers within its own timeout (0.9 s of 1 s), but alice's first call
+    // needs two (her OpenIM token minted, then the call): the gateway's deadline (1.5 s) passes
+    // first. OpenIM's word for it is gRPC's DeadlineExceeded (4).
+    h.emu.set_fault(Fault::Delay(Duration::from_millis(900)));
+    let (status, body) = into_json(sdk_call(&h, &tok, "/msg/newest_seq", "{}").await).await;
+    assert_eq!((status, body["errCode"].as_i64(), body["errDlt"].as_str()), (200, Some(4), Some("timeout")), "{body}");
+    h.emu.set_fault(Fault::None);
+    let (_, body) = into_json(sdk_call(&h, &tok, "/msg/newest_seq", "{}").await).await;
+    assert_eq!(body["errCode"], 0, "{body}");
+
+    // The gateway is full (one request held in OpenIM): OpenIM's own overload answer, 429.
+    h.emu.set_fault(Fault::Hold);
+    let held = {
+        let (http, url) = (h.http.clone(), h.url("/openim/msg/newest_seq"));
+        let tok = tok.clone();
+        tokio::spawn(
+            async move { http.post(url).header("operationID", "o").header("token", tok).body("{}").send().await },
+        )
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while h.emu.held() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the request never reached OpenIM");
+        tokio::task::yield_now().await;
+    }
+    let res = sdk_call(&h, &tok, "/msg/newest_seq", "{}").await;
+    assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let (status, body) = into_json(res).await;
+    assert_eq!((status, body["errCode"].as_i64()), (429, Some(429)), "{body}");
+    h.emu.release();
+    let _ = held.await.expect("task");
+
+    // A header name with `_` (attacks.md E8): OpenIM's ArgsError.
+    let res = h
+        .http
+        .post(h.url("/openim/msg/newest_seq"))
+        .header("operationID", "o")
+        .header("token", &tok)
+        .header("X_User_ID", "bob")
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    let (_, body) = into_json(res).await;
+    assert_eq!(body["errCode"], 1001, "{body}");
+    h.shutdown().await;
+}

@@ -31,6 +31,7 @@ mod plugin_reload_load;
 mod privileged_accounts;
 mod rate_limits;
 mod sign_props;
+mod soak;
 mod store_conformance;
 mod user_auth;
 mod ws_relay;

@@ -45,6 +45,8 @@ async fn a_swap_during_1000_in_flight_requests_lets_each_finish_on_the_version_i
         rate_limits_toml: "[rate_limits.default]\nper_second = 100000\nburst = 100000\n\
                            [rate_limits.send]\nper_second = 1000\nburst = 1000\n"
             .into(),
+        // All 1 000 wait in OpenIM's msg service at once: no per-service in-flight cap.
+        openim_toml: "breaker = { max_in_flight = 0 }".into(),
         ..Options::default()
     };
     // Generous plugin queueing: the 1 000 `on_request` calls arrive at once on 2 cores.

@@ -58,12 +58,15 @@ async fn serve(app: &App, mut stop: watch::Receiver<bool>, conn: &Conn, codec: C
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut ping = tokio::time::interval_at(Instant::now() + PING_PERIOD, PING_PERIOD);
+    // A restart (`Emulator::restart`) drops the connection like the crash of the process would.
+    let mut restarts = app.restarts.subscribe();
     loop {
         // Biased: a kick or a queued push goes out before the next frame is read, so a push
         // queued before a request is always written before that request's reply.
         let next = tokio::select! {
             biased;
             _ = stop.changed() => Next::Close,
+            _ = restarts.changed() => Next::Close,
             ctl = control.recv() => match ctl {
                 Some(Control::Kick) => {
                     let kick = Resp { req_identifier: ident::KICK_ONLINE_MSG, ..Resp::default() };

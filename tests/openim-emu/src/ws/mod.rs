@@ -234,7 +234,8 @@ async fn ws_entry(
     };
     let verified = {
         let cfg = &s.app.config;
-        token::verify(&s.app.lock(), &cfg.secret, &cfg.admin_user_ids, &args.token)
+        let ctx_secret = s.app.secret();
+        token::verify(&s.app.lock(), &ctx_secret, &cfg.admin_user_ids, &args.token)
     };
     let checked = verified.and_then(|c| {
         if c.user_id != args.user_id || c.platform_id != args.platform_id {
