@@ -367,7 +367,7 @@ impl Default for BreakerConfig {
         BreakerConfig {
             failures: 5,
             open_ms: 1_000,
-            max_open_ms: 30_000,
+            max_open_ms: 5_000,
             max_in_flight: 512,
             retry_budget_percent: 20,
             retry_budget_min_per_sec: 3,
