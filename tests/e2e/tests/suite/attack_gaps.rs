@@ -836,7 +836,7 @@ async fn e6_ambiguous_framing_is_refused_and_nothing_smuggled_behind_it_is_serve
         ("one bare LF header", format!("GET /healthz HTTP/1.1\r\nHost: gw\nX-A: b\r\n\r\n{smuggled}")),
         (
             "the second request's",
-            format!("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\nHost: gw\n\n"),
+            "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\nHost: gw\n\n".to_owned(),
         ),
     ] {
         let answer = exchange(&h, req.as_bytes()).await;
