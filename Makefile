@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DEV_DIR := .imgate/dev
 
-.PHONY: demo test deps build lint clean sdk-routes bench
+.PHONY: demo test deps build lint clean sdk-routes bench fuzz
 
 ## deps: toolchain pieces the build and tests need (idempotent).
 deps:
@@ -31,6 +31,9 @@ deps:
 	@command -v redis-server >/dev/null && { command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server iproute2 >/dev/null; }
+	@# The clock-step test runs the gateway under libfaketime (host/tests/clock_step.rs, attacks.md E20).
+	@[ -f /usr/lib/$$(uname -m)-linux-gnu/faketime/libfaketime.so.1 ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq faketime >/dev/null; }
 
 	@# The plugins in other languages (plugins/content-filter-js, plugins/group-join-policy-py) and their toolchains:
 	@# componentize-js from the npm registry (pinned by package-lock.json), componentize-py from PyPI (requirements.txt).
@@ -71,7 +74,10 @@ test: deps
 	$(MAKE) bench-smoke
 
 ## bench: criterion benchmarks (handshake vs raw X25519, signed-request verification, plugin call fresh vs reused
-## instance, the route engine per request without the OpenIM call), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached),
+## instance, the route engine per request without the OpenIM call), then dudect's constant-time check of the
+## signed-request MAC compare (host/benches/ct_mac.rs; fails on a leak), then plugin swap times (file written -> new version served; small and > 5 MB plugin, cold and cached),
+## then the "nothing lost" soak (tests/e2e/benches/soak.rs: 5 minutes, SOAK_SECONDS to change, of sends through /v1 and /openim
+## while OpenIM hangs, restarts, fails and slows down; counts in target/bench/soak.md; fails if a send is lost, doubled or unaudited),
 ## then imgate-bench (tests/bench): the OpenIM emulator direct, nginx proxy_pass, imgate /openim, imgate /v1 + plugins,
 ## imgate /openim + plugins, imgate /v1 signed on the in-memory store and on the Redis store (a redis-server it starts),
 ## interleaved over 3 rounds (about 9 minutes), with the Redis store's req/s ÷ the memory store's and its Redis round
@@ -89,15 +95,20 @@ bench: deps
 	cd plugins && $(CARGO) build --release --locked --target wasm32-wasip2
 	$(CARGO) bench --locked -p host --bench auth --bench plugins --bench engine
 	@mkdir -p target/bench
+	@# R11: dudect's t-test on the signed-request MAC check (exits 1 if verify looks leaky or the control is not seen).
+	set -o pipefail; $(CARGO) bench --locked -p host --bench ct_mac | tee target/bench/ct_mac.txt
 	set -o pipefail; $(CARGO) bench --locked -p e2e --bench reload | tee target/bench/reload.txt
 	$(CARGO) bench --locked -p e2e --bench languages
+	$(CARGO) bench --locked -p e2e --bench soak
 	./target/release/imgate-bench --instructions --imgate target/release/imgate --emu target/release/openim-emu \
 	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench/instructions
 	./target/release/imgate-bench --imgate target/release/imgate --emu target/release/openim-emu \
 	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench \
 	  --include "Plugin swap times (cargo bench -p e2e --bench reload)=target/bench/reload.txt" \
 	  --include "Instructions per request (valgrind callgrind; imgate-bench --instructions)=target/bench/instructions/instructions.md" \
-	  --include "Plugins by language (cargo bench -p e2e --bench languages)=target/bench/languages.md"
+	  --include "Plugins by language (cargo bench -p e2e --bench languages)=target/bench/languages.md" \
+	  --include "Nothing lost: sends with faults injected (cargo bench -p e2e --bench soak)=target/bench/soak.md" \
+	  --include "Constant-time MAC check (cargo bench -p host --bench ct_mac)=target/bench/ct_mac.txt"
 
 ## bench-smoke: the same harness in a few seconds with debug builds (one round, concurrency 16, 0.15 s per case; the
 ## WebSocket section with 20 idle connections and 50 sends per case), report in target/bench-smoke/; fails if a case has
@@ -110,6 +121,16 @@ bench-smoke: deps
 	cd plugins && $(CARGO) build --release --locked --target wasm32-wasip2
 	./target/debug/imgate-bench --smoke --imgate target/debug/imgate --emu target/debug/openim-emu \
 	  --nginx "$$(command -v nginx || echo /usr/sbin/nginx)" --out target/bench-smoke
+
+## fuzz: every fuzz target of fuzz/ (cargo-fuzz + libFuzzer, nightly; docs/fuzzing.md) for FUZZ_SECONDS each
+## (default 60), from the committed seeds (fuzz/seeds/) and the working corpus (fuzz/corpus/, not committed); prints
+## execs/s, corpus size and crashes per target and fails on any crash (reproducer in fuzz/artifacts/<target>/).
+## Not part of `make test`. Installs the nightly toolchain and cargo-fuzz if they are missing.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --version 0.13.2 --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run
 
 lint:
 	$(CARGO) fmt --all --check
