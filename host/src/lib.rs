@@ -24,6 +24,7 @@
 //! - `dev`       — `imgate dev`: the emulator and the gateway in one process.
 //! - `cli_plugin` — `imgate plugin ...`: the admin API's plugin routes from the command line.
 //! - `plugin_kit` — `imgate plugin new|test`: scaffolds plugins, runs their hooks without a gateway.
+//! - `fuzzing`   — hidden: the entry points `fuzz/`'s targets need (`make fuzz`).
 
 pub mod audit;
 pub mod auth;
@@ -33,6 +34,9 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod fleet;
+/// Entry points of the fuzz targets in `fuzz/` (thin wrappers of crate-private parsers); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 pub mod ids;
 pub mod keys;

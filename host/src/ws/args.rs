@@ -12,20 +12,20 @@ use serde::Deserialize;
 
 /// What an SDK asked for at the handshake.
 #[derive(Debug, Clone)]
-pub(super) struct SdkArgs {
-    pub(super) send_id: String,
+pub(crate) struct SdkArgs {
+    pub(crate) send_id: String,
     /// The imgate bearer token (never forwarded).
-    pub(super) token: String,
-    pub(super) platform_id: i32,
-    pub(super) operation_id: String,
-    pub(super) codec: Codec,
+    pub(crate) token: String,
+    pub(crate) platform_id: i32,
+    pub(crate) operation_id: String,
+    pub(crate) codec: Codec,
     /// `isMsgResp`: the handshake's result comes as a text frame after an upgrade.
-    pub(super) msg_resp: bool,
+    pub(crate) msg_resp: bool,
 }
 
 /// An argument error: OpenIM's errCode 1602 and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ArgError(pub(super) String);
+pub(crate) struct ArgError(pub(crate) String);
 
 /// The `v=` form's JSON (`S internal/msggateway/context.go:107-182`).
 #[derive(Deserialize)]
@@ -67,7 +67,7 @@ fn query_map(query: &str) -> Result<HashMap<String, String>, ArgError> {
 
 /// Whether the client asked for `isMsgResp` (read leniently: it decides how even a malformed
 /// handshake is answered).
-pub(super) fn wants_msg_resp(query: &str) -> bool {
+pub(crate) fn wants_msg_resp(query: &str) -> bool {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     pairs.iter().any(|(k, v)| k == "isMsgResp" && parse_bool(v) == Some(true))
         || pairs.iter().filter(|(k, _)| k == "v").any(|(_, v)| {
@@ -91,7 +91,7 @@ fn codec(sdk_type: Option<&str>, default: Encoding, compression: Option<&str>) -
 }
 
 /// OpenIM's handshake arguments (query mode or `v=` mode).
-pub(super) fn parse_sdk(query: &str, headers: &HeaderMap) -> Result<SdkArgs, ArgError> {
+pub(crate) fn parse_sdk(query: &str, headers: &HeaderMap) -> Result<SdkArgs, ArgError> {
     let q = query_map(query)?;
     let header_compression = headers.get("compression").and_then(|v| v.to_str().ok());
     if let Some(v) = q.get("v") {
@@ -150,7 +150,7 @@ fn check(args: SdkArgs) -> Result<SdkArgs, ArgError> {
 
 /// An imgate-native handshake: `ticket`, and optionally `sdkType` (default `js`) and
 /// `compression=gzip`.
-pub(super) fn parse_native(query: &str) -> Result<(String, Codec), ArgError> {
+pub(crate) fn parse_native(query: &str) -> Result<(String, Codec), ArgError> {
     let q = query_map(query)?;
     let ticket = q.get("ticket").filter(|t| !t.is_empty()).ok_or_else(|| ArgError("ticket is missing".into()))?;
     let codec = codec(q.get("sdkType").map(String::as_str), Encoding::Json, q.get("compression").map(String::as_str))?;

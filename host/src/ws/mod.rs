@@ -11,10 +11,10 @@
 //! (replies, pushes, kicks) pass down unchanged. [`Registry`] knows every live relayed socket, so
 //! logout and revocation close them at once.
 
-mod args;
+pub(crate) mod args;
 pub mod auth;
 pub mod direct;
-mod policy;
+pub(crate) mod policy;
 mod registry;
 pub mod relay;
 

@@ -34,7 +34,7 @@ pub const WS_SEND_ROUTE: &str = "ws.send_msg";
 const MAX_CONVERSATIONS: usize = 1000;
 
 /// What becomes of a client frame.
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// Forward this re-encoded frame to OpenIM.
     Forward(Vec<u8>),
     /// Answer the frame with this error; nothing reaches OpenIM.
@@ -54,7 +54,7 @@ fn denied(why: impl Into<String>) -> Refused {
 }
 
 /// The connection a frame came on.
-pub(super) struct Conn<'a> {
+pub(crate) struct Conn<'a> {
     pub state: &'a AppState,
     pub caller: &'a Caller,
     pub codec: Codec,
@@ -62,7 +62,7 @@ pub(super) struct Conn<'a> {
 }
 
 /// Polices one binary client frame.
-pub(super) async fn police(conn: &Conn<'_>, frame: &[u8]) -> Verdict {
+pub(crate) async fn police(conn: &Conn<'_>, frame: &[u8]) -> Verdict {
     if frame.len() > MAX_FRAME_BYTES {
         return Verdict::Close("frame larger than OpenIM's 51200 bytes");
     }
