@@ -412,7 +412,7 @@ struct Watched {
 }
 
 /// Where the scan of a connection's HTTP/1 request heads is: from a head's first byte to its
-/// blank line (`\r\n\r\n`); then past its body when its length is known (`Content-Length`,
+/// blank line (`\r\n\r\n`), a line at a time; then past its body when its length is known (`Content-Length`,
 /// or none), so a request pipelined behind it in the same read is scanned too. Behind a chunked
 /// body the scan waits for the next read that starts a request. Never on an HTTP/2 connection (its
 /// preface turns it off for good).
@@ -421,9 +421,10 @@ struct HeadScan {
     state: ScanState,
     /// The connection is HTTP/2: never scanned again.
     off: bool,
-    /// The head's last bytes, to see `\r\n` and `\r\n\r\n` across reads.
-    last: [u8; 3],
-    /// The current header line (its first bytes: enough to tell a framing header).
+    /// The current line's last byte so far (a `\n` must follow a `\r`), and its length.
+    prev: u8,
+    line_len: usize,
+    /// The current line's first bytes: enough to tell a framing header.
     line: Vec<u8>,
     /// The head's `Content-Length`, and whether it has a `Transfer-Encoding`.
     length: Option<u64>,
@@ -484,44 +485,61 @@ impl HeadScan {
                     }
                 }
                 ScanState::Head => {
-                    let b = bytes[0];
-                    bytes = &bytes[1..];
-                    if b == b'\n' {
-                        if self.last[2] != b'\r' {
-                            return Err(());
-                        }
-                        if self.last == [b'\r', b'\n', b'\r'] {
-                            self.end_head();
-                            continue;
-                        }
-                        self.header_line();
-                    } else if self.line.len() < SCAN_LINE_MAX {
-                        self.line.push(b);
+                    // A line at a time: memchr finds its end; its first bytes name a framing header.
+                    let Some(i) = memchr::memchr(b'\n', bytes) else {
+                        self.line_bytes(bytes);
+                        return Ok(());
+                    };
+                    self.line_bytes(&bytes[..i]);
+                    bytes = &bytes[i + 1..];
+                    if self.prev != b'\r' {
+                        return Err(());
                     }
-                    self.last = [self.last[1], self.last[2], b];
+                    if self.line_len == 1 {
+                        // `\r\n` alone: the blank line that ends the head.
+                        self.end_head();
+                        continue;
+                    }
+                    self.header_line();
                 }
             }
         }
         Ok(())
     }
 
+    /// Bytes of the current line (before its `\n`).
+    fn line_bytes(&mut self, part: &[u8]) {
+        if let Some(&last) = part.last() {
+            self.prev = last;
+            self.line_len += part.len();
+            let room = SCAN_LINE_MAX.saturating_sub(self.line.len()).min(part.len());
+            self.line.extend_from_slice(&part[..room]);
+        }
+    }
+
     fn begin_head(&mut self) {
         self.state = ScanState::Head;
-        self.last = [0; 3];
-        self.line.clear();
+        self.new_line();
         self.length = None;
         self.encoded = false;
     }
 
+    fn new_line(&mut self) {
+        self.prev = 0;
+        self.line_len = 0;
+        self.line.clear();
+    }
+
     /// A header line ended: note the framing headers.
     fn header_line(&mut self) {
-        let line = std::mem::take(&mut self.line);
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
         if let Some(value) = strip_name(line, b"content-length:") {
-            self.length = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
+            let length = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
+            self.length = length;
         } else if strip_name(line, b"transfer-encoding:").is_some() {
             self.encoded = true;
         }
+        self.new_line();
     }
 
     fn end_head(&mut self) {
