@@ -157,6 +157,9 @@ fn error_kind(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
     }
 }
 
+/// How long a closing socket waits for the client's Close before it is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// A kick carries no data, only the envelope: pushes and replies larger than this are not
 /// decoded on their way down.
 const MAX_KICK_FRAME: usize = 512;
@@ -333,6 +336,19 @@ async fn run(
             }
         }
     };
+    if !matches!(why, "client gone" | "client closed") {
+        // The closing handshake (RFC 6455 §7.1.1): after imgate's Close, the client's frames
+        // still in flight are read and its Close awaited, briefly. A socket dropped with unread
+        // data is reset (RST), and the client would lose the close frame and its code.
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(m)) = client.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
     drop(registration);
     state.metrics.ws_connections.dec();
     state.metrics.ws_closed.get_or_create(&crate::telemetry::ReasonLabels { reason: why.into() }).inc();
