@@ -138,6 +138,8 @@ struct Service {
 /// Every service's breaker and budget. Cheap to share (`Arc`).
 pub struct Breakers {
     settings: BreakerSettings,
+    /// The monotonic clock: `Instant::now`, or a test's hand-moved one.
+    now: Box<dyn Fn() -> Instant + Send + Sync>,
     services: Vec<Service>,
     retries: Family<RetryLabels, Counter>,
     refused: Family<ServiceLabels, Counter>,
@@ -155,7 +157,15 @@ pub struct Permit {
 
 impl Breakers {
     pub fn new(settings: BreakerSettings, metrics: &Metrics) -> Arc<Breakers> {
-        let now = Instant::now();
+        Breakers::with_clock(settings, metrics, Box::new(Instant::now))
+    }
+
+    fn with_clock(
+        settings: BreakerSettings,
+        metrics: &Metrics,
+        clock: Box<dyn Fn() -> Instant + Send + Sync>,
+    ) -> Arc<Breakers> {
+        let now = clock();
         let services = SERVICES
             .iter()
             .map(|name| {
@@ -172,6 +182,7 @@ impl Breakers {
             .collect();
         Arc::new(Breakers {
             settings,
+            now: clock,
             services,
             retries: metrics.openim_retries.clone(),
             refused: metrics.openim_breaker_refused.clone(),
@@ -188,7 +199,7 @@ impl Breakers {
             match *state {
                 State::Closed { .. } => {}
                 State::Open { until, period } => {
-                    let now = Instant::now();
+                    let now = (self.now)();
                     if now < until {
                         return Err(self.refuse(i, "open", until - now));
                     }
@@ -221,7 +232,7 @@ impl Breakers {
         let svc = &self.services[i];
         let allowed = {
             let mut b = svc.budget.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
+            let now = (self.now)();
             b.roll(now);
             let s = &self.settings;
             // The previous window counts in full: a storm that began just before a roll-over
@@ -243,7 +254,7 @@ impl Breakers {
 
     fn count_call(&self, i: usize) {
         let mut b = self.services[i].budget.lock().unwrap_or_else(|e| e.into_inner());
-        b.roll(Instant::now());
+        b.roll((self.now)());
         b.calls[0] += 1;
     }
 
@@ -256,7 +267,7 @@ impl Breakers {
             (Outcome::Failed, State::Closed { failures }) => {
                 *failures += 1;
                 if s.failures > 0 && *failures >= s.failures {
-                    *state = State::Open { until: Instant::now() + s.open, period: s.open };
+                    *state = State::Open { until: (self.now)() + s.open, period: s.open };
                     svc.open_gauge.set(1);
                     svc.trips.inc();
                     tracing::warn!(
@@ -274,7 +285,7 @@ impl Breakers {
             }
             (Outcome::Failed, State::HalfOpen { period }) if probe => {
                 let period = (*period * 2).min(s.max_open.max(s.open));
-                *state = State::Open { until: Instant::now() + period, period };
+                *state = State::Open { until: (self.now)() + period, period };
                 svc.trips.inc();
                 tracing::warn!(
                     service = svc.name,
@@ -323,7 +334,21 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
+    /// A clock only the test moves.
+    #[derive(Clone)]
+    struct Clock(Arc<Mutex<Instant>>);
+
+    impl Clock {
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
     fn breakers(failures: u32, open_ms: u64, max_in_flight: usize) -> Arc<Breakers> {
+        breakers_on(&Clock(Arc::new(Mutex::new(Instant::now()))), failures, open_ms, max_in_flight)
+    }
+
+    fn breakers_on(clock: &Clock, failures: u32, open_ms: u64, max_in_flight: usize) -> Arc<Breakers> {
         let settings = BreakerSettings {
             failures,
             open: Duration::from_millis(open_ms),
@@ -332,7 +357,8 @@ mod tests {
             retry_percent: 20,
             retry_min_per_sec: 0,
         };
-        Breakers::new(settings, &Metrics::new())
+        let clock = clock.clone();
+        Breakers::with_clock(settings, &Metrics::new(), Box::new(move || *clock.0.lock().unwrap()))
     }
 
     fn fail(b: &Arc<Breakers>, path: &str) {
@@ -365,9 +391,12 @@ mod tests {
 
     #[test]
     fn after_the_open_period_one_probe_goes_and_its_answer_closes_the_breaker() {
-        let b = breakers(1, 1, 0);
+        let clock = Clock(Arc::new(Mutex::new(Instant::now())));
+        let b = breakers_on(&clock, 1, 1000, 0);
         fail(&b, "/msg/x");
-        std::thread::sleep(Duration::from_millis(5)); // the open period (1 ms) passes
+        clock.advance(Duration::from_millis(999));
+        assert!(b.admit("/msg/x").is_err(), "still open until the period has passed");
+        clock.advance(Duration::from_millis(1));
         let probe = b.admit("/msg/x").expect("the probe");
         assert!(b.admit("/msg/x").is_err(), "only one probe at a time");
         probe.finish(Outcome::Answered);
@@ -377,15 +406,23 @@ mod tests {
 
     #[test]
     fn a_failed_or_abandoned_probe_opens_again_for_longer() {
-        let b = breakers(1, 1, 0);
+        let clock = Clock(Arc::new(Mutex::new(Instant::now())));
+        let b = breakers_on(&clock, 1, 1000, 0);
         fail(&b, "/msg/x");
-        std::thread::sleep(Duration::from_millis(5));
+        clock.advance(Duration::from_millis(1000));
         b.admit("/msg/x").expect("probe").finish(Outcome::Failed);
         let Err(OpenImError::CircuitOpen { retry_after, .. }) = b.admit("/msg/x") else { panic!("open again") };
-        assert!(retry_after > Duration::from_millis(1) && retry_after <= Duration::from_millis(2), "{retry_after:?}");
-        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(retry_after, Duration::from_millis(2000), "twice the period");
+        clock.advance(Duration::from_millis(2000));
         drop(b.admit("/msg/x").expect("probe")); // the client went away
-        assert!(b.admit("/msg/x").is_err(), "an abandoned probe is no success");
+        let Err(OpenImError::CircuitOpen { retry_after, .. }) = b.admit("/msg/x") else {
+            panic!("an abandoned probe is no success")
+        };
+        assert_eq!(retry_after, Duration::from_millis(4000), "max_open caps the doubling");
+        clock.advance(Duration::from_millis(4000));
+        b.admit("/msg/x").expect("probe").finish(Outcome::Failed);
+        let Err(OpenImError::CircuitOpen { retry_after, .. }) = b.admit("/msg/x") else { panic!("open again") };
+        assert_eq!(retry_after, Duration::from_millis(4000), "never beyond max_open");
     }
 
     #[test]
@@ -448,5 +485,27 @@ mod tests {
         }
         assert_eq!(retries, 20, "20 % of 100 calls");
         assert!(!b.may_retry("/group/x"), "per service");
+    }
+
+    #[test]
+    fn the_retry_budget_counts_the_last_two_windows_only() {
+        let clock = Clock(Arc::new(Mutex::new(Instant::now())));
+        let b = breakers_on(&clock, 0, 1000, 0);
+        for _ in 0..100 {
+            b.admit("/msg/x").expect("admitted").finish(Outcome::Failed);
+        }
+        clock.advance(BUDGET_WINDOW);
+        let mut retries = 0;
+        while b.may_retry("/msg/x") {
+            retries += 1;
+        }
+        assert_eq!(retries, 20, "the previous window's calls count in full");
+        clock.advance(BUDGET_WINDOW * 2);
+        for _ in 0..10 {
+            b.admit("/msg/x").expect("admitted").finish(Outcome::Failed);
+        }
+        assert!(b.may_retry("/msg/x"), "two windows later the old calls and retries are forgotten: 10 calls allow 2");
+        assert!(b.may_retry("/msg/x"));
+        assert!(!b.may_retry("/msg/x"), "and no more");
     }
 }

@@ -6,6 +6,7 @@
 //! to it with reqwest: no mocks on either side. [`Options`] changes what a test needs changed.
 
 pub mod plugins;
+pub mod raw;
 pub mod redis_server;
 pub mod reload;
 pub mod soak;

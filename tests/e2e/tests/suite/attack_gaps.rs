@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use e2e::raw::{closed_by_gateway, connect, ws_closed_with, Ws, BOUND};
 use e2e::redis_server::RedisServer;
 use e2e::*;
 use futures_util::{SinkExt, StreamExt};
@@ -25,33 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The longest any answer or close may take; the deadlines under test are a fraction of it.
-const BOUND: Duration = Duration::from_secs(10);
-
 fn now_ms() -> i64 {
     host::auth::now_ms()
-}
-
-async fn connect(h: &Harness) -> TcpStream {
-    TcpStream::connect(h.gateway_url.trim_start_matches("http://")).await.expect("connect")
-}
-
-/// Reads until the gateway closes the connection (EOF or reset); fails after [`BOUND`].
-async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let run = async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(BOUND, run).await.expect("the gateway closes the connection");
-    got
 }
 
 /// Reads until a complete answer head has arrived; returns its status. Fails after [`BOUND`].
@@ -84,7 +60,7 @@ fn statuses(answers: &[u8]) -> Vec<u16> {
 async fn exchange(h: &Harness, request: &[u8]) -> Vec<u8> {
     let mut s = connect(h).await;
     s.write_all(request).await.expect("write");
-    read_to_close(&mut s).await
+    closed_by_gateway(&mut s).await
 }
 
 async fn call(h: &Harness, s: &Session, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -605,8 +581,6 @@ async fn j17_a_removed_key_stops_at_the_restart_that_removes_it_and_an_unpublish
 
 // ---- B4: WebSocket tickets and revocation ---------------------------------------------------
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
 const JSON: Codec = Codec { encoding: Encoding::Json, gzip: false };
 
 fn ws_req(send_id: &str, ident: i32, msg_incr: &str, data: Vec<u8>) -> Req {
@@ -632,16 +606,6 @@ async fn ws_reply(ws: &mut Ws, msg_incr: &str) -> openim_wire::Resp {
             }
             Some(Ok(_)) => continue,
             other => panic!("expected a reply, got {other:?}"),
-        }
-    }
-}
-
-async fn ws_closed_with(ws: &mut Ws) -> Option<CloseCode> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed within 5 s") {
-            Some(Ok(Message::Close(f))) => return f.map(|f| f.code),
-            Some(Ok(_)) => continue,
-            _ => return None,
         }
     }
 }
@@ -749,7 +713,7 @@ async fn e2_a_stalled_or_trickling_body_is_cut_by_the_request_deadline() {
     let mut s = connect(&h).await;
     s.write_all(format!("{head}{{\"msg\": \"AA").as_bytes()).await.expect("write");
     let started = Instant::now();
-    let answer = read_to_close(&mut s).await;
+    let answer = closed_by_gateway(&mut s).await;
     assert_eq!(statuses(&answer), vec![504], "{:?}", String::from_utf8_lossy(&answer));
     assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
     // Trickling: one byte every 50 ms would take 10 s; the deadline answers after about 1 s.
@@ -795,7 +759,7 @@ async fn e5_five_hundred_headers_and_megabyte_header_blocks_are_431() {
         let mut s = connect(&h).await;
         // The gateway may answer and close before reading all of it.
         let _ = s.write_all(req.as_bytes()).await;
-        let answer = read_to_close(&mut s).await;
+        let answer = closed_by_gateway(&mut s).await;
         assert_eq!(statuses(&answer), vec![431], "{what}: {:?}", String::from_utf8_lossy(&answer));
     }
     assert_eq!(h.get("/healthz", None).await.0, 200);

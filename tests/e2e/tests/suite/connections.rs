@@ -6,14 +6,11 @@
 //! end (EOF or reset); each wait is bounded by [`BOUND`], far above the deadlines configured, so a
 //! gateway that never closes fails the test instead of hanging it.
 
-use std::time::Duration;
-
+use e2e::raw::{closed_by_gateway, connect, BOUND};
 use e2e::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The longest any close may take; the deadlines under test are a fraction of it.
-const BOUND: Duration = Duration::from_secs(10);
 /// A deadline no test waits for: whatever closes a connection within [`BOUND`] is another one.
 const NEVER: u64 = 60_000;
 
@@ -23,30 +20,6 @@ const H2_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
 
 async fn start(server_toml: &str) -> Harness {
     Harness::start_with(Options { server_toml: server_toml.into(), ..Options::default() }).await
-}
-
-async fn connect(h: &Harness) -> TcpStream {
-    TcpStream::connect(h.gateway_url.trim_start_matches("http://")).await.expect("connect")
-}
-
-/// Reads until the gateway closes the connection; returns what it sent first. Fails if the
-/// connection is still open after [`BOUND`].
-async fn closed_by_gateway(s: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let read_to_end = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                // A close with unread data in the gateway's buffer arrives as a reset.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(BOUND, read_to_end).await.expect("the gateway closes the connection");
-    got
 }
 
 /// One HTTP/1.1 keep-alive `GET` on `s`; returns the status (the body is read and dropped).

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::plugins::{hostile_plugin, version_plugin};
+use e2e::raw::{ws_closed_with, Ws};
 use e2e::redis_server::RedisServer;
 use e2e::reload::{served, within};
 use e2e::*;
@@ -17,9 +18,6 @@ use futures_util::StreamExt;
 use imgate_client::Session;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Instance `a` (with `opts`, on `redis`) and its peers `b`, `c`… (`peers` of them).
 async fn fleet(redis: &RedisServer, opts: Options, peers: &[&str]) -> Vec<Harness> {
@@ -58,17 +56,6 @@ async fn native_ws(minted_on: &Harness, h: &Harness, s: &Session) -> Result<Ws, 
     assert_eq!(status, 200, "{t}");
     let url = format!("{}{}", h.gateway_url.replace("http://", "ws://"), t["url"].as_str().expect("url"));
     tokio_tungstenite::connect_async(url).await.map(|(ws, _)| ws).map_err(|e| e.to_string())
-}
-
-/// The close code `ws` ends with (data frames skipped), within 5 s.
-async fn closed_with(ws: &mut Ws) -> Option<CloseCode> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed within 5 s") {
-            Some(Ok(Message::Close(f))) => return f.map(|f| f.code),
-            Some(Ok(_)) => continue,
-            _ => return None,
-        }
-    }
 }
 
 async fn revoke_on(h: &Harness, session: &Session) {
@@ -131,7 +118,7 @@ async fn revoking_on_one_instance_closes_a_websocket_held_by_another_within_a_se
     let mut carol_ws = native_ws(&f[1], &f[1], &carol).await.expect("carol's socket on b");
     let started = Instant::now();
     revoke_on(&f[0], &alice).await;
-    assert_eq!(closed_with(&mut alice_ws).await, Some(CloseCode::from(4401)));
+    assert_eq!(ws_closed_with(&mut alice_ws).await, Some(CloseCode::from(4401)));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "b closed the revoked session's socket in {took:?}");
     // Another session's socket on b stays open.
@@ -368,7 +355,7 @@ async fn redis_killed_mid_traffic_fails_closed_then_everything_recovers_without_
     let mut ws = native_ws(&f[1], &f[1], &alice).await.expect("socket on b");
     let started = Instant::now();
     revoke_on(&f[0], &alice).await;
-    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::from(4401)));
+    assert_eq!(ws_closed_with(&mut ws).await, Some(CloseCode::from(4401)));
     assert!(started.elapsed() < Duration::from_secs(1), "closed in {:?}", started.elapsed());
     shutdown(f).await;
 }

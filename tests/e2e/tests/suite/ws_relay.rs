@@ -6,18 +6,15 @@
 use std::time::{Duration, Instant};
 
 use e2e::plugins::example;
+use e2e::raw::{ws_closed_with, Ws};
 use e2e::*;
 use futures_util::{SinkExt, StreamExt};
 use imgate_client::Session;
 use openim_wire::{ident, pb, Codec, Encoding, Req, Resp};
 use prost::Message as _;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const JSON: Codec = Codec { encoding: Encoding::Json, gzip: false };
 const GOB: Codec = Codec { encoding: Encoding::Gob, gzip: false };
@@ -131,17 +128,6 @@ fn text_msg(from: &str, to: &str, text: &str) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
-}
-
-/// The close code the gateway ends `ws` with (skipping data frames), within 5 s.
-async fn closed_with(ws: &mut Ws) -> Option<CloseCode> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed within 5 s") {
-            Some(Ok(Message::Close(f))) => return f.map(|f| f.code),
-            Some(Ok(_)) => continue,
-            _ => return None,
-        }
-    }
 }
 
 #[tokio::test]
@@ -275,7 +261,7 @@ async fn frames_must_be_the_callers_in_both_envelopes() {
         // A frame with another sendID ends the connection, as in OpenIM (W3).
         let data = pb::sdkws::GetMaxSeqReq { user_id: "bob".into() }.encode_to_vec();
         send(&mut ws, codec, &req("bob", ident::GET_NEWEST_SEQ, "p6", data)).await;
-        assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Policy), "{sdk_type}");
+        assert_eq!(ws_closed_with(&mut ws).await, Some(CloseCode::Policy), "{sdk_type}");
     }
     h.shutdown().await;
 }
@@ -369,13 +355,13 @@ async fn revocation_closes_relayed_sockets_within_a_second() {
         }
         other => panic!("expected OpenIM's kick frame, got {other:?}"),
     }
-    assert_eq!(closed_with(&mut sdk_ws).await, Some(CloseCode::from(4401)));
+    assert_eq!(ws_closed_with(&mut sdk_ws).await, Some(CloseCode::from(4401)));
     assert!(started.elapsed() < Duration::from_secs(1), "closed in {:?}", started.elapsed());
     // W5: logout ends the native socket the same way.
     let started = Instant::now();
     let res = h.client().call(&alice2, "POST", "/v1/auth/logout", None).await.expect("answer");
     assert_eq!(res.status(), 204);
-    assert_eq!(closed_with(&mut native).await, Some(CloseCode::from(4401)));
+    assert_eq!(ws_closed_with(&mut native).await, Some(CloseCode::from(4401)));
     assert!(started.elapsed() < Duration::from_secs(1));
     h.shutdown().await;
 }
@@ -409,7 +395,7 @@ async fn upstream_loss_and_oversized_frames_close_cleanly() {
     let mut ws = sdk(&h, "alice", &alice, "js").await;
     let big = req("alice", ident::GET_NEWEST_SEQ, "big", vec![0u8; 60_000]);
     let _ = ws.send(Message::Binary(JSON.encode_req(&big).into())).await;
-    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Size));
+    assert_eq!(ws_closed_with(&mut ws).await, Some(CloseCode::Size));
     h.shutdown().await;
 }
 
@@ -491,7 +477,7 @@ async fn gzip_frames_are_relayed_and_policed() {
     assert_eq!(reply(&mut ws, gz, "g2").await.err_code, 1002);
     // A frame that does not inflate ends the connection, as OpenIM ends it.
     ws.send(Message::Binary(b"not gzip".to_vec().into())).await.expect("send");
-    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Policy));
+    assert_eq!(ws_closed_with(&mut ws).await, Some(CloseCode::Policy));
     h.shutdown().await;
 }
 
@@ -508,7 +494,7 @@ async fn revoking_a_user_or_deleting_a_device_closes_every_socket_of_it() {
     let res = h.http.delete(h.url("/v1/admin/users/alice/devices/laptop")).bearer_auth(&admin).send();
     assert_eq!(res.await.expect("answer").status(), 204);
     assert_eq!(text(&mut b).await["errCode"], 1506);
-    assert_eq!(closed_with(&mut b).await, Some(CloseCode::from(4401)));
+    assert_eq!(ws_closed_with(&mut b).await, Some(CloseCode::from(4401)));
     let mine = pb::sdkws::GetMaxSeqReq { user_id: String::new() }.encode_to_vec();
     send(&mut a, JSON, &req("alice", ident::GET_NEWEST_SEQ, "still", mine)).await;
     assert_eq!(reply(&mut a, JSON, "still").await.err_code, 0, "another device's socket is untouched");
@@ -516,7 +502,7 @@ async fn revoking_a_user_or_deleting_a_device_closes_every_socket_of_it() {
     let res = h.http.post(h.url("/v1/admin/users/alice/revoke")).bearer_auth(&admin).send();
     assert_eq!(res.await.expect("answer").status(), 200);
     assert_eq!(text(&mut a).await["errCode"], 1506);
-    assert_eq!(closed_with(&mut a).await, Some(CloseCode::from(4401)));
+    assert_eq!(ws_closed_with(&mut a).await, Some(CloseCode::from(4401)));
     h.shutdown().await;
 }
 
@@ -541,7 +527,7 @@ async fn the_relay_keeps_openims_read_deadline_and_reports_its_loss() {
     let h = Harness::start_with(Options { emu, ..Options::default() }).await;
     let (_, alice) = h.session("alice").await;
     let mut ws = sdk(&h, "alice", &alice, "js").await;
-    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Error));
+    assert_eq!(ws_closed_with(&mut ws).await, Some(CloseCode::Error));
     h.shutdown().await;
 }
 
@@ -557,8 +543,8 @@ async fn shutdown_closes_relayed_sockets_with_1001_going_away() {
     let (_, t) = ticket(&h, &bob).await;
     let mut native = dial(&format!("{}{}", ws_base(&h), t["url"].as_str().expect("url"))).await;
     let server = h.begin_shutdown().expect("running");
-    assert_eq!(closed_with(&mut sdk_ws).await, Some(CloseCode::Away), "the SDK's socket");
-    assert_eq!(closed_with(&mut native).await, Some(CloseCode::Away), "the native socket");
+    assert_eq!(ws_closed_with(&mut sdk_ws).await, Some(CloseCode::Away), "the SDK's socket");
+    assert_eq!(ws_closed_with(&mut native).await, Some(CloseCode::Away), "the native socket");
     server.await.expect("server stopped cleanly");
     assert!(h.state.ws.is_empty(), "no relayed socket outlives the gateway");
     h.shutdown().await;
