@@ -412,10 +412,11 @@ struct Watched {
 }
 
 /// Where the scan of a connection's HTTP/1 request heads is: from a head's first byte to its
-/// blank line (`\r\n\r\n`), a line at a time; then past its body when its length is known (`Content-Length`,
-/// or none), so a request pipelined behind it in the same read is scanned too. Behind a chunked
-/// body the scan waits for the next read that starts a request. Never on an HTTP/2 connection (its
-/// preface turns it off for good).
+/// blank line (`\r\n\r\n`), a line at a time; then past its body (`Content-Length` bytes, or a
+/// chunked body's chunks and trailer lines), so a request pipelined behind it in the same read is
+/// scanned too. A body it cannot follow (a chunk size that is not hex) leaves it waiting for the
+/// next read that starts a request: hyper refuses such a body and closes the connection. Never on
+/// an HTTP/2 connection (its preface turns it off for good).
 #[derive(Debug, Default)]
 struct HeadScan {
     state: ScanState,
@@ -441,6 +442,12 @@ enum ScanState {
     Head,
     /// This many body bytes before the next head.
     Body(u64),
+    /// A chunked body's chunk-size line (RFC 9112 §7.1).
+    ChunkSize,
+    /// This many bytes of a chunk and its CRLF before the next chunk-size line.
+    Chunk(u64),
+    /// The trailer section after the last chunk, up to its blank line.
+    Trailers,
 }
 
 /// HTTP/2's connection preface begins so (RFC 9113 §3.4).
@@ -476,15 +483,24 @@ impl HeadScan {
         while !bytes.is_empty() {
             match self.state {
                 ScanState::Waiting => return Ok(()),
-                ScanState::Body(left) => {
+                ScanState::Body(left) | ScanState::Chunk(left) => {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
                     bytes = &bytes[n..];
-                    self.state = ScanState::Body(left - n as u64);
-                    if left == n as u64 {
-                        self.begin_head();
-                    }
+                    let left = left - n as u64;
+                    self.state = match self.state {
+                        ScanState::Body(_) if left == 0 => {
+                            self.begin_head();
+                            continue;
+                        }
+                        ScanState::Body(_) => ScanState::Body(left),
+                        _ if left == 0 => {
+                            self.new_line();
+                            ScanState::ChunkSize
+                        }
+                        _ => ScanState::Chunk(left),
+                    };
                 }
-                ScanState::Head => {
+                ScanState::Head | ScanState::ChunkSize | ScanState::Trailers => {
                     // A line at a time: memchr finds its end; its first bytes name a framing header.
                     let Some(i) = memchr::memchr(b'\n', bytes) else {
                         self.line_bytes(bytes);
@@ -495,12 +511,15 @@ impl HeadScan {
                     if self.prev != b'\r' {
                         return Err(());
                     }
-                    if self.line_len == 1 {
-                        // `\r\n` alone: the blank line that ends the head.
-                        self.end_head();
-                        continue;
+                    let blank = self.line_len == 1; // `\r\n` alone
+                    match self.state {
+                        ScanState::Head if blank => self.end_head(),
+                        ScanState::Head => self.header_line(),
+                        ScanState::ChunkSize => self.chunk_size_line(),
+                        // The blank line that ends the trailers ends the request.
+                        _ if blank => self.begin_head(),
+                        _ => self.new_line(),
                     }
-                    self.header_line();
                 }
             }
         }
@@ -542,10 +561,31 @@ impl HeadScan {
         self.new_line();
     }
 
+    /// A chunk-size line ended: `size[;extensions]`, the size in hex; 0 is the last chunk.
+    fn chunk_size_line(&mut self) {
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        // A line cut at SCAN_LINE_MAX within its digits (leading zeros) has no size to read here.
+        let whole = digits < line.len() || self.line_len <= SCAN_LINE_MAX;
+        let size = whole.then(|| std::str::from_utf8(&line[..digits]).ok()).flatten();
+        let size = size.and_then(|h| u64::from_str_radix(h, 16).ok());
+        self.new_line();
+        self.state = match size {
+            Some(0) => ScanState::Trailers,
+            Some(n) => n.checked_add(2).map_or(ScanState::Waiting, ScanState::Chunk),
+            // Not a chunk size (or one longer than the line kept): hyper refuses it.
+            None => ScanState::Waiting,
+        };
+    }
+
     fn end_head(&mut self) {
         self.state = match (self.encoded, self.length) {
-            // A chunked body's end is not counted here: the scan waits for the next request.
-            (true, _) => ScanState::Waiting,
+            // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); hyper refuses a request
+            // whose last coding is not chunked, so the body is read as chunks.
+            (true, _) => {
+                self.new_line();
+                ScanState::ChunkSize
+            }
             (false, Some(n)) if n > 0 => ScanState::Body(n),
             (false, _) => {
                 self.begin_head();
@@ -709,9 +749,82 @@ mod tests {
         assert!(!ok(&[(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\nHost: a\n\n", true)]));
         assert!(!ok(&[(b"POST / HTTP/1.1\r\ncontent-LENGTH: 4\r\n\r\na\nb\nGET / HTTP/1.1\n\n", true)]));
         assert!(ok(&[(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\na\nb\nGET / HTTP/1.1\r\n\r\n", true)]));
+        // Pipelined behind a chunked body (chunks holding bare LFs, an extension, trailers), in
+        // the same read or split anywhere.
+        let chunked: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\na\nb\r\nA\r\n\n\n\n\n\n\n\n\n\n\n\r\n0\r\nT: 1\r\n\r\n";
+        let crlf_next: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+        let lf_next: &[u8] = b"GET / HTTP/1.1\nHost: a\n\n";
+        for (next, clean) in [(crlf_next, true), (lf_next, false)] {
+            let whole = [chunked, next].concat();
+            assert_eq!(ok(&[(&whole, true)]), clean, "{:?}", String::from_utf8_lossy(&whole));
+            for cut in 1..whole.len() {
+                let (a, b) = whole.split_at(cut);
+                assert_eq!(ok(&[(a, true), (b, false)]), clean, "cut at {cut}");
+            }
+        }
+        // The trailer section is lines too; a chunk size that is not hex is left to hyper.
+        assert!(!ok(&[(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\n\r\n", true)]));
+        assert!(ok(&[(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\n\n", true)]));
+        // 70 leading zeros: more than the scan keeps of a line, so no size it could misread as 0.
+        let zeros =
+            [&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..], &[b'0'; 70], b"3\r\na\nb\r\n"].concat();
+        assert!(ok(&[(&zeros, true)]));
         // HTTP/2: the preface, then binary frames full of 0x0a.
         assert!(ok(&[(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", true), (b"\x00\x0a\n\n", true)]));
         assert!(ok(&[(b"PRI * HT", true), (b"TP/2.0\r\n\r\nSM\r\n\r\n\n", true)]));
+    }
+
+    /// A well-formed HTTP/1.1 request: CRLF head; no body, a counted one, or chunks with
+    /// extensions and trailers. Bodies hold bare LFs and CRs, which are data.
+    fn request() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let data = || proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b'0')], 0..40);
+        let chunks = proptest::collection::vec((data(), any::<bool>(), 0usize..3), 0..4);
+        prop_oneof![
+            Just(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec()),
+            data().prop_map(|body| {
+                [format!("POST /x HTTP/1.1\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes(), &body].concat()
+            }),
+            (chunks, any::<bool>()).prop_map(|(chunks, trailer)| {
+                let mut r = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for (data, ext, zeros) in chunks.into_iter().filter(|c| !c.0.is_empty()) {
+                    let ext = if ext { ";n=v" } else { "" };
+                    r.extend(format!("{}{:X}{ext}\r\n", "0".repeat(zeros), data.len()).as_bytes());
+                    r.extend(data);
+                    r.extend(b"\r\n");
+                }
+                r.extend(b"0\r\n");
+                if trailer {
+                    r.extend(b"T: 1\r\n");
+                }
+                r.extend(b"\r\n");
+                r
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Pipelined well-formed requests are never refused, and a bare-LF head behind them always
+        /// is, however the bytes are cut into reads.
+        #[test]
+        fn the_head_scan_follows_pipelined_requests_across_any_reads(
+            requests in proptest::collection::vec(request(), 1..5),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..4),
+        ) {
+            let clean = requests.concat();
+            let dirty = [&clean[..], b"GET /healthz HTTP/1.1\nHost: gw\n\n"].concat();
+            for (bytes, ok) in [(clean, true), (dirty, false)] {
+                let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len())).collect();
+                at.sort_unstable();
+                let mut scan = HeadScan::default();
+                let (mut from, mut result) = (0, Ok(()));
+                for to in at.into_iter().chain([bytes.len()]) {
+                    result = result.and_then(|()| scan.scan(&bytes[from..to], from == 0));
+                    from = to;
+                }
+                proptest::prop_assert_eq!(result.is_ok(), ok, "{:?}", String::from_utf8_lossy(&bytes));
+            }
+        }
     }
 
     #[test]

@@ -769,8 +769,8 @@ async fn e5_five_hundred_headers_and_megabyte_header_blocks_are_431() {
 /// E6: request smuggling. Framing the gateway cannot read one way only is refused (400); a
 /// request carrying both `Content-Length` and `Transfer-Encoding` is read as chunked and its
 /// connection closed after the answer, so a request smuggled behind it is never served. (imgate
-/// never forwards a client's bytes: every OpenIM call is a request of its own.) Not covered: a
-/// head with bare-LF line ends is accepted (docs/security.md, row E6).
+/// never forwards a client's bytes: every OpenIM call is a request of its own.) A head with
+/// bare-LF line ends is refused too, wherever it is in the stream: hyper would accept it.
 #[tokio::test]
 async fn e6_ambiguous_framing_is_refused_and_nothing_smuggled_behind_it_is_served() {
     let h = Harness::start().await;
@@ -801,6 +801,12 @@ async fn e6_ambiguous_framing_is_refused_and_nothing_smuggled_behind_it_is_serve
         (
             "the second request's",
             "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\nHost: gw\n\n".to_owned(),
+        ),
+        (
+            "one pipelined behind a chunked body",
+            "POST /healthz HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\na\nb\n\r\n0\r\nT: 1\r\n\r\n\
+             GET /healthz HTTP/1.1\nHost: gw\n\n"
+                .to_owned(),
         ),
     ] {
         let answer = exchange(&h, req.as_bytes()).await;
