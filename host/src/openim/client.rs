@@ -666,7 +666,7 @@ impl OpenIm {
         let elapsed = started.elapsed();
         let outcome = match &result {
             Ok(a) if a.envelope.err_code == 0 => "ok".to_owned(),
-            Ok(a) => format!("errcode_{}", a.envelope.err_code),
+            Ok(a) => super::errors::errcode_label(a.envelope.err_code),
             Err(e) => e.outcome().to_owned(),
         };
         let m = &self.inner.metrics;

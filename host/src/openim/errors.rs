@@ -116,6 +116,24 @@ impl ErrCode {
     }
 }
 
+/// The errCodes OpenIM's catalogue names (contract §3.3, its 90000s and chat-app codes aside)
+/// and the gRPC status codes it passes on (1-16): the ones a metric label may carry.
+const CATALOGUE: &[i64] = &[
+    429, 500, 1001, 1002, 1003, 1004, 1050, 1101, 1102, 1201, 1202, 1203, 1204, 1205, 1206, 1301, 1302, 1303, 1304,
+    1305, 1401, 1402, 1403, 1404, 1501, 1502, 1503, 1504, 1505, 1506, 1507, 1520, 1601, 1602, 1603, 1604, 1701, 80000,
+    90002, 90004, 90007,
+];
+
+/// The metric label of an errCode: `errcode_<n>` for a catalogued code, else `errcode_other`, so
+/// an OpenIM (or a webhook) inventing codes cannot grow a metric family without bound.
+pub(crate) fn errcode_label(code: i64) -> String {
+    if (1..=16).contains(&code) || CATALOGUE.contains(&code) {
+        format!("errcode_{code}")
+    } else {
+        "errcode_other".to_owned()
+    }
+}
+
 /// Why a call to OpenIM failed. `Clone`: one failed token fetch is every waiter's answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OpenImError {
@@ -176,6 +194,21 @@ impl OpenImError {
             OpenImError::TokenStore(_) => "token_store",
             OpenImError::AuthFailed(_) => "auth_failed",
             OpenImError::CircuitOpen { .. } => "circuit_open",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_name_catalogued_errcodes_and_lump_the_rest() {
+        assert_eq!(errcode_label(1505), "errcode_1505");
+        assert_eq!(errcode_label(14), "errcode_14", "gRPC Unavailable");
+        assert_eq!(errcode_label(90004), "errcode_90004");
+        for invented in [-1, 0, 17, 1999, 123_456_789, i64::MAX, i64::MIN] {
+            assert_eq!(errcode_label(invented), "errcode_other", "{invented}");
         }
     }
 }
