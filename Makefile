@@ -137,6 +137,10 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path plugins/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path tests/hostile-plugins/Cargo.toml --target wasm32-wasip2 -- -D warnings
+	# The fuzz targets (own workspace and lock), checked on stable: a host API change that breaks
+	# them fails here, not only in `make fuzz`.
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --all --check
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --locked --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -102,10 +102,7 @@ fn admin_jwt(root: &Path) {
     );
     s.put("signed-alg-none", "S{\"alg\":\"none\",\"kid\":\"hs\"}\n{\"sub\":\"x\"}");
     s.put("signed-crit", "S{\"alg\":\"HS256\",\"kid\":\"hs\",\"crit\":[\"exp\"]}\n{\"exp\":NOW}");
-    s.put(
-        "signed-ed-kid",
-        format!("S{{\"alg\":\"HS256\",\"kid\":\"ed\"}}\n{{\"iss\":\"https://ed.fuzz\",\"exp\":NOW}}"),
-    );
+    s.put("signed-ed-kid", "S{\"alg\":\"HS256\",\"kid\":\"ed\"}\n{\"iss\":\"https://ed.fuzz\",\"exp\":NOW}");
     s.put("raw-bearer", "RBearer eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0.eyJzdWIiOiJ4In0.c2ln");
     s.put("raw-basic", "RBasic dXNlcjpwYXNz");
     let ed = host::keys::generate_admin_key().expect("key");
