@@ -7,15 +7,9 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
-use openim_wire::{pb, Codec, Encoding, Req, Resp};
+use imgate_fuzz::CODECS;
+use openim_wire::{pb, Req, Resp};
 use prost::Message;
-
-const CODECS: [Codec; 4] = [
-    Codec { encoding: Encoding::Json, gzip: false },
-    Codec { encoding: Encoding::Gob, gzip: false },
-    Codec { encoding: Encoding::Json, gzip: true },
-    Codec { encoding: Encoding::Gob, gzip: true },
-];
 
 struct Seeds {
     dir: PathBuf,

@@ -11,16 +11,10 @@
 //! message round-trips through prost the same way.
 #![no_main]
 
+use imgate_fuzz::CODECS;
 use libfuzzer_sys::fuzz_target;
-use openim_wire::{ident, pb, Codec, Encoding, Req, Resp, WireError, MAX_FRAME_BYTES};
+use openim_wire::{ident, pb, Codec, Req, Resp, WireError, MAX_FRAME_BYTES};
 use prost::Message;
-
-const CODECS: [Codec; 4] = [
-    Codec { encoding: Encoding::Json, gzip: false },
-    Codec { encoding: Encoding::Gob, gzip: false },
-    Codec { encoding: Encoding::Json, gzip: true },
-    Codec { encoding: Encoding::Gob, gzip: true },
-];
 
 /// decode → encode → decode is the identity for a protobuf message type.
 fn pb_round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(data: &[u8]) {

@@ -21,17 +21,10 @@ use std::sync::OnceLock;
 use host::fuzzing::{police_frame, FrameVerdict};
 use host::telemetry::RequestId;
 use host::AppState;
-use imgate_fuzz::{caller, gateway_state, role_openim, rt, PLATFORM, USER};
+use imgate_fuzz::{caller, gateway_state, role_openim, rt, CODECS, PLATFORM, USER};
 use libfuzzer_sys::fuzz_target;
-use openim_wire::{ident, pb, Codec, Encoding, Req, MAX_FRAME_BYTES};
+use openim_wire::{ident, pb, Codec, Req, MAX_FRAME_BYTES};
 use prost::Message;
-
-const CODECS: [Codec; 4] = [
-    Codec { encoding: Encoding::Json, gzip: false },
-    Codec { encoding: Encoding::Gob, gzip: false },
-    Codec { encoding: Encoding::Json, gzip: true },
-    Codec { encoding: Encoding::Gob, gzip: true },
-];
 
 fn state() -> &'static AppState {
     static STATE: OnceLock<AppState> = OnceLock::new();

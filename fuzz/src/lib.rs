@@ -14,6 +14,7 @@ use host::auth::Caller;
 use host::keys::GatewayKey;
 use host::store::Session;
 use host::AppState;
+use openim_wire::{Codec, Encoding};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
@@ -25,6 +26,15 @@ pub const PLATFORM: i32 = 1;
 pub const SESSION_ID: &str = "fuzz-session-0000000000";
 /// The session key of [`session`].
 pub const SESSION_KEY: [u8; 32] = [7; 32];
+
+/// OpenIM's msg-gateway codecs, in the order an input's first byte picks them (bits 0-1): the
+/// `ws_*` targets read it so, and the seed writer writes it so.
+pub const CODECS: [Codec; 4] = [
+    Codec { encoding: Encoding::Json, gzip: false },
+    Codec { encoding: Encoding::Gob, gzip: false },
+    Codec { encoding: Encoding::Json, gzip: true },
+    Codec { encoding: Encoding::Gob, gzip: true },
+];
 
 /// One current-thread runtime for the whole process: every async call of a target runs in
 /// `rt().block_on`, and the fake OpenIM's tasks run while it waits.

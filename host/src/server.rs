@@ -483,23 +483,14 @@ impl HeadScan {
         while !bytes.is_empty() {
             match self.state {
                 ScanState::Waiting => return Ok(()),
-                ScanState::Body(left) | ScanState::Chunk(left) => {
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
-                    bytes = &bytes[n..];
-                    let left = left - n as u64;
-                    self.state = match self.state {
-                        ScanState::Body(_) if left == 0 => {
-                            self.begin_head();
-                            continue;
-                        }
-                        ScanState::Body(_) => ScanState::Body(left),
-                        _ if left == 0 => {
-                            self.new_line();
-                            ScanState::ChunkSize
-                        }
-                        _ => ScanState::Chunk(left),
-                    };
-                }
+                ScanState::Body(left) => match skip(&mut bytes, left) {
+                    0 => self.begin_head(),
+                    left => self.state = ScanState::Body(left),
+                },
+                ScanState::Chunk(left) => match skip(&mut bytes, left) {
+                    0 => self.begin_chunk_size(),
+                    left => self.state = ScanState::Chunk(left),
+                },
                 ScanState::Head | ScanState::ChunkSize | ScanState::Trailers => {
                     // A line at a time: memchr finds its end; its first bytes name a framing header.
                     let Some(i) = memchr::memchr(b'\n', bytes) else {
@@ -561,6 +552,11 @@ impl HeadScan {
         self.new_line();
     }
 
+    fn begin_chunk_size(&mut self) {
+        self.state = ScanState::ChunkSize;
+        self.new_line();
+    }
+
     /// A chunk-size line ended: `size[;extensions]`, the size in hex; 0 is the last chunk.
     fn chunk_size_line(&mut self) {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
@@ -579,20 +575,21 @@ impl HeadScan {
     }
 
     fn end_head(&mut self) {
-        self.state = match (self.encoded, self.length) {
+        match (self.encoded, self.length) {
             // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); hyper refuses a request
             // whose last coding is not chunked, so the body is read as chunks.
-            (true, _) => {
-                self.new_line();
-                ScanState::ChunkSize
-            }
-            (false, Some(n)) if n > 0 => ScanState::Body(n),
-            (false, _) => {
-                self.begin_head();
-                return;
-            }
-        };
+            (true, _) => self.begin_chunk_size(),
+            (false, Some(n)) if n > 0 => self.state = ScanState::Body(n),
+            (false, _) => self.begin_head(),
+        }
     }
+}
+
+/// Drops up to `left` bytes from the front of `bytes`; returns how many of the `left` are still to come.
+fn skip(bytes: &mut &[u8], left: u64) -> u64 {
+    let n = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
+    *bytes = &bytes[n..];
+    left - n as u64
 }
 
 /// The value of a header line named `name` (lower case, with its colon), if it is one.
