@@ -1,6 +1,11 @@
 //! A real `redis-server` for the fleet tests: started on a free loopback port with no
 //! persistence, killed and restarted on the same port to test outages, stopped on drop.
 //!
+//! A free port is only free until someone binds it: two tests starting servers at once could be
+//! given the same one, and the loser's `redis-server` exits while the winner answers its PING,
+//! so two tests would share one database. So a server counts as started only when the one
+//! answering reports this child's process id (`INFO server`); otherwise another port is tried.
+//!
 //! `make deps` installs Debian's `redis-server`; a test that needs one and finds none fails with
 //! a message saying so (it is not skipped: the fleet is part of what `make test` proves).
 
@@ -43,17 +48,28 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(format!("imgate-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut r = RedisServer { port, child: None, dir, persistent };
-        r.restart();
-        r
+        for _ in 0..5 {
+            if r.try_start() {
+                return r;
+            }
+            r.port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        }
+        panic!("redis-server could not start on a port of its own in 5 attempts");
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// Starts (again) on the same port; returns once it answers PING.
+    /// Starts (again) on the same port; returns once it answers.
     pub fn restart(&mut self) {
-        let child = Command::new(binary())
+        assert!(self.try_start(), "redis-server could not start again on port {}: another process holds it", self.port);
+    }
+
+    /// Starts a server on `self.port`; true once it answers as this child, false if the child
+    /// exited (the port was taken) or another server answers there.
+    fn try_start(&mut self) -> bool {
+        let mut child = Command::new(binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(if self.persistent {
                 ["--appendonly", "yes", "--appendfsync", "always"]
@@ -65,15 +81,27 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.ping() {
-                return;
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            match self.answering_pid() {
+                Some(pid) if pid == child.id() => {
+                    self.child = Some(child);
+                    return true;
+                }
+                Some(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
         }
-        panic!("redis-server on port {} did not answer PING within 10 s", self.port);
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server on port {} did not answer within 10 s", self.port);
     }
 
     /// Kills the server at once (SIGKILL): clients see their connection drop mid-command.
@@ -84,15 +112,22 @@ impl RedisServer {
         }
     }
 
-    fn ping(&self) -> bool {
+    /// The process id of the server answering on `self.port` (`INFO server`), if one answers.
+    fn answering_pid(&self) -> Option<u32> {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(b"PING\r\n").is_err() {
-            return false;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        s.write_all(b"INFO server\r\n").ok()?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got);
+            if let Some(rest) = text.split("process_id:").nth(1).filter(|r| r.contains('\n')) {
+                return rest.lines().next()?.trim().parse().ok();
+            }
+            let n = s.read(&mut buf).ok().filter(|n| *n > 0)?;
+            got.extend_from_slice(&buf[..n]);
         }
-        let mut buf = [0u8; 16];
-        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
     }
 
     /// `[store]` TOML for a gateway using this server.
